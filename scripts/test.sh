@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command the README names: the whole suite, slow end-to-end tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736}"
+exec python -m pytest -q --timeout=900 "$@"

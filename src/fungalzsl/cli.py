@@ -1,0 +1,83 @@
+"""The ``fungalzsl`` command line. Each stage's commands live beside the stage's code; this module only
+assembles them and turns user errors into one-line messages with a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from fungalzsl import __version__
+from fungalzsl.errors import FungalError
+
+
+class _Group(TyperGroup):
+    """Turns a FungalError raised anywhere below into one red line on stderr and exit code 2."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except FungalError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; finished work is kept: run the same command again to resume", err=True)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="fungalzsl",
+    help="Zero-shot recognition of fungal growth stages (spore, hyphae, mycelium) with CLIP-style models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fungalzsl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Generate synthetic fungi, describe classes with LLMs, fine-tune, evaluate, predict and serve."""
+
+
+def _register() -> None:
+    from fungalzsl.eval import cli as eval_cli
+    from fungalzsl.pipeline import run
+    from fungalzsl.predict_cli import predict
+    from fungalzsl.serve.cli import serve
+    from fungalzsl.synth.cli import app as generate_app
+    from fungalzsl.text.cli import app as describe_app
+    from fungalzsl.train.cli import train
+
+    app.add_typer(generate_app, name="generate")
+    app.add_typer(describe_app, name="describe")
+    app.command("train")(train)
+    app.command("evaluate")(eval_cli.evaluate)
+    app.command("compare")(eval_cli.compare)
+    app.command("table")(eval_cli.table)
+    app.command("predict")(predict)
+    app.command("serve")(serve)
+    app.command("run")(run)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: tune the allocator, run the command, print user errors on one line."""
+    from fungalzsl.runtime import reexec_with_tuned_allocator
+
+    reexec_with_tuned_allocator()
+    sys.exit(app(prog_name="fungalzsl"))

@@ -1,0 +1,161 @@
+"""Reading image datasets: our generated layout, any ImageFolder tree, single images.
+
+Every image goes through :func:`load_image`, which turns the odd formats labs produce (16-bit,
+grayscale, palette, RGBA, CMYK) into RGB and refuses decompression bombs with a clear message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from fungalzsl.errors import fail
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# 64 megapixels: a 8000x8000 microscope tile still opens, a decompression bomb does not.
+MAX_IMAGE_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageReadError(ValueError):
+    """One image could not be read; the message says why (callers report it and go on)."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open ``path`` as an RGB PIL image, or raise :class:`ImageReadError` with a one-line reason."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(
+            f"{path}: not a readable image ({str(e).splitlines()[0] or type(e).__name__})"
+        ) from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB (alpha composited on black, 16-bit scaled, CMYK converted)."""
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+@dataclass
+class ImageSet:
+    """Paths and integer labels of one split, with the class names that the labels index."""
+
+    paths: list[Path]
+    labels: list[int]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_classes(root: Path) -> list[str] | None:
+    """Class order recorded by ``fungalzsl generate`` (dataset.json), if present."""
+    manifest = root / "dataset.json"
+    if manifest.is_file():
+        try:
+            classes = json.loads(manifest.read_text())["classes"]
+            return [c if isinstance(c, str) else c["name"] for c in classes]
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+def list_split(
+    root: str | Path, split: str | None = "train", classes: Sequence[str] | None = None
+) -> ImageSet:
+    """List the images of ``split`` in an ImageFolder tree ``root/split/class/*``.
+
+    ``split=None`` reads ``root/class/*`` directly (a lab's own folder of labelled images). Class order
+    comes from ``classes``, else from the dataset manifest, else sorted folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise fail(
+            f"data directory {root} does not exist", "run 'fungalzsl generate --out DIR' or check the path"
+        )
+    base = root / split if split else root
+    if not base.is_dir():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise fail(
+            f"{root} has no '{split}' split (found: {', '.join(have) or 'nothing'})",
+            "pass --split with one of those, or point --data at a generated dataset",
+        )
+    folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    order = list(classes) if classes else (read_classes(root) or folders)
+    unknown = [f for f in folders if f not in order]
+    if unknown:
+        raise fail(
+            f"{base} has class folders not in the class list: {', '.join(unknown)}",
+            "remove them or add the classes to the description set",
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    for idx, name in enumerate(order):
+        folder = base / name
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and is_image_file(p):
+                paths.append(p)
+                labels.append(idx)
+    if not paths:
+        raise fail(f"no images found under {base}", "expected ImageFolder layout SPLIT/CLASS/*.png")
+    return ImageSet(paths=paths, labels=labels, classes=order)
+
+
+def expand_inputs(items: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
+    """Expand files, folders (recursively) and glob patterns into image paths.
+
+    Returns (paths, problems): a problem is a one-line message for an input that matched nothing."""
+    import glob
+
+    out: list[Path] = []
+    problems: list[str] = []
+    for item in items:
+        s = str(item)
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+            if not found:
+                problems.append(f"{p}: folder has no images")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        elif any(ch in s for ch in "*?["):
+            found = sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file())
+            if not found:
+                problems.append(f"{s}: pattern matched no files")
+            out.extend(found)
+        else:
+            problems.append(f"{p}: no such file or folder")
+    seen: set[Path] = set()
+    unique = [q for q in out if not (q in seen or seen.add(q))]
+    return unique, problems

@@ -1,0 +1,3 @@
+def run() -> None:
+    """Whole pipeline (not implemented yet)."""
+    raise NotImplementedError

@@ -1,0 +1,3 @@
+def predict() -> None:
+    """Classify images (not implemented yet)."""
+    raise NotImplementedError

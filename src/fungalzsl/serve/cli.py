@@ -1,0 +1,3 @@
+def serve() -> None:
+    """Web page (not implemented yet)."""
+    raise NotImplementedError

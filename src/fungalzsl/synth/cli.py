@@ -1,0 +1,3 @@
+import typer
+
+app = typer.Typer(help="Generate the synthetic fungi dataset (not implemented yet).")

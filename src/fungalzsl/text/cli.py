@@ -1,0 +1,3 @@
+import typer
+
+app = typer.Typer(help="Describe classes with LLMs (not implemented yet).")

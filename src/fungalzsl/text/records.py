@@ -1,0 +1,80 @@
+"""The description-set file format: ``descriptions/<set>.jsonl``, one JSON object per description.
+
+Required keys: ``class`` and ``text``. Written by ``fungalzsl describe`` with provenance: ``set``,
+``backend``, ``model``, ``prompt_id``, ``temperature``, ``sampling`` (dict), ``seed``, ``created_at``
+(ISO 8601, UTC) and ``hash`` (sha256 of the text). Readers need only ``class`` and ``text``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fungalzsl.errors import fail
+from fungalzsl.io import read_jsonl
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class DescriptionSet:
+    """Descriptions grouped by class, in file order, with the set's name and content hash."""
+
+    name: str
+    by_class: dict[str, list[str]]
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    path: Path | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.by_class)
+
+    @property
+    def hash(self) -> str:
+        """Content hash over (class, text) pairs, independent of provenance fields and file order."""
+        h = hashlib.sha256()
+        for cls in sorted(self.by_class):
+            for t in sorted(self.by_class[cls]):
+                h.update(f"{cls}\t{t}\n".encode())
+        return h.hexdigest()
+
+    def require_classes(self, classes: list[str]) -> None:
+        """Fail with one line if the set lacks descriptions for any of ``classes``."""
+        missing = [c for c in classes if not self.by_class.get(c)]
+        if missing:
+            where = self.path or self.name
+            raise fail(
+                f"description set {where} has no descriptions for class(es): {', '.join(missing)}",
+                "generate them with 'fungalzsl describe' or pick another set",
+            )
+
+    @classmethod
+    def from_records(
+        cls, records: list[dict[str, Any]], name: str, path: Path | None = None
+    ) -> DescriptionSet:
+        by_class: dict[str, list[str]] = {}
+        for i, r in enumerate(records):
+            c, t = r.get("class"), r.get("text")
+            if not isinstance(c, str) or not isinstance(t, str) or not c or not t.strip():
+                raise fail(
+                    f"{path or name}: record {i + 1} lacks a 'class' or 'text' string",
+                    "each line must be a JSON object with 'class' and 'text'",
+                )
+            by_class.setdefault(c, []).append(t)
+        if not by_class:
+            raise fail(
+                f"description set {path or name} is empty", "generate descriptions with 'fungalzsl describe'"
+            )
+        return cls(name=name, by_class=by_class, records=records, path=path)
+
+
+def load_description_set(path: str | Path) -> DescriptionSet:
+    """Read a descriptions JSONL file. The set name is the records' ``set`` field, else the file stem."""
+    path = Path(path)
+    records = read_jsonl(path)
+    names = {r.get("set") for r in records if r.get("set")}
+    name = names.pop() if len(names) == 1 else path.stem
+    return DescriptionSet.from_records(records, name=name, path=path)

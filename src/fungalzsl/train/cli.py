@@ -1,0 +1,3 @@
+def train() -> None:
+    """Fine-tune a two-tower model (not implemented yet)."""
+    raise NotImplementedError
