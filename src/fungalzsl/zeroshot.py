@@ -1,0 +1,93 @@
+"""Embedding images and descriptions with any registry model, and the plain zero-shot classifier.
+
+Shared by training (validation Recall@1), evaluation and prediction, so all three score images the
+same way: a class is the L2-normalised mean of its descriptions' normalised text embeddings (the
+CuPL-style ensemble), and an image's class probabilities are softmax(logit_scale * cos)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from fungalzsl.data import ImageReadError, load_image
+
+
+class _ImagePaths(Dataset):
+    def __init__(self, paths: Sequence[Path], transform: Callable[[Any], torch.Tensor]):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return i, self.transform(load_image(self.paths[i])), None
+        except ImageReadError as e:
+            return i, None, str(e)
+
+
+def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]):
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    errors = [(i, e) for i, x, e in batch if x is None]
+    idx = [i for i, _ in ok]
+    xs = torch.stack([x for _, x in ok]) if ok else None
+    return idx, xs, errors
+
+
+@torch.no_grad()
+def embed_images(
+    model: Any,
+    paths: Sequence[str | Path],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Embed images from disk. Returns (embeddings of the readable ones, their indices, error lines).
+
+    Unreadable files are reported, not fatal: the caller decides whether any result is enough."""
+    model.eval()
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        _ImagePaths([Path(p) for p in paths], model.preprocess),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
+    feats: list[torch.Tensor] = []
+    kept: list[int] = []
+    errors: list[str] = []
+    for idx, xs, errs in loader:
+        errors.extend(e for _, e in errs)
+        if xs is not None:
+            feats.append(model.encode_image(xs.to(device)).float().cpu())
+            kept.extend(idx)
+        if progress:
+            progress(len(idx) + len(errs))
+    dim = feats[0].shape[1] if feats else 0
+    return (torch.cat(feats) if feats else torch.empty(0, dim)), kept, errors
+
+
+@torch.no_grad()
+def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised text embeddings, computed in batches without gradients."""
+    model.eval()
+    out = [model.encode_text(list(texts[i : i + batch_size])).float().cpu() for i in range(0, len(texts), batch_size)]
+    return F.normalize(torch.cat(out), dim=-1)
+
+
+def class_embeddings(model: Any, by_class: dict[str, list[str]], classes: Sequence[str]) -> torch.Tensor:
+    """(C, D) class embeddings: the normalised mean of each class's normalised description embeddings."""
+    rows = [F.normalize(embed_texts(model, by_class[c]).mean(0), dim=-1) for c in classes]
+    return torch.stack(rows)
+
+
+def class_probabilities(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """softmax over classes of logit_scale * cosine(image, class)."""
+    logits = logit_scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
+    return logits.softmax(dim=-1)
