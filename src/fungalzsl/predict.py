@@ -1,0 +1,171 @@
+"""Classify images with a trained run: the Python API behind ``fungalzsl predict`` and the web page.
+
+    from fungalzsl import Classifier
+    clf = Classifier.load("runs/default/run")
+    for p in clf.predict(["cells.png", "plate/"]):
+        print(p.path, p.prediction, p.probabilities)
+
+The class text embeddings are stored in the run directory, so prediction needs no LLM; a new label set
+can be given at any time (``Classifier.set_classes``) for zero-shot on labels the run never saw."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
+from fungalzsl.errors import fail
+
+
+@dataclass
+class Prediction:
+    """The result for one image: the top class and every class's probability, or the reason it failed."""
+
+    path: str
+    prediction: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def confidence(self) -> float | None:
+        return self.probabilities.get(self.prediction) if self.prediction else None
+
+    def as_row(self, classes: Sequence[str]) -> dict[str, Any]:
+        row: dict[str, Any] = {"path": self.path, "prediction": self.prediction or ""}
+        for c in classes:
+            p = self.probabilities.get(c)
+            row[f"p_{c}"] = "" if p is None else round(p, 6)
+        row["error"] = self.error or ""
+        return row
+
+
+class Classifier:
+    """A trained two-tower model plus class embeddings: images in, class probabilities out."""
+
+    def __init__(
+        self,
+        model: Any,
+        classes: Sequence[str],
+        class_embeddings: torch.Tensor,
+        logit_scale: float,
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ):
+        if class_embeddings.shape[0] != len(classes):
+            raise fail(
+                f"{len(classes)} class names but {class_embeddings.shape[0]} class embeddings",
+                "the run directory is inconsistent: re-run 'fungalzsl train'",
+            )
+        self.model = model.eval()
+        self.classes = list(classes)
+        self.class_embeddings = torch.nn.functional.normalize(class_embeddings.float(), dim=-1)
+        self.logit_scale = float(logit_scale)
+        self.run_dir = run_dir
+        self.config = config or {}
+
+    @classmethod
+    def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
+        """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
+        from safetensors.torch import load_file
+
+        from fungalzsl.models import load_run
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise fail(
+                f"run directory {run_dir} does not exist",
+                "train one with 'fungalzsl train' or 'fungalzsl run'",
+            )
+        model, config = load_run(run_dir)
+        model = model.to(device)
+        scale = float(model.logit_scale.exp().clamp(max=100).item())
+        emb_file = run_dir / "class_embeddings.safetensors"
+        if classes is not None:
+            names, emb = _label_set(model, classes)
+        elif emb_file.is_file():
+            emb, names = load_file(str(emb_file))["embeddings"], list(config["classes"])
+        else:
+            raise fail(
+                f"{run_dir} has no class_embeddings.safetensors",
+                "pass --classes FILE.jsonl with descriptions",
+            )
+        return cls(model, names, emb, scale, run_dir=run_dir, config=config)
+
+    def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
+        """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""
+        self.classes, emb = _label_set(self.model, descriptions)
+        self.class_embeddings = torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    @torch.no_grad()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, C) class probabilities for a batch of preprocessed images."""
+        from fungalzsl.zeroshot import class_probabilities
+
+        device = self.class_embeddings.device
+        emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
+        return class_probabilities(emb, self.class_embeddings, self.logit_scale)
+
+    def predict(
+        self, images: Sequence[str | Path | Image.Image] | str | Path | Image.Image, batch_size: int = 32
+    ) -> list[Prediction]:
+        """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
+        items: list[tuple[str, Image.Image | Path | None, str | None]] = []
+        for obj in images:
+            if isinstance(obj, Image.Image):
+                items.append((getattr(obj, "filename", "") or "<image>", obj, None))
+            else:
+                paths, problems = expand_inputs([obj])
+                items.extend((str(p), p, None) for p in paths)
+                items.extend((msg.split(":")[0], None, msg) for msg in problems)
+        results = [Prediction(path=name, error=err) for name, _, err in items]
+        pending: list[tuple[int, torch.Tensor]] = []
+        for i, (_, obj, err) in enumerate(items):
+            if err is not None:
+                continue
+            try:
+                im = to_rgb(obj) if isinstance(obj, Image.Image) else load_image(obj)  # type: ignore[arg-type]
+                pending.append((i, self.model.preprocess(im)))
+            except ImageReadError as e:
+                results[i].error = str(e)
+            except Exception as e:  # a transform that chokes on a degenerate image
+                results[i].error = f"{items[i][0]}: could not preprocess ({e})"
+            if len(pending) == batch_size:
+                self._fill(pending, results)
+                pending = []
+        if pending:
+            self._fill(pending, results)
+        return results
+
+    def _fill(self, pending: list[tuple[int, torch.Tensor]], results: list[Prediction]) -> None:
+        probs = self.probabilities(torch.stack([x for _, x in pending])).cpu()
+        for (i, _), row in zip(pending, probs):
+            results[i].probabilities = {c: float(p) for c, p in zip(self.classes, row)}
+            results[i].prediction = self.classes[int(row.argmax())]
+
+
+def _label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:
+    """Class names and their embeddings from a descriptions file or a {class: [texts]} mapping."""
+    from fungalzsl.text.records import load_description_set
+    from fungalzsl.zeroshot import class_embeddings
+
+    by_class = (
+        load_description_set(descriptions).by_class if isinstance(descriptions, (str, Path)) else descriptions
+    )
+    if not by_class or not all(by_class.values()):
+        raise fail(
+            "the class list is empty or a class has no descriptions",
+            "give each class at least one description",
+        )
+    names = list(by_class)
+    return names, class_embeddings(model, by_class, names)
