@@ -90,7 +90,7 @@ class Classifier:
         scale = float(model.logit_scale.exp().clamp(max=100).item())
         emb_file = run_dir / "class_embeddings.safetensors"
         if classes is not None:
-            names, emb = _label_set(model, classes)
+            names, emb = label_set(model, classes)
         elif emb_file.is_file():
             emb, names = load_file(str(emb_file))["embeddings"], list(config["classes"])
         else:
@@ -102,8 +102,12 @@ class Classifier:
 
     def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
         """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""
-        self.classes, emb = _label_set(self.model, descriptions)
+        self.classes, emb = label_set(self.model, descriptions)
         self.class_embeddings = torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    def with_label_set(self, classes: Sequence[str], class_embeddings: torch.Tensor) -> Classifier:
+        """A classifier sharing this one's model but scoring another label set (no copy of the weights)."""
+        return Classifier(self.model, classes, class_embeddings, self.logit_scale, self.run_dir, self.config)
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -154,7 +158,7 @@ class Classifier:
             results[i].prediction = self.classes[int(row.argmax())]
 
 
-def _label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:
+def label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:
     """Class names and their embeddings from a descriptions file or a {class: [texts]} mapping."""
     from fungalzsl.text.records import load_description_set
     from fungalzsl.zeroshot import class_embeddings

@@ -1,3 +1,50 @@
-def serve() -> None:
-    """Web page (not implemented yet)."""
-    raise NotImplementedError
+"""``fungalzsl serve``: the web page for classifying uploaded images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fungalzsl.errors import fail
+
+
+def serve(
+    run_dir: Path = typer.Argument(
+        ..., help="Run directory written by 'fungalzsl train' (or RUN/run from 'fungalzsl run')."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to bind; the default keeps the page on this machine."
+    ),
+    port: int = typer.Option(7860, min=1, max=65535, help="TCP port."),
+    descriptions: list[Path] = typer.Option(
+        [], "--descriptions", help="Extra description sets (JSONL) offered as label sets on the page."
+    ),
+    max_files: int = typer.Option(64, min=1, help="Most images per upload."),
+    max_file_mb: float = typer.Option(20.0, min=0.01, help="Largest accepted image file, in MB."),
+    device: str = typer.Option("cpu", help="Torch device."),
+) -> None:
+    """Serve a page to upload images (drag and drop), see per-class probabilities and download a CSV."""
+    import uvicorn
+
+    from fungalzsl.predict import Classifier
+    from fungalzsl.runtime import configure_torch_threads
+    from fungalzsl.serve.app import create_app
+
+    for d in descriptions:
+        if not d.is_file():
+            raise fail(f"description set {d} does not exist", "check the --descriptions path")
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise fail(
+                f"cannot listen on {host}:{port} ({e.strerror or e})", "choose another --port"
+            ) from None
+    configure_torch_threads()
+    clf = Classifier.load(run_dir, device=device)
+    app = create_app(clf, {d.stem: d for d in descriptions}, max_files=max_files, max_file_mb=max_file_mb)
+    typer.echo(f"fungalzsl: serving {run_dir} on http://{host}:{port}/  (Ctrl+C to stop)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
