@@ -12,7 +12,8 @@ from rich.table import Table
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, atomic_write_text
-from fungalzsl.predict import Classifier, Prediction
+from fungalzsl.predict import Classifier
+from fungalzsl.prediction import Prediction
 
 
 def write_results(path: Path, results: list[Prediction], classes: list[str]) -> None:
