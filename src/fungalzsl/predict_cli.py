@@ -58,10 +58,20 @@ def predict(
         raise fail(
             f"unknown output format {output.suffix or '(none)'} for {output}", "use a .csv or .json file name"
         )
+    from fungalzsl.export import OnnxClassifier, is_export_dir
     from fungalzsl.runtime import configure_torch_threads
 
-    configure_torch_threads()
-    clf = Classifier.load(run_dir, classes=classes, device=device)
+    clf: Classifier | OnnxClassifier
+    if is_export_dir(run_dir):
+        if classes is not None:
+            raise fail(
+                "--classes needs the text tower, which an ONNX export does not have",
+                "predict from the run directory",
+            )
+        clf = OnnxClassifier(run_dir)
+    else:
+        configure_torch_threads()
+        clf = Classifier.load(run_dir, classes=classes, device=device)
     results = clf.predict(inputs, batch_size=batch_size)
     console = Console()
     table = Table(title=f"{sum(r.ok for r in results)} of {len(results)} images classified")
@@ -83,3 +93,17 @@ def predict(
         console.print(f"results written to {output}")
     if not results or len(errors) == len(results):
         raise fail("no image could be classified", "check the paths and that the files are images")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'fungalzsl train'."),
+    out: Path = typer.Option(..., "--out", help="Directory for image_encoder.onnx and classifier.json."),
+    opset: int = typer.Option(17, help="ONNX opset version."),
+) -> None:
+    """Export the image tower and class embeddings to ONNX, for prediction without torch.
+
+    'fungalzsl predict OUT IMAGES...' then runs on onnxruntime."""
+    from fungalzsl.export import export_onnx
+
+    path = export_onnx(run_dir, out, opset=opset)
+    typer.echo(f"exported {path} and {path.parent / 'classifier.json'}")
