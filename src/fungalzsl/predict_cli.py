@@ -35,7 +35,7 @@ def write_results(path: Path, results: list[Prediction], classes: list[str]) -> 
 
 def predict(
     run_dir: Path = typer.Argument(
-        ..., help="Run directory written by 'fungalzsl train' (or RUN/run from 'fungalzsl run')."
+        ..., help="Run directory from 'fungalzsl train' (RUN/run after 'fungalzsl run'), or an ONNX export directory."
     ),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively) or glob patterns."
