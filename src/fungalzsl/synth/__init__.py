@@ -1,1 +1,30 @@
-"""synth stage."""
+"""Synthetic fungi images (spore, hyphae, mycelium) as in the FungalZSL paper §2.1, and the dataset writer.
+
+Python API::
+
+    from fungalzsl.synth import generate_dataset, load_preset
+    generate_dataset("data/fungi", "paper", num_images=600, size=224, seed=0, palette="random")
+"""
+
+from fungalzsl.synth.generate import generate_dataset
+from fungalzsl.synth.plan import Job, image_rng, plan_classes, plan_sequences
+from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
+from fungalzsl.synth.render import encode_png, render, render_matplotlib, render_skia
+from fungalzsl.synth.sample import make_image, make_scene
+
+__all__ = [
+    "GeneratorPreset",
+    "Job",
+    "encode_png",
+    "generate_dataset",
+    "image_rng",
+    "load_preset",
+    "make_image",
+    "make_scene",
+    "plan_classes",
+    "plan_sequences",
+    "render",
+    "render_matplotlib",
+    "render_skia",
+    "with_overrides",
+]

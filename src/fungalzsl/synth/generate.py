@@ -1,0 +1,256 @@
+"""``generate_dataset``: the Python entry point behind ``fungalzsl generate``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from fungalzsl import __version__
+from fungalzsl.errors import fail
+from fungalzsl.io import atomic_write_json, sha256_json
+from fungalzsl.synth.plan import Job, parse_shard, plan_classes, plan_sequences
+from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
+from fungalzsl.synth.writer import (
+    PROGRESS_DIR,
+    Journal,
+    _Pool,
+    _render_job,
+    _write_job,
+    clean_temp_files,
+    finalize,
+    prepare_output,
+    shard_groups,
+    split_summary,
+    worker_state,
+    write_shard,
+)
+
+Mode = Literal["classes", "sequence"]
+Format = Literal["folder", "webdataset"]
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: Any) -> GeneratorPreset:
+    base = preset if isinstance(preset, GeneratorPreset) else load_preset(preset)
+    return with_overrides(base, **overrides)
+
+
+def plan(preset: GeneratorPreset, mode: Mode, seed: int) -> list[Job]:
+    if mode == "sequence":
+        return plan_sequences(preset, preset.num_images, seed)
+    if mode != "classes":
+        raise fail(f"unknown --mode {mode!r}", "use 'classes' or 'sequence'")
+    return plan_classes(preset, preset.num_images)
+
+
+def generate_dataset(
+    out: str | Path,
+    preset: str | Path | GeneratorPreset = "paper",
+    *,
+    num_images: int | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    mode: Mode = "classes",
+    palette: Literal["paper", "random"] | None = None,
+    fmt: Format = "folder",
+    shard: str | tuple[int, int] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    renderer: Literal["fast", "matplotlib"] = "fast",
+    grayscale: bool | None = None,
+    noise_sd: float | None = None,
+    blur_radius: float | None = None,
+    background: str | None = None,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate (or finish) a synthetic dataset in ``out``; returns the manifest (``dataset.json``).
+
+    Keyword arguments override the preset (None keeps the preset's value). With ``shard=(i, n)`` only
+    part i of n is made; the part that completes the set writes metadata and manifest. For a shard
+    part that does not complete the set, the returned dict has ``"complete": False``."""
+    out = Path(out)
+    if fmt not in ("folder", "webdataset"):
+        raise fail(f"unknown --format {fmt!r}", "use 'folder' or 'webdataset'")
+    if renderer not in ("fast", "matplotlib"):
+        raise fail(f"unknown --renderer {renderer!r}", "use 'fast' or 'matplotlib'")
+    if seed < 0 or seed >= 2**63:
+        raise fail(f"--seed {seed} is out of range", "use a non-negative integer below 2**63")
+    part = shard if isinstance(shard, tuple) else parse_shard(shard)
+    if not (
+        isinstance(part[0], int) and isinstance(part[1], int) and part[1] >= 1 and 0 <= part[0] < part[1]
+    ):
+        raise fail(f"shard {part} is invalid", "use (i, n) with 0 <= i < n")
+    workers = default_workers() if workers is None else workers
+    if workers < 1 or workers > 1024:
+        raise fail(f"--workers {workers} is out of range", "use 1 or more")
+    cfg = resolve_preset(
+        preset,
+        num_images=num_images,
+        size=size,
+        palette=palette,
+        grayscale=grayscale,
+        noise_sd=noise_sd,
+        blur_radius=blur_radius,
+        background=background,
+    )
+    settings = {
+        "preset": cfg.to_dict(),
+        "seed": seed,
+        "mode": mode,
+        "format": fmt,
+        "renderer": renderer,
+        "generator": f"fungalzsl {__version__}",
+    }
+    settings_hash = sha256_json(settings)[:16]
+    jobs = plan(cfg, mode, seed)
+    prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1)
+    manifest_path = out / "dataset.json"
+    if manifest_path.is_file():
+        return json.loads(manifest_path.read_text())  # already complete with these settings
+    atomic_write_json(out / PROGRESS_DIR / "settings.json", {"settings_hash": settings_hash, **settings})
+    clean_temp_files(out)
+    _preflight(cfg, seed, jobs, mode)
+
+    journal = Journal(out, part)
+    done_rows = journal.rows()
+    state = worker_state(cfg, seed, cfg.size, renderer, mode, out)
+    started = time.perf_counter()
+    if fmt == "folder":
+        mine = [j for j in jobs if j.index % part[1] == part[0]]
+        todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
+        _run_folder(todo, len(mine), workers, state, journal, progress, on_progress)
+    else:
+        groups = shard_groups(jobs)
+        mine_g = [g for k, g in enumerate(groups) if k % part[1] == part[0]]
+        todo_g = [
+            (p, js)
+            for p, js in mine_g
+            if not (out / p).is_file() or any(j.index not in done_rows for j in js)
+        ]
+        _run_shards(
+            out, todo_g, sum(len(js) for _, js in mine_g), workers, state, journal, progress, on_progress
+        )
+    journal.flush()
+    elapsed = time.perf_counter() - started
+
+    rows = journal.rows()
+    if fmt == "folder":
+        missing = [j for j in jobs if j.index not in rows or not (out / j.file_name).is_file()]
+    else:
+        missing = [
+            j for p, js in shard_groups(jobs) for j in js if j.index not in rows or not (out / p).is_file()
+        ]
+    if missing:
+        return {"complete": False, "missing": len(missing), "part": list(part), "seconds": elapsed}
+    if fmt == "webdataset":
+        for j in jobs:
+            rows[j.index]["file_name"] = None
+        for p, js in shard_groups(jobs):
+            for j in js:
+                rows[j.index]["file_name"] = f"{p}#{j.key}.png"
+                rows[j.index]["shard"] = p
+                rows[j.index]["key"] = j.key
+    manifest = {
+        "format_version": 1,
+        "name": "fungalzsl-synthetic",
+        "classes": cfg.class_names,
+        "splits": split_summary(jobs, cfg.class_names),
+        "num_images": len(jobs),
+        "size": cfg.size,
+        "seed": seed,
+        "mode": mode,
+        "format": fmt,
+        "renderer": renderer,
+        "palette": cfg.variation.palette,
+        "preset": {"name": _preset_name(preset), "hash": cfg.hash(), "settings": cfg.to_dict()},
+        "settings_hash": settings_hash,
+        "generator": f"fungalzsl {__version__}",
+        "metadata": ["metadata.parquet", "metadata.jsonl"],
+        "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
+    }
+    if fmt == "webdataset":
+        manifest["shards"] = {p: len(js) for p, js in shard_groups(jobs)}
+    finalize(out, jobs, rows, manifest)
+    manifest["seconds"] = elapsed
+    return manifest
+
+
+def _preset_name(preset: object) -> str:
+    if isinstance(preset, GeneratorPreset):
+        return "custom"
+    return str(preset)
+
+
+def _preflight(cfg: GeneratorPreset, seed: int, jobs: list[Job], mode: str) -> None:
+    """Sample the geometry of one image per class in this process, so an absurd preset fails here with
+    one line instead of inside a worker."""
+    from fungalzsl.synth.sample import make_scene
+
+    seen: set[str] = set()
+    for j in jobs:
+        if j.label not in seen:
+            seen.add(j.label)
+            make_scene(cfg, seed, j, mode)
+
+
+def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
+    done0 = total - len(todo)
+    with _bar(total, progress) as bar, _Pool(min(workers, max(1, len(todo))), state) as pool:
+        task = bar.add_task("images", total=total, completed=done0, rate="")
+        t0 = time.perf_counter()
+        for n, row in enumerate(pool.map(_write_job, todo, ordered=False), start=1):
+            journal.add([row])
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
+            if on_progress:
+                on_progress(done0 + n, total)
+
+
+def _run_shards(out, todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
+    remaining = sum(len(js) for _, js in todo)
+    done0 = total - remaining
+    with _bar(total, progress) as bar, _Pool(min(workers, max(1, remaining)), state) as pool:
+        task = bar.add_task("images", total=total, completed=done0, rate="")
+        t0, n = time.perf_counter(), 0
+        for path, js in todo:
+            samples = []
+            for row, png in pool.map(_render_job, js, ordered=True):
+                samples.append((row, png))
+                n += 1
+                bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")
+                if on_progress:
+                    on_progress(done0 + n, total)
+            write_shard(out / path, samples)
+            journal.add([r for r, _ in samples])
+            journal.flush()

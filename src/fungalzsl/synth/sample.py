@@ -1,0 +1,113 @@
+"""One image from one planned job: geometry, pixels and its metadata row."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fungalzsl.synth.colour import apply_pixel_variation, background_colour, random_ramp, rgb_to_hex
+from fungalzsl.synth.geometry import Scene, build_scene, class_batches
+from fungalzsl.synth.plan import Job, image_rng
+from fungalzsl.synth.preset import GeneratorPreset
+from fungalzsl.synth.render import Renderer, render
+
+
+def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, dict, np.random.Generator]:
+    """Geometry of a ``--mode classes`` image, its time/temperature, and the stream for pixel noise."""
+    rng = image_rng(seed, job.index)
+    spec = preset.spec(job.label)
+    t0, t1 = spec.time_s
+    time_s = float(rng.uniform(t0, t1)) if t1 > t0 else t0
+    frac = (time_s - t0) / (t1 - t0) if t1 > t0 else 0.0
+    temperature = spec.temperature_K[0] + frac * (spec.temperature_K[1] - spec.temperature_K[0])
+    background = background_colour(preset.variation, rng)
+    ramps: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def palette_ramp() -> tuple[np.ndarray, np.ndarray]:
+        ramps.append(random_ramp(rng))
+        return ramps[-1]
+
+    batches = class_batches(
+        preset, job.label, rng, palette_ramp if preset.variation.palette == "random" else None
+    )
+    scene = build_scene(preset, batches, rng, background)
+    host = batches[0].ramp
+    extra = {
+        "time_s": round(time_s, 4),
+        "temperature_K": round(temperature, 4),
+        "colour_start": rgb_to_hex(host[0]),
+        "colour_end": rgb_to_hex(host[1]),
+    }
+    return scene, extra, rng
+
+
+def make_scene(
+    preset: GeneratorPreset, seed: int, job: Job, mode: str
+) -> tuple[Scene, dict, np.random.Generator]:
+    if mode == "sequence":
+        from fungalzsl.synth.sequence import sequence_scene
+
+        rng = image_rng(seed, job.index)
+        scene, extra = sequence_scene(
+            preset, seed, job.sequence_id, job.frame, background_colour(preset.variation, rng)
+        )
+        return scene, extra, rng
+    return class_scene(preset, seed, job)
+
+
+def metadata_row(preset: GeneratorPreset, seed: int, job: Job, scene: Scene, extra: dict, size: int) -> dict:
+    """The metadata row of one image: where it is, what it shows, and the θ actually used."""
+    spec = preset.spec(job.label)
+    counts = scene.counts()
+    overlap = {k: v for k, v in counts.items() if k != job.label}
+    host_count = counts.get(job.label, 0)
+    row = {
+        "file_name": job.file_name,
+        "split": job.split,
+        "label": job.label,
+        "label_id": job.label_id,
+        "index": job.index,
+        "seed": seed,
+        "time_s": extra["time_s"],
+        "temperature_K": extra["temperature_K"],
+        "n_structures": host_count,
+        "depth": spec.depth,
+        "branch_length": spec.branch_length,
+        "branch_width": spec.branch_width,
+        "root_branches": spec.root_branches,
+        "spore_radius": spec.spore_radius,
+        "alpha": preset.branching.length_decay,
+        "beta_low": preset.branching.width_factor[0],
+        "beta_high": preset.branching.width_factor[1],
+        "n_segments": scene.n_segments,
+        "max_level": int(scene.seg_level.max()) + 1 if scene.n_segments else 0,
+        "overlap": json.dumps(overlap, sort_keys=True),
+        "n_overlap": int(sum(overlap.values())),
+        "palette": preset.variation.palette,
+        "colour_start": extra.get("colour_start"),
+        "colour_end": extra.get("colour_end"),
+        "background": rgb_to_hex(scene.background),
+        "width": size,
+        "height": size,
+    }
+    if job.sequence_id >= 0:
+        row["sequence_id"] = job.sequence_id
+        row["frame"] = job.frame
+        row.update({k: v for k, v in extra.items() if k.startswith("ratio_")})
+    return row
+
+
+def make_image(
+    preset: GeneratorPreset,
+    seed: int,
+    job: Job,
+    size: int,
+    renderer: Renderer = "fast",
+    mode: str = "classes",
+) -> tuple[np.ndarray, dict]:
+    """Pixels (size, size, 3) uint8 and the metadata row of one planned image."""
+    scene, extra, rng = make_scene(preset, seed, job, mode)
+    rgb = render(scene, size, renderer)
+    rgb = apply_pixel_variation(rgb, preset.variation, rng)
+    return rgb, metadata_row(preset, seed, job, scene, extra, size)

@@ -1,0 +1,259 @@
+"""Write a synthetic dataset to disk: images (ImageFolder or WebDataset shards), metadata, manifest.
+
+Crash safety and resumption:
+* every image or shard is written under a temporary name and renamed, so a file with the final name
+  is always complete;
+* finished rows are appended (fsynced) to a journal in ``DIR/.fungalzsl-progress/``; ``--resume``
+  skips images whose file and row exist and redoes the rest (images are deterministic, so a redo is
+  byte-identical);
+* ``metadata.*`` and then ``dataset.json`` are written last, only when every image exists: a dataset
+  with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing as mp
+import os
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fungalzsl.errors import fail
+from fungalzsl.io import (
+    append_jsonl,
+    atomic_path,
+    atomic_write_json,
+    ensure_writable_dir,
+    read_jsonl,
+    write_jsonl,
+)
+from fungalzsl.synth.plan import Job
+from fungalzsl.synth.preset import GeneratorPreset
+
+PROGRESS_DIR = ".fungalzsl-progress"
+SHARD_DIR = "shards"
+SAMPLES_PER_SHARD = 1000
+OUTPUT_NAMES = ("dataset.json", "metadata.parquet", "metadata.jsonl", SHARD_DIR, PROGRESS_DIR)
+
+
+# ---------------------------------------------------------------- worker side (one per process)
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(state: dict[str, Any]) -> None:
+    # Each worker draws with one thread; parallelism comes from processes.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _STATE.clear()
+    _STATE.update(state)
+
+
+def _render_job(job: Job) -> tuple[dict, bytes]:
+    from fungalzsl.synth.render import encode_png
+    from fungalzsl.synth.sample import make_image
+
+    s = _STATE
+    rgb, row = make_image(s["preset"], s["seed"], job, s["size"], s["renderer"], s["mode"])
+    return row, encode_png(rgb)
+
+
+def _write_job(job: Job) -> dict:
+    """Render one image and move it into place atomically; returns its metadata row."""
+    row, png = _render_job(job)
+    final = Path(_STATE["out"]) / job.file_name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(png)
+        os.replace(tmp, final)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise fail(
+            f"cannot write {final} ({e.strerror or e})", "check free disk space and permissions"
+        ) from None
+    return row
+
+
+# ---------------------------------------------------------------- main side
+class _Pool:
+    """A process pool that degrades to in-process work for one worker (tests, debugging)."""
+
+    def __init__(self, workers: int, state: dict[str, Any]):
+        self.workers = workers
+        self.state = state
+        self.pool = None
+
+    def __enter__(self) -> _Pool:
+        if self.workers > 1:
+            # spawn: safe even when the caller already runs threads (torch, rich) that fork would copy.
+            ctx = mp.get_context("spawn")
+            self.pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.state,))
+        else:
+            _init_worker(self.state)
+        return self
+
+    def map(self, fn: Any, jobs: list[Job], ordered: bool) -> Iterator[Any]:
+        if self.pool is None:
+            return map(fn, jobs)
+        chunk = max(1, min(16, len(jobs) // (self.workers * 8) or 1))
+        return (self.pool.imap if ordered else self.pool.imap_unordered)(fn, jobs, chunksize=chunk)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            if exc[0] is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+
+
+class Journal:
+    """Rows of finished images, appended in small fsynced batches; one file per ``--shard`` part."""
+
+    def __init__(self, out: Path, part: tuple[int, int]):
+        self.dir = out / PROGRESS_DIR
+        self.path = self.dir / f"rows-{part[0]}-of-{part[1]}.jsonl"
+        self.pending: list[dict] = []
+
+    def add(self, rows: list[dict]) -> None:
+        self.pending.extend(rows)
+        if len(self.pending) >= 64:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            append_jsonl(self.path, self.pending)
+            self.pending = []
+
+    def rows(self) -> dict[int, dict]:
+        """All journalled rows of every part, by image index."""
+        out: dict[int, dict] = {}
+        if self.dir.is_dir():
+            for p in sorted(self.dir.glob("rows-*.jsonl")):
+                for r in read_jsonl(p):
+                    out[int(r["index"])] = r
+        return out
+
+
+def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool, joining: bool) -> None:
+    """Check the output directory before any work: refuse to mix runs or clobber unknown data."""
+    if resume and overwrite:
+        raise fail("--resume and --overwrite contradict each other", "pass only one")
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file", "choose a directory")
+    ensure_writable_dir(out)
+    entries = [p for p in out.iterdir()]
+    if not entries:
+        return
+    marker = out / PROGRESS_DIR / "settings.json"
+    manifest = out / "dataset.json"
+    previous = None
+    for f in (marker, manifest):
+        if f.is_file():
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                import json
+
+                previous = json.loads(f.read_text())["settings_hash"]
+                break
+    if overwrite:
+        for name in OUTPUT_NAMES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+        for p in out.iterdir():
+            # Class folders we may have written: split dirs holding only images.
+            if p.is_dir() and all(q.is_dir() for q in p.iterdir()):
+                shutil.rmtree(p)
+        return
+    if resume or joining:
+        if previous is None:
+            raise fail(
+                f"--out {out} is not empty and holds no fungalzsl generation to resume",
+                "choose an empty directory or pass --overwrite",
+            )
+        if previous != settings_hash:
+            raise fail(
+                f"--out {out} was generated with different settings (preset, seed, size, count, mode or format)",
+                "repeat the original options to resume, or pass --overwrite to start again",
+            )
+        return
+    raise fail(
+        f"--out {out} is not empty", "pass --resume to finish an earlier run, or --overwrite to replace it"
+    )
+
+
+def clean_temp_files(out: Path) -> int:
+    """Remove temporary files a killed run left behind; returns how many."""
+    n = 0
+    for p in out.rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n
+
+
+def write_shard(path: Path, samples: list[tuple[dict, bytes]]) -> None:
+    """One WebDataset tar: KEY.png, KEY.json (metadata row), KEY.cls (label id), KEY.txt (label).
+
+    Fixed owner, mode and mtime make the tar byte-identical across runs."""
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        tar.addfile(info, io.BytesIO(data))
+
+    import json
+
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for row, png in samples:
+            key = f"{row['index']:06d}"
+            add(tar, f"{key}.png", png)
+            add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
+            add(tar, f"{key}.cls", str(row["label_id"]).encode())
+            add(tar, f"{key}.txt", row["label"].encode())
+
+
+def shard_groups(jobs: list[Job], per_shard: int = SAMPLES_PER_SHARD) -> list[tuple[str, list[Job]]]:
+    """Consecutive jobs of each split grouped into shards: ('shards/train-000000.tar', jobs)."""
+    out: list[tuple[str, list[Job]]] = []
+    by_split: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_split.setdefault(j.split, []).append(j)
+    for split, js in by_split.items():
+        for k in range(0, len(js), per_shard):
+            out.append((f"{SHARD_DIR}/{split}-{k // per_shard:06d}.tar", js[k : k + per_shard]))
+    return out
+
+
+def finalize(out: Path, jobs: list[Job], rows: dict[int, dict], manifest: dict[str, Any]) -> None:
+    """Metadata files, then the manifest (last: its presence means the dataset is complete)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ordered = [rows[j.index] for j in jobs]
+    with atomic_path(out / "metadata.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(ordered), tmp)
+    write_jsonl(out / "metadata.jsonl", ordered)
+    atomic_write_json(out / "dataset.json", manifest)
+    shutil.rmtree(out / PROGRESS_DIR, ignore_errors=True)
+
+
+def split_summary(jobs: list[Job], classes: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for j in jobs:
+        s = out.setdefault(j.split, {"count": 0, "per_class": dict.fromkeys(classes, 0)})
+        s["count"] += 1
+        s["per_class"][j.label] += 1
+    return out
+
+
+def worker_state(preset: GeneratorPreset, seed: int, size: int, renderer: str, mode: str, out: Path) -> dict:
+    return {"preset": preset, "seed": seed, "size": size, "renderer": renderer, "mode": mode, "out": str(out)}
