@@ -1,1 +1,21 @@
-"""eval stage."""
+"""Zero-shot evaluation: classifiers built from text, metrics, figures, reports, and the protocols
+(description-set comparison, leave-one-class-out, shift robustness). Imports are lazy so that
+``import fungalzsl.eval`` stays cheap for the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["compare_sets", "evaluate_run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate_run":
+        from fungalzsl.eval.evaluate import evaluate_run
+
+        return evaluate_run
+    if name == "compare_sets":
+        from fungalzsl.eval.compare import compare_sets
+
+        return compare_sets
+    raise AttributeError(name)

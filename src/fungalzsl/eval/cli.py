@@ -1,13 +1,157 @@
-def evaluate() -> None:
-    """Zero-shot evaluation (not implemented yet)."""
-    raise NotImplementedError
+"""``fungalzsl evaluate``, ``compare`` and ``table``: thin Typer wrappers over the eval Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fungalzsl.errors import fail
+from fungalzsl.eval.classifier import DEFAULT_TEMPLATE, METHODS
 
 
-def compare() -> None:
-    """Compare description sets (not implemented yet)."""
-    raise NotImplementedError
+def _check_classifier(name: str) -> str:
+    if name not in METHODS:
+        raise fail(f"unknown classifier '{name}'", f"choose one of: {', '.join(METHODS)}")
+    return name
 
 
-def table() -> None:
-    """Table 1 over runs (not implemented yet)."""
-    raise NotImplementedError
+def evaluate(
+    model: str = typer.Argument(
+        ...,
+        metavar="RUN_DIR_OR_MODEL_SPEC",
+        help="A run directory from 'fungalzsl train', or a model spec ('lite', "
+        "'openclip:ViT-B-32@openai', 'hf:...') for the zero-shot start.",
+    ),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="Dataset directory (DIR/SPLIT/CLASS/*.png), a folder of "
+        "class folders with --split none, or a release *_data.json.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output directory for metrics.json, predictions.csv, figures/ and report.md/.html."
+    ),
+    split: str = typer.Option("test", "--split", help="Split folder to evaluate; 'none' for DIR/CLASS/*."),
+    descriptions: list[Path] = typer.Option(
+        None,
+        "--descriptions",
+        help="Description set(s) (JSONL). Default: the run's stored class embeddings "
+        "or its training set. Several: each is scored, the first is the headline.",
+    ),
+    classifier: str = typer.Option(
+        "mean", "--classifier", help=f"How classes are built from text: {', '.join(METHODS)}."
+    ),
+    hierarchy: Path | None = typer.Option(
+        None, "--hierarchy", help="YAML parent: [sub-classes] for --classifier chils."
+    ),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Template for template/waffle/chils."),
+    images: Path | None = typer.Option(None, "--images", help="Image root for a release *_data.json --data."),
+    baseline: bool = typer.Option(
+        True,
+        "--baseline/--no-baseline",
+        help="Also score the run's starting model (zero-shot, before fine-tuning).",
+    ),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples for 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed for bootstrap, retrieval subsample and waffle words."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+) -> None:
+    """Zero-shot evaluation: Recall@1/2, balanced accuracy, per-class P/R/F1, confusion matrix, ECE,
+    retrieval R@1/5/10, bootstrap 95% intervals, figures and a report (fine-tuned vs starting model)."""
+    from fungalzsl.eval.classifier import load_hierarchy
+    from fungalzsl.eval.evaluate import evaluate_run
+
+    m = evaluate_run(
+        model,
+        data,
+        out,
+        split=split,
+        descriptions=descriptions or None,
+        classifier=_check_classifier(classifier),
+        baseline=baseline,
+        images=images,
+        hierarchy=load_hierarchy(hierarchy) if hierarchy else None,
+        template=template,
+        n_boot=bootstrap,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+    )
+    lo, hi = m["ci95"]["recall@1"]
+    typer.echo(
+        f"Recall@1 {m['recall@1']:.4f} [{lo:.4f}, {hi:.4f}]  balanced acc {m['balanced_accuracy']:.4f}  "
+        f"ECE {m['ece']:.4f}  n={m['n']}"
+    )
+    if "baseline" in m:
+        typer.echo(f"zero-shot start ({m['baseline']['model']}): Recall@1 {m['baseline']['recall@1']:.4f}")
+    if m["unreadable"]:
+        typer.echo(
+            f"warning: {len(m['unreadable'])} unreadable image(s) skipped (listed in metrics.json)", err=True
+        )
+    typer.echo(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
+
+
+def compare(
+    run: str = typer.Argument(..., metavar="RUN_DIR", help="Run directory (or model spec) to evaluate."),
+    data: Path = typer.Option(..., "--data", help="Dataset directory or release *_data.json."),
+    descriptions: list[Path] = typer.Option(
+        ..., "--descriptions", help="Two or more description sets (JSONL) to compare."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output directory for comparison.md/.csv/.json and figures."),
+    split: str = typer.Option("test", "--split"),
+    classifier: str = typer.Option("mean", "--classifier", help=f"One of: {', '.join(METHODS)}."),
+    images: Path | None = typer.Option(None, "--images", help="Image root for a release *_data.json --data."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Cross-description transfer: score one model with several description sets (e.g. the training set,
+    the authors' Llama-2 captions, a GPT/Claude/Gemini set): Recall@1 with 95% CI per set and per class,
+    and the paper's Figure 4."""
+    from fungalzsl.eval.compare import compare_sets
+
+    if len(descriptions) < 2:
+        raise fail("compare needs at least two --descriptions files", "use 'fungalzsl evaluate' for one set")
+    res = compare_sets(
+        run,
+        data,
+        descriptions,
+        out,
+        split=split,
+        classifier=_check_classifier(classifier),
+        images=images,
+        n_boot=bootstrap,
+        seed=seed,
+        device=device,
+    )
+    for row in res["sets"]:
+        lo, hi = row["ci95"]
+        typer.echo(f"{row['name']:<32} Recall@1 {row['recall@1']:.4f} [{lo:.4f}, {hi:.4f}]")
+    typer.echo(f"wrote {out / 'comparison.md'} and {out / 'report.html'}")
+
+
+def table(
+    runs: list[Path] = typer.Argument(
+        ...,
+        metavar="RUN_DIR...",
+        help="Run directories (their latest evaluation is used) or "
+        "evaluation directories holding metrics.json.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the Markdown table here (and a .csv beside it)."
+    ),
+    split: str = typer.Option("test", "--split", help="Which split's evaluation to report."),
+) -> None:
+    """The paper's Table 1 over several runs: model, learning rate, s/it, Recall@1 (with 95% CI)."""
+    from fungalzsl.eval.table import build_table, table_csv, table_markdown
+
+    rows = build_table(runs, split=split)
+    md = table_markdown(rows)
+    if out is not None:
+        from fungalzsl.io import atomic_write_text
+
+        atomic_write_text(out, md)
+        atomic_write_text(out.with_suffix(".csv"), table_csv(rows))
+        typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
+    typer.echo(md, nl=False)

@@ -1,0 +1,318 @@
+"""Zero-shot classifiers built from text: the ways of turning class names and descriptions into scores.
+
+- ``mean``: a class is the normalised mean of its descriptions' normalised embeddings (CuPL ensemble;
+  the same rule as training's validation and ``fungalzsl predict``, via ``zeroshot.class_embeddings``).
+- ``sim-mean``: the mean of the image's similarities to each description (Menon & Vondrick, 2023).
+- ``max``: the best-matching single description.
+- ``template``: the class name in a plain template ("a photo of a {class}.") — the no-LLM baseline.
+- ``waffle``: the class name followed by random words / random characters (WaffleCLIP, Roth et al.
+  2023): the control that asks whether LLM descriptions help beyond ensembling noise around a name.
+- ``chils``: predict over sub-classes from a hierarchy file, map to the parent, with CHiLS' reweighting
+  (Novack et al., 2023): sub-class probability times parent probability.
+
+Every classifier returns logits; probabilities are softmax(logits), with the model's temperature."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fungalzsl.errors import fail
+from fungalzsl.zeroshot import embed_texts
+
+METHODS = ("mean", "sim-mean", "max", "template", "waffle", "chils")
+DEFAULT_TEMPLATE = "a photo of a {class}."
+# WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
+# offline and reproducible. None of these words says anything about fungi, colour or shape.
+_WAFFLE_WORDS = [
+    "table",
+    "window",
+    "river",
+    "paper",
+    "engine",
+    "garden",
+    "ticket",
+    "pencil",
+    "harbor",
+    "blanket",
+    "market",
+    "ladder",
+    "bottle",
+    "violin",
+    "kitchen",
+    "castle",
+    "mirror",
+    "wallet",
+    "tunnel",
+    "helmet",
+    "saddle",
+    "anchor",
+    "basket",
+    "bridge",
+    "candle",
+    "carpet",
+    "chimney",
+    "compass",
+    "desert",
+    "factory",
+    "feather",
+    "fountain",
+    "gadget",
+    "hammer",
+    "island",
+    "jacket",
+    "kettle",
+    "lantern",
+    "meadow",
+    "needle",
+    "orchard",
+    "pillow",
+    "pocket",
+    "puzzle",
+    "rocket",
+    "shovel",
+    "statue",
+    "stove",
+    "suitcase",
+    "teapot",
+    "thimble",
+    "tractor",
+    "trumpet",
+    "umbrella",
+    "village",
+    "wagon",
+    "whistle",
+    "zipper",
+    "almond",
+    "button",
+    "cactus",
+    "dolphin",
+    "elbow",
+    "falcon",
+    "glacier",
+    "hinge",
+    "igloo",
+    "jigsaw",
+    "kayak",
+    "lemon",
+    "magnet",
+    "napkin",
+    "oyster",
+    "parcel",
+    "quartz",
+    "raft",
+    "scarf",
+    "tripod",
+    "valley",
+    "walnut",
+    "yacht",
+]
+
+
+@dataclass
+class ZeroShotClassifier:
+    """Scores images against text prototypes; ``owner[j]`` is the class of prototype ``j``.
+
+    ``reduce`` says how a class's prototypes combine: one prototype per class ("single"), the mean or
+    the max of similarities; ``chils`` adds parent prototypes for the reweighting."""
+
+    classes: list[str]
+    method: str
+    prototypes: torch.Tensor
+    owner: torch.Tensor
+    logit_scale: float
+    reduce: str = "single"
+    parent_prototypes: torch.Tensor | None = None
+    prototype_names: list[str] = field(default_factory=list)
+
+    def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
+        """(N, C) class scores; for ``chils`` these are log-probabilities of the reweighted scores."""
+        x = F.normalize(image_emb.float(), dim=-1)
+        sims = x @ F.normalize(self.prototypes.float(), dim=-1).T  # (N, P)
+        c = len(self.classes)
+        if self.method == "chils":
+            assert self.parent_prototypes is not None
+            parent = (self.logit_scale * x @ F.normalize(self.parent_prototypes.float(), dim=-1).T).softmax(
+                -1
+            )
+            sub = (self.logit_scale * sims).softmax(-1)
+            score = sub * parent[:, self.owner]  # CHiLS: p(sub | x) * p(parent(sub) | x)
+            best = torch.full((x.shape[0], c), 0.0).scatter_reduce(
+                1, self.owner.expand(x.shape[0], -1), score, reduce="amax", include_self=True
+            )
+            # Normalise the best reweighted sub-class score per parent: argmax is CHiLS' prediction,
+            # and the row is a distribution we can calibrate and plot like the other methods.
+            best = best / best.sum(-1, keepdim=True).clamp_min(1e-30)
+            return best.clamp_min(1e-30).log()
+        if self.reduce == "single":
+            out = torch.empty(x.shape[0], c)
+            out[:, self.owner] = sims
+            return self.logit_scale * out
+        idx = self.owner.expand(x.shape[0], -1)
+        if self.reduce == "mean":
+            total = torch.zeros(x.shape[0], c).scatter_add(1, idx, sims)
+            count = torch.bincount(self.owner, minlength=c).clamp_min(1).float()
+            return self.logit_scale * total / count
+        if self.reduce == "max":
+            best = torch.full((x.shape[0], c), -2.0).scatter_reduce(1, idx, sims, reduce="amax")
+            return self.logit_scale * best
+        raise ValueError(f"unknown reduce {self.reduce!r}")
+
+    def probabilities(self, image_emb: torch.Tensor) -> torch.Tensor:
+        return self.logits(image_emb).softmax(dim=-1)
+
+
+def waffle_descriptors(count: int = 16, seed: int = 0) -> list[str]:
+    """WaffleCLIP's random descriptors: half random word pairs, half random character strings."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        if i % 2 == 0:
+            out.append(f"{rng.choice(_WAFFLE_WORDS)} {rng.choice(_WAFFLE_WORDS)}")
+        else:
+            out.append("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 10))))
+    return out
+
+
+def load_hierarchy(path: str | Path) -> dict[str, list[str]]:
+    """Read a CHiLS hierarchy file: YAML mapping parent class → list of sub-class names."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise fail(f"hierarchy file {path} does not exist", "give a YAML file: parent: [sub-class, ...]")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise fail(f"{path} is not valid YAML ({str(e).splitlines()[0]})", "fix the file") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) for s in v)
+        for k, v in data.items()
+    ):
+        raise fail(f"{path} must map each parent class to a list of sub-class names", "e.g. spore: [conidia]")
+    return {k: list(v) for k, v in data.items()}
+
+
+def _need(by_class: dict[str, list[str]] | None, classes: Sequence[str], method: str) -> dict[str, list[str]]:
+    if by_class is None:
+        raise fail(
+            f"classifier '{method}' needs a description set",
+            "pass --descriptions FILE.jsonl (or use --classifier template/waffle)",
+        )
+    missing = [c for c in classes if not by_class.get(c)]
+    if missing:
+        raise fail(
+            f"the description set has no descriptions for class(es): {', '.join(missing)}",
+            "pass a set covering every class in the data",
+        )
+    return by_class
+
+
+def build_classifier(
+    model: Any,
+    classes: Sequence[str],
+    method: str = "mean",
+    by_class: dict[str, list[str]] | None = None,
+    *,
+    logit_scale: float | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    waffle_count: int = 16,
+    seed: int = 0,
+    hierarchy: dict[str, list[str]] | None = None,
+    class_emb: torch.Tensor | None = None,
+) -> ZeroShotClassifier:
+    """Build the ``method`` classifier over ``classes`` with ``model``'s text tower.
+
+    ``class_emb`` (C, D), when given with ``method='mean'``, is used as is (a run's stored class
+    embeddings) so evaluation needs no text model. ``logit_scale`` defaults to the model's."""
+    classes = list(classes)
+    if method not in METHODS:
+        raise fail(f"unknown classifier '{method}'", f"choose one of: {', '.join(METHODS)}")
+    if "{class}" not in template:
+        raise fail(f"template {template!r} lacks '{{class}}'", "e.g. 'a photo of a {class}.'")
+    if logit_scale is None:
+        logit_scale = model_logit_scale(model)
+    own = torch.arange(len(classes))
+    if method == "mean":
+        if class_emb is None:
+            texts = _need(by_class, classes, method)
+            class_emb = torch.stack(
+                [F.normalize(embed_texts(model, texts[c]).mean(0), dim=-1) for c in classes]
+            )
+        return ZeroShotClassifier(classes, method, class_emb, own, logit_scale)
+    if method in ("sim-mean", "max"):
+        texts = _need(by_class, classes, method)
+        flat = [t for c in classes for t in texts[c]]
+        owner = torch.tensor([i for i, c in enumerate(classes) for _ in texts[c]])
+        return ZeroShotClassifier(
+            classes,
+            method,
+            embed_texts(model, flat),
+            owner,
+            logit_scale,
+            reduce="mean" if method == "sim-mean" else "max",
+        )
+    if method == "template":
+        emb = embed_texts(model, [template.replace("{class}", c) for c in classes])
+        return ZeroShotClassifier(classes, method, emb, own, logit_scale, prototype_names=list(classes))
+    if method == "waffle":
+        descriptors = waffle_descriptors(waffle_count, seed)
+        base = template.rstrip(". ")
+        rows = []
+        for c in classes:
+            prompts = [f"{base.replace('{class}', c)}, which has {d}." for d in descriptors]
+            rows.append(F.normalize(embed_texts(model, prompts).mean(0), dim=-1))
+        return ZeroShotClassifier(classes, method, torch.stack(rows), own, logit_scale)
+    # chils
+    if not hierarchy:
+        raise fail(
+            "classifier 'chils' needs a hierarchy", "pass --hierarchy FILE.yaml (parent: [sub-class, ...])"
+        )
+    unknown = [p for p in hierarchy if p not in classes]
+    if unknown:
+        raise fail(
+            f"hierarchy parents not among the classes: {', '.join(unknown)}", f"use: {', '.join(classes)}"
+        )
+    names, owner_l = [], []
+    for i, c in enumerate(classes):
+        # A parent without listed sub-classes stands for itself, so every class stays predictable.
+        for s in hierarchy.get(c) or [c]:
+            names.append(s)
+            owner_l.append(i)
+    sub_emb = embed_texts(
+        model,
+        [
+            f"{template.replace('{class}', s).rstrip('. ')}, a type of {classes[o]}."
+            for s, o in zip(names, owner_l)
+        ],
+    )
+    if by_class is not None and all(by_class.get(c) for c in classes):
+        parent = build_classifier(model, classes, "mean", by_class, logit_scale=logit_scale).prototypes
+    else:
+        parent = embed_texts(model, [template.replace("{class}", c) for c in classes])
+    return ZeroShotClassifier(
+        classes,
+        method,
+        sub_emb,
+        torch.tensor(owner_l),
+        logit_scale,
+        reduce="chils",
+        parent_prototypes=parent,
+        prototype_names=names,
+    )
+
+
+def model_logit_scale(model: Any) -> float:
+    """exp(logit_scale) of a model whose ``logit_scale`` is the log of 1/τ (tensor, parameter or float)."""
+    s = getattr(model, "logit_scale", None)
+    if s is None:
+        return 100.0
+    value = float(s.detach().float().reshape(-1)[0]) if isinstance(s, torch.Tensor) else float(s)
+    return float(torch.tensor(value).exp().clamp(max=100.0))

@@ -1,0 +1,175 @@
+"""``fungalzsl table``: the paper's Table 1 (CLIP model, learning rate, s/it, Recall@1) over runs.
+
+Each argument is a run directory or an evaluation directory. For a run, its evaluations are listed in
+RUN/evaluations.jsonl (appended by ``fungalzsl evaluate``); the latest one on the requested split wins,
+falling back to RUN/eval/metrics.json. Model and learning rate come from RUN/config.json, seconds per
+iteration from RUN/metrics.jsonl (the trainer's per-step timing)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fungalzsl.errors import fail
+from fungalzsl.eval.report import fmt
+from fungalzsl.io import read_jsonl
+
+# Names the trainer (or another tool) may use for the same quantity; the first one present wins.
+LR_KEYS = ("lr", "learning_rate")
+SEC_PER_IT_KEYS = ("sec_per_it", "s_per_it", "seconds_per_step", "step_seconds", "step_time", "time_per_step")
+
+
+def _find(d: Any, keys: Sequence[str]) -> Any:
+    """Depth-first search of nested dicts for the first of ``keys`` with a scalar value."""
+    if isinstance(d, dict):
+        for k in keys:
+            if k in d and isinstance(d[k], (int, float, str)) and not isinstance(d[k], bool):
+                return d[k]
+        for v in d.values():
+            found = _find(v, keys)
+            if found is not None:
+                return found
+    return None
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise fail(f"cannot read {path} ({e})", "re-run the step that writes it") from None
+
+
+def latest_evaluation(run: Path, split: str | None) -> Path | None:
+    """metrics.json of the run's latest evaluation on ``split`` (None if it was never evaluated)."""
+    index = run / "evaluations.jsonl"
+    if index.is_file():
+        for rec in reversed(read_jsonl(index)):
+            f = Path(rec.get("out", "")) / "metrics.json"
+            if (split is None or rec.get("split") == split) and f.is_file():
+                return f
+    f = run / "eval" / "metrics.json"
+    return f if f.is_file() else None
+
+
+def seconds_per_iteration(records: Iterable[dict[str, Any]]) -> float | None:
+    """Median of the trainer's per-step seconds; else wall time per step from step/time stamps."""
+    recs = list(records)
+    vals = [float(v) for r in recs if (v := _find(r, SEC_PER_IT_KEYS)) is not None and not isinstance(v, str)]
+    if vals:
+        vals.sort()
+        return vals[len(vals) // 2]
+    stamped = [
+        (r["step"], r["time"])
+        for r in recs
+        if isinstance(r.get("step"), (int, float)) and isinstance(r.get("time"), (int, float))
+    ]
+    if len(stamped) >= 2 and stamped[-1][0] > stamped[0][0]:
+        return (stamped[-1][1] - stamped[0][1]) / (stamped[-1][0] - stamped[0][0])
+    return None
+
+
+def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
+    """One Table 1 row from a run directory or an evaluation directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise fail(f"{path} is not a directory", "pass run directories or evaluation output directories")
+    if (path / "config.json").is_file():
+        run, metrics_file = path, latest_evaluation(path, split)
+        if metrics_file is None:
+            raise fail(
+                f"run {path} has no evaluation on split '{split}'",
+                f"run 'fungalzsl evaluate {path} --data DIR --out DIR' first",
+            )
+    elif (path / "metrics.json").is_file():
+        metrics_file = path / "metrics.json"
+        rd = _load_json(metrics_file).get("model", {}).get("run_dir")
+        run = Path(rd) if rd and Path(rd).is_dir() else None
+    else:
+        raise fail(f"{path} has neither config.json nor metrics.json", "pass a run or evaluation directory")
+    m = _load_json(metrics_file)
+    config = _load_json(run / "config.json") if run is not None else {}
+    history = (
+        read_jsonl(run / "metrics.jsonl") if run is not None and (run / "metrics.jsonl").is_file() else []
+    )
+    model = config.get("model")
+    if isinstance(model, dict):
+        model = model.get("spec") or model.get("name")
+    return {
+        "run": str(run or path),
+        "model": model or m.get("model", {}).get("spec") or m.get("model", {}).get("source"),
+        "learning_rate": _find(config, LR_KEYS),
+        "sec_per_it": seconds_per_iteration(history),
+        "recall@1": m["recall@1"],
+        "ci95": m.get("ci95", {}).get("recall@1"),
+        "baseline_recall@1": (m.get("baseline") or {}).get("recall@1"),
+        "n": m.get("n"),
+        "split": m.get("split"),
+        "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
+        "metrics": str(metrics_file),
+    }
+
+
+def build_table(paths: Sequence[Path], split: str | None = "test") -> list[dict[str, Any]]:
+    if not paths:
+        raise fail("no runs given", "pass one or more run directories")
+    return [table_row(p, split) for p in paths]
+
+
+def _lr(v: Any) -> str:
+    return f"{v:.0e}" if isinstance(v, float) else fmt(v)
+
+
+def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    head = "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions |"
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ci = r["ci95"]
+        rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        rate = f"{r['sec_per_it']:.2f} s/it" if r["sec_per_it"] is not None else "–"
+        lines.append(
+            f"| {r['model']} | {_lr(r['learning_rate'])} | {rate} | {rec} | "
+            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        [
+            "run",
+            "model",
+            "learning_rate",
+            "sec_per_it",
+            "recall@1",
+            "ci_low",
+            "ci_high",
+            "baseline_recall@1",
+            "n",
+            "split",
+            "descriptions",
+        ]
+    )
+    for r in rows:
+        ci = r["ci95"] or [None, None]
+        w.writerow(
+            [
+                r["run"],
+                r["model"],
+                r["learning_rate"],
+                r["sec_per_it"],
+                r["recall@1"],
+                ci[0],
+                ci[1],
+                r["baseline_recall@1"],
+                r["n"],
+                r["split"],
+                r["descriptions"],
+            ]
+        )
+    return buf.getvalue()

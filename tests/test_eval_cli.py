@@ -1,0 +1,244 @@
+"""`fungalzsl evaluate / compare / table` through the CLI, on a toy run directory.
+
+The model registry is replaced by the KeywordModel test double (``build_model('toy')``,
+``load_run(dir)``), so these tests exercise the commands, the run-directory contract and the user
+errors without model weights."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import fungalzsl.models
+from fungalzsl.cli import app
+from test_eval_toy import COLOURS, GOOD, KeywordModel, make_colour_dataset, write_descriptions
+
+
+def _fine_tuned() -> KeywordModel:
+    # The "fine-tuned" model has learned that reddish-blue is still blue: its blue direction leans red.
+    return KeywordModel({**COLOURS, "blue": (0.45, 0.0, 1.0)}, logit_scale=math.log(50.0))
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    def build_model(spec):
+        if spec != "toy":
+            raise fungalzsl.errors.FungalError(f"unknown model spec '{spec}'")
+        return KeywordModel()
+
+    def load_run(run_dir):
+        return _fine_tuned(), json.loads((run_dir / "config.json").read_text())
+
+    monkeypatch.setattr(fungalzsl.models, "build_model", build_model, raising=False)
+    monkeypatch.setattr(fungalzsl.models, "load_run", load_run, raising=False)
+
+
+@pytest.fixture
+def toy_run(tmp_path, toy_registry):
+    desc = write_descriptions(tmp_path / "train-set.jsonl", GOOD, "train-set")
+    run = tmp_path / "run"
+    run.mkdir()
+    model = _fine_tuned()
+    emb = torch.stack([model.encode_text(GOOD[c]).mean(0) for c in COLOURS])
+    save_file(
+        {"embeddings": torch.nn.functional.normalize(emb, dim=-1)}, str(run / "class_embeddings.safetensors")
+    )
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "model": "toy",
+                "classes": list(COLOURS),
+                "train": {"lr": 1e-6},
+                "descriptions": {"name": "train-set", "path": str(desc)},
+            }
+        )
+    )
+    (run / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"epoch": e, "train_loss": 1 / (e + 1), "sec_per_it": 0.5 + 0.1 * e}) + "\n"
+            for e in range(3)
+        )
+    )
+    return run
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_evaluate_run_dir_uses_stored_embeddings_and_scores_the_baseline(toy_run, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    out = tmp_path / "eval"
+    res = _invoke("evaluate", str(toy_run), "--data", str(data), "--out", str(out), "--bootstrap", "50")
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["descriptions"] is None  # stored class embeddings, not a description set
+    assert m["recall@1"] == pytest.approx(1.0)  # the fine-tuned model fixes the reddish blues
+    assert m["baseline"]["model"] == "toy" and m["baseline"]["recall@1"] == pytest.approx(16 / 18)
+    assert m["logit_scale"] == pytest.approx(50.0)
+    assert m["retrieval"] is not None  # from the training set recorded in config.json
+    assert (out / "figures" / "training.png").is_file()
+    assert "Recall@1 1.0000" in res.output and "zero-shot start (toy): Recall@1 0.8889" in res.output
+    index = [json.loads(x) for x in (toy_run / "evaluations.jsonl").read_text().splitlines()]
+    assert index[-1]["out"] == str(out.resolve()) and index[-1]["split"] == "test"
+
+
+def test_table_reads_run_config_history_and_evaluation(toy_run, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    _invoke(
+        "evaluate",
+        str(toy_run),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "e"),
+        "--no-baseline",
+        "--bootstrap",
+        "20",
+    )
+    out = tmp_path / "table.md"
+    res = _invoke("table", str(toy_run), str(tmp_path / "e"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("| CLIP model | Learning rate | Iteration rate | Recall@1")
+    assert len(lines) == 4
+    assert lines[2].startswith("| toy | 1e-06 | 0.60 s/it | 1.000 [")  # median of 0.5, 0.6, 0.7
+    assert out.with_suffix(".csv").read_text().splitlines()[1].split(",")[1:4] == ["toy", "1e-06", "0.6"]
+
+
+def test_table_without_evaluation_is_a_user_error(toy_run):
+    res = _invoke("table", str(toy_run))
+    assert res.exit_code == 2 and "has no evaluation" in res.output
+
+
+def test_evaluate_model_spec_with_template_and_several_sets(toy_registry, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    res = _invoke(
+        "evaluate",
+        "toy",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "e"),
+        "--classifier",
+        "template",
+        "--bootstrap",
+        "20",
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["classifier"] == "template" and m["recall@1"] == pytest.approx(16 / 18) and "baseline" not in m
+
+
+def test_compare_two_sets(toy_registry, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    good = write_descriptions(tmp_path / "good.jsonl", GOOD, "good")
+    bad = write_descriptions(
+        tmp_path / "bad.jsonl", {"red": GOOD["green"], "green": GOOD["red"], "blue": GOOD["blue"]}, "bad"
+    )
+    out = tmp_path / "cmp"
+    res = _invoke(
+        "compare",
+        "toy",
+        "--data",
+        str(data),
+        "--descriptions",
+        str(good),
+        "--descriptions",
+        str(bad),
+        "--out",
+        str(out),
+        "--bootstrap",
+        "20",
+    )
+    assert res.exit_code == 0, res.output
+    cmp = json.loads((out / "comparison.json").read_text())
+    assert [s["name"] for s in cmp["sets"]] == ["good", "bad"]
+    assert cmp["sets"][0]["recall@1"] == pytest.approx(16 / 18)
+    assert cmp["sets"][1]["per_class_recall"]["red"] == 0.0
+    md = (out / "comparison.md").read_text()
+    assert f"{cmp['sets'][1]['recall@1']:.3f} [" in md
+    assert (out / "figures" / "probabilities.png").is_file() and (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["evaluate", "toy", "--data", "{tmp}/nope", "--out", "{tmp}/o"], "does not exist"),
+        (
+            ["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o", "--classifier", "bogus"],
+            "unknown classifier",
+        ),
+        (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o"], "no descriptions"),
+        (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o", "--split", "val"], "no 'val' split"),
+        (["evaluate", "nomodel", "--data", "{data}", "--out", "{tmp}/o"], "unknown model spec"),
+        (["evaluate", "{data}", "--data", "{data}", "--out", "{tmp}/o"], "not a run directory"),
+        (
+            ["compare", "toy", "--data", "{data}", "--descriptions", "{tmp}/g.jsonl", "--out", "{tmp}/o"],
+            "at least two",
+        ),
+        (["table", "{tmp}/missing"], "is not a directory"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(toy_registry, tmp_path, args, needle):
+    data = make_colour_dataset(tmp_path / "data")
+    write_descriptions(tmp_path / "g.jsonl", GOOD)
+    res = CliRunner().invoke(app, [a.format(tmp=tmp_path, data=data) for a in args])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error:") and needle in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_evaluate_release_split_file(toy_registry, tmp_path):
+    make_colour_dataset(tmp_path / "imgs", n=2, wrong_blue=0)
+    # the authors' format: absolute paths from their machine, flat files named <class>_<n>.png
+    flat = tmp_path / "release" / "test"
+    flat.mkdir(parents=True)
+    records = []
+    for cls in COLOURS:
+        for i in range(2):
+            (flat / f"{cls}_{i}.png").write_bytes(
+                (tmp_path / "imgs" / "test" / cls / f"{i:06d}.png").read_bytes()
+            )
+            records.append(
+                {
+                    "image_path": f"/Dataset/test/{cls}_{i}.png",
+                    "class_label": cls,
+                    "description": "x",
+                    "temperature": 300.0,
+                }
+            )
+    split = tmp_path / "test_data.json"
+    split.write_text(json.dumps(records))
+    good = write_descriptions(tmp_path / "g.jsonl", GOOD)
+    res = _invoke(
+        "evaluate",
+        "toy",
+        "--data",
+        str(split),
+        "--images",
+        str(tmp_path / "release"),
+        "--descriptions",
+        str(good),
+        "--out",
+        str(tmp_path / "o"),
+        "--bootstrap",
+        "20",
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["n"] == 6 and m["recall@1"] == 1.0 and m["classes"] == list(COLOURS)
+    res = CliRunner().invoke(app, ["evaluate", "toy", "--data", str(split), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "--images" in res.output
+
+
+def test_help_documents_the_options():
+    for cmd in ("evaluate", "compare", "table"):
+        res = CliRunner().invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0
+    assert "--classifier" in CliRunner().invoke(app, ["evaluate", "--help"]).output
