@@ -1,3 +1,121 @@
-def train() -> None:
-    """Fine-tune a two-tower model (not implemented yet)."""
-    raise NotImplementedError
+"""``fungalzsl train``: contrastive fine-tuning with progressive unfreezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fungalzsl.models.registry import SPEC_HELP
+
+
+def train(
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Dataset directory with train/ (and val/) ImageFolder splits."
+    ),
+    descriptions: Path = typer.Option(
+        ..., "--descriptions", help="Description set (JSONL with 'class' and 'text')."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run directory to write (checkpoints, config, metrics)."
+    ),
+    model: str = typer.Option(
+        None, "--model", "-m", help=f"Model spec: {SPEC_HELP} [preset: lite].", show_default=False
+    ),
+    config: str = typer.Option(
+        "cpu-default",
+        "--config",
+        "-c",
+        help="Preset name (cpu-default, paper) or a YAML file with a 'train:' section.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from RUN/last (same model, data, descriptions)."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs [preset].", show_default=False),
+    batch_size: int = typer.Option(
+        None, "--batch-size", "-b", help="Global batch size [preset].", show_default=False
+    ),
+    lr: float = typer.Option(
+        None, "--lr", help="Peak lr of heads and temperature [preset].", show_default=False
+    ),
+    backbone_lr: float = typer.Option(
+        None, "--backbone-lr", help="Peak lr of unfrozen layers [preset].", show_default=False
+    ),
+    unfreeze_every: int = typer.Option(
+        None,
+        "--unfreeze-every",
+        help="Unfreeze one more layer group per tower every N epochs (0: never).",
+        show_default=False,
+    ),
+    loss: str = typer.Option(
+        None, "--loss", help="multi_positive (paper Eq. 7-9) or clip.", show_default=False
+    ),
+    device: str = typer.Option(
+        None, "--device", help="auto, cpu, cuda or cuda:N [auto].", show_default=False
+    ),
+    amp: str = typer.Option(
+        None, "--amp", help="auto, bf16, fp16 or off (CUDA only) [auto].", show_default=False
+    ),
+    grad_accum: int = typer.Option(
+        None, "--grad-accum", help="Micro-batches per optimiser step.", show_default=False
+    ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Recompute frozen layers every step (slow; for checks)."
+    ),
+    patience: int = typer.Option(
+        None, "--patience", help="Early stop after N epochs without val gain.", show_default=False
+    ),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed for init, pairing and order [preset: 0].", show_default=False
+    ),
+    workers: int = typer.Option(
+        None, "--workers", "-j", help="Image-loading processes [0].", show_default=False
+    ),
+    wise_ft: float = typer.Option(
+        None,
+        "--wise-ft",
+        help="Save weights interpolated with the start at this alpha (WiSE-FT).",
+        show_default=False,
+    ),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also log to RUN/tensorboard (needs tensorboard)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
+) -> None:
+    """Fine-tune a two-tower model on images paired with class descriptions.
+
+    Starts with the pretrained towers frozen (projection heads and temperature train) and unfreezes one more layer group per tower every --unfreeze-every epochs, from the top. Frozen layers are computed once per stage and cached.
+
+    Writes RUN/model.safetensors (best val Recall@1), RUN/last/ (resume state), config.json, metrics.jsonl and class_embeddings.safetensors. Unreadable images are skipped and listed (warning, config.json "skipped_images").
+
+    Multi-GPU or multi-process: torchrun --nproc_per_node=N -m fungalzsl train ...
+    """
+    from fungalzsl.train.loop import train_run
+
+    overrides = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "backbone_lr": backbone_lr,
+        "unfreeze_every": unfreeze_every,
+        "loss": loss,
+        "device": device,
+        "amp": amp,
+        "grad_accum": grad_accum,
+        "cache": False if no_cache else None,
+        "patience": patience,
+        "seed": seed,
+        "num_workers": workers,
+        "wise_ft_alpha": wise_ft,
+        "tensorboard": tensorboard or None,
+        "progress": False if quiet else None,
+    }
+    result = train_run(data, descriptions, out, model, config, resume=resume, overrides=overrides)
+    if not quiet:
+        val = result.get("val_recall@1")
+        val_s = (
+            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch'] + 1})"
+            if val is not None
+            else "no val split"
+        )
+        typer.echo(f"trained {result['model']} in {result['train_wall_s']:.0f}s: {val_s}; run in {out}")

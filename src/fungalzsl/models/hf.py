@@ -1,0 +1,135 @@
+"""``hf:ID_OR_DIR`` — a transformers CLIPModel (or SigLIP) behind the common interface."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import transforms
+
+from fungalzsl.errors import fail
+from fungalzsl.models.base import TwoTowerModel, l2norm
+from fungalzsl.models.openclip import _params
+
+
+def _load(source: str, pretrained: bool) -> tuple[nn.Module, Any, Any]:
+    from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
+
+    local = Path(source).is_dir()
+    try:
+        if pretrained:
+            model = AutoModel.from_pretrained(source, local_files_only=local or None)
+        else:
+            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as e:
+        what = f"directory {source}" if local else f"hub id {source}"
+        raise fail(
+            f"cannot load transformers model from {what} ({str(e).splitlines()[0][:160]})",
+            "with no network, save it once with save_pretrained() and pass hf:/that/directory",
+        ) from None
+    try:
+        proc = AutoProcessor.from_pretrained(source)
+        image_proc = getattr(proc, "image_processor", None)
+    except (OSError, ValueError):
+        image_proc = None
+    return model, tok, image_proc
+
+
+class HFClipModel(TwoTowerModel):
+    def __init__(self, source: str, pretrained: bool = True):
+        super().__init__()
+        model, self.tokenizer, image_proc = _load(source, pretrained)
+        if not (hasattr(model, "vision_model") and hasattr(model, "text_model")):
+            raise fail(
+                f"hf:{source} is a {type(model).__name__}, not a CLIP-style model",
+                "use a CLIP or SigLIP model",
+            )
+        self.spec = f"hf:{source}"
+        self.model = model
+        self.image_proc = image_proc
+        vc = model.config.vision_config
+        self.image_size = int(vc.image_size)
+        self.embed_dim = int(getattr(model.config, "projection_dim", 0) or vc.hidden_size)
+        mean = getattr(image_proc, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+        std = getattr(image_proc, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        self.preprocess = transforms.Compose(
+            [
+                transforms.Resize(self.image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(self.image_size),
+                transforms.ToTensor(),
+                transforms.Normalize(mean, std),
+            ]
+        )
+        with torch.no_grad():
+            self.logit_scale.copy_(model.logit_scale.detach().reshape(()))
+        model.logit_scale.requires_grad_(False)
+        self.max_tokens = int(getattr(model.config.text_config, "max_position_embeddings", 77))
+
+    def layer_groups(self) -> dict[str, list[nn.Module]]:
+        v, t, m = self.model.vision_model, self.model.text_model, self.model
+        pre = [x for x in (getattr(v, "pre_layrnorm", None),) if x is not None]
+        vtop = [
+            getattr(v, "post_layernorm", None),
+            getattr(v, "head", None),
+            getattr(m, "visual_projection", None),
+        ]
+        ttop = [
+            getattr(t, "final_layer_norm", None),
+            getattr(t, "head", None),
+            getattr(m, "text_projection", None),
+        ]
+        return {
+            "image": [
+                _params(v.embeddings, *pre),
+                *v.encoder.layers,
+                _params(*[x for x in vtop if x is not None]),
+            ],
+            "text": [t.embeddings, *t.encoder.layers, _params(*[x for x in ttop if x is not None])],
+        }
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.model.vision_model(pixel_values=x).pooler_output
+        proj = getattr(self.model, "visual_projection", None)
+        return proj(pooled) if proj is not None else pooled
+
+    def _text(self, texts: list[str]) -> torch.Tensor:
+        # SigLIP was trained with max_length padding; CLIP pools at EOS so plain padding is fine.
+        pad = "max_length" if "siglip" in type(self.model).__name__.lower() else True
+        enc = self.tokenizer(
+            texts, padding=pad, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        ).to(self.logit_scale.device)
+        out = self.model.text_model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
+        proj = getattr(self.model, "text_projection", None)
+        return proj(out.pooler_output) if proj is not None else out.pooler_output
+
+    def image_trunk(self, x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
+        return x if n == start else self._image(x)
+
+    def image_head(self, h: torch.Tensor, n: int) -> torch.Tensor:
+        return l2norm(h if n else self._image(h))
+
+    def text_trunk(self, texts: list[str], n: int) -> Any:
+        return texts if n == 0 else self._text(texts)
+
+    def text_head(self, h: Any, n: int) -> torch.Tensor:
+        return l2norm(h if n else self._text(list(h)))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> bool:
+        if enable:
+            self.model.gradient_checkpointing_enable()
+        else:
+            self.model.gradient_checkpointing_disable()
+        return True
+
+    def architecture_files(self) -> dict[str, bytes]:
+        """config + tokenizer (+ image processor), so load_run needs neither the hub nor the source dir."""
+        with tempfile.TemporaryDirectory() as d:
+            self.model.config.save_pretrained(d)
+            self.tokenizer.save_pretrained(d)
+            if self.image_proc is not None:
+                self.image_proc.save_pretrained(d)
+            return {f"hf/{p.name}": p.read_bytes() for p in Path(d).iterdir() if p.is_file()}

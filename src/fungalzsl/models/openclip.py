@@ -1,0 +1,154 @@
+"""``openclip:…`` — any open_clip model behind the common interface.
+
+Spec forms: ``openclip:ARCH@TAG`` (a pretrained tag such as ``openai``), ``openclip:ARCH@/path/ckpt.pt``
+(a local checkpoint), ``openclip:ARCH`` (random init), ``openclip:hf-hub:ORG/NAME`` and
+``openclip:local-dir:/path`` (a directory with ``open_clip_config.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fungalzsl.errors import fail
+from fungalzsl.models.base import TwoTowerModel, l2norm
+
+
+def _params(*items: Any) -> nn.Module:
+    """A throwaway container grouping existing modules and loose parameters (not registered on the model)."""
+    mods = nn.ModuleList([m for m in items if isinstance(m, nn.Module)])
+    loose = [p for p in items if isinstance(p, nn.Parameter)]
+    if loose:
+        mods.append(nn.ParameterList(loose))
+    return mods
+
+
+def _image_groups(visual: nn.Module) -> list[nn.Module]:
+    if hasattr(visual, "transformer") and hasattr(visual, "conv1"):  # VisionTransformer
+        stem = _params(visual.conv1, visual.ln_pre, visual.class_embedding, visual.positional_embedding)
+        top = _params(visual.ln_post, *([visual.proj] if isinstance(visual.proj, nn.Parameter) else []))
+        return [stem, *visual.transformer.resblocks, top]
+    if hasattr(visual, "layer4"):  # ModifiedResNet (RN50, ...)
+        stem = _params(visual.conv1, visual.bn1, visual.conv2, visual.bn2, visual.conv3, visual.bn3)
+        return [stem, visual.layer1, visual.layer2, visual.layer3, visual.layer4, visual.attnpool]
+    if hasattr(visual, "trunk"):  # timm towers
+        trunk = visual.trunk
+        blocks = list(getattr(trunk, "blocks", None) or getattr(trunk, "stages", None) or [])
+        rest = [m for n, m in visual.named_children() if n != "trunk"]
+        return [trunk, *rest] if not blocks else [*blocks, _params(*rest)]
+    return [visual]
+
+
+def _text_groups(model: nn.Module) -> list[nn.Module]:
+    if hasattr(model, "transformer") and hasattr(model, "token_embedding"):
+        stem = _params(model.token_embedding, model.positional_embedding)
+        proj = model.text_projection
+        top = _params(model.ln_final, *([proj] if isinstance(proj, (nn.Parameter, nn.Module)) else []))
+        return [stem, *model.transformer.resblocks, top]
+    text = getattr(model, "text", None)
+    if text is not None and hasattr(text, "transformer") and hasattr(text.transformer, "resblocks"):
+        stem = _params(text.token_embedding, text.positional_embedding)
+        rest = [m for n, m in text.named_children() if n not in ("token_embedding", "transformer")]
+        proj = getattr(text, "text_projection", None)
+        return [
+            stem,
+            *text.transformer.resblocks,
+            _params(*rest, *([proj] if isinstance(proj, nn.Parameter) else [])),
+        ]
+    return [text] if text is not None else []
+
+
+def parse_openclip(rest: str) -> tuple[str, str | None]:
+    """'ViT-B-32@openai' -> ('ViT-B-32', 'openai'); 'hf-hub:x/y' -> ('hf-hub:x/y', None)."""
+    if rest.startswith(("hf-hub:", "local-dir:")):
+        return rest, None
+    name, _, tag = rest.partition("@")
+    return name, (tag or None)
+
+
+class OpenClipModel(TwoTowerModel):
+    def __init__(self, rest: str, pretrained: bool = True, model_cfg: dict | None = None):
+        super().__init__()
+        import open_clip
+
+        name, tag = parse_openclip(rest)
+        self.spec = f"openclip:{rest}"
+        if model_cfg is not None and not name.startswith(("hf-hub:", "local-dir:")):
+            # A run directory carries the architecture config, so custom/tiny models rebuild offline.
+            if name not in open_clip.list_models():
+                _register_config(name, model_cfg)
+        elif name not in open_clip.list_models() and not name.startswith(("hf-hub:", "local-dir:")):
+            raise fail(
+                f"unknown open_clip architecture '{name}'",
+                "use one of open_clip.list_models(), e.g. openclip:ViT-B-32@openai",
+            )
+        if tag and pretrained and not Path(tag).is_file() and (name, tag) not in open_clip.list_pretrained():
+            if "/" in tag or tag.endswith((".pt", ".bin", ".safetensors")):
+                raise fail(f"checkpoint file {tag} does not exist", "check the path after '@'")
+            known = ", ".join(t for n, t in open_clip.list_pretrained() if n == name) or "none"
+            raise fail(f"open_clip has no pretrained tag '{tag}' for {name}", f"known tags: {known}")
+        try:
+            model = open_clip.create_model(name, pretrained=tag if pretrained else None, device="cpu")
+        except (RuntimeError, OSError, ValueError) as e:
+            raise fail(
+                f"cannot load open_clip weights for {name}@{tag} offline ({str(e).splitlines()[0][:160]})",
+                "download the checkpoint once with network access and pass it as openclip:ARCH@/path/to/file.pt",
+            ) from None
+        self.model = model
+        self.arch = name
+        self.model_cfg = open_clip.get_model_config(name) if model_cfg is None else model_cfg
+        self.tokenizer = open_clip.get_tokenizer(name)
+        cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.preprocess = open_clip.image_transform(
+            self.image_size, is_train=False, mean=cfg.get("mean"), std=cfg.get("std")
+        )
+        with torch.no_grad():
+            self.logit_scale.copy_(model.logit_scale.detach())
+        model.logit_scale.requires_grad_(False)  # ours replaces it
+        self.embed_dim = int(self.model_cfg.get("embed_dim", 0)) if self.model_cfg else 0
+
+    def layer_groups(self) -> dict[str, list[nn.Module]]:
+        return {"image": _image_groups(self.model.visual), "text": _text_groups(self.model)}
+
+    def image_trunk(self, x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
+        return x if n == start else self.model.encode_image(x)
+
+    def image_head(self, h: torch.Tensor, n: int) -> torch.Tensor:
+        return l2norm(h if n else self.model.encode_image(h))
+
+    def text_trunk(self, texts: list[str], n: int) -> Any:
+        if n == 0:
+            return texts
+        return self.model.encode_text(self.tokenizer(texts).to(self.logit_scale.device))
+
+    def text_head(self, h: Any, n: int) -> torch.Tensor:
+        if n == 0:
+            h = self.model.encode_text(self.tokenizer(list(h)).to(self.logit_scale.device))
+        return l2norm(h)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> bool:
+        try:
+            self.model.set_grad_checkpointing(enable)
+            return True
+        except (AttributeError, AssertionError, NotImplementedError):
+            return False
+
+    def architecture_files(self) -> dict[str, bytes]:
+        if not self.model_cfg:
+            return {}
+        return {"open_clip_config.json": json.dumps({"model_cfg": self.model_cfg}, indent=2).encode()}
+
+
+def _register_config(name: str, cfg: dict) -> None:
+    import tempfile
+
+    import open_clip
+
+    d = Path(tempfile.mkdtemp(prefix="fungalzsl-openclip-"))
+    (d / f"{name}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(d)

@@ -1,0 +1,119 @@
+"""One registry keyed by strings users type: ``lite``, ``openclip:…``, ``hf:…``; plus run-directory loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fungalzsl.errors import fail
+from fungalzsl.io import atomic_path
+from fungalzsl.models.base import TwoTowerModel
+
+SPEC_HELP = "lite, openclip:ARCH@TAG (e.g. openclip:ViT-B-32@openai), openclip:hf-hub:ID, or hf:ID_OR_DIR"
+
+
+def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
+    """Build a model from its spec. ``pretrained=False`` builds the architecture only (for reloading runs).
+
+    ``options`` go to the backend (``lite``: ``embed_dim``, ``image_size``)."""
+    spec = spec.strip()
+    if spec == "lite":
+        from fungalzsl.models.lite import LiteModel
+
+        return LiteModel(pretrained=pretrained, **options)
+    if spec.startswith("openclip:") and len(spec) > len("openclip:"):
+        from fungalzsl.models.openclip import OpenClipModel
+
+        return OpenClipModel(spec[len("openclip:") :], pretrained=pretrained, **options)
+    if spec.startswith("hf:") and len(spec) > len("hf:"):
+        from fungalzsl.models.hf import HFClipModel
+
+        return HFClipModel(spec[len("hf:") :], pretrained=pretrained, **options)
+    raise fail(f"unknown model spec '{spec}'", f"use {SPEC_HELP}")
+
+
+def state_for_saving(model: TwoTowerModel) -> dict[str, torch.Tensor]:
+    """Contiguous, unshared CPU copies (safetensors refuses views and channels_last strides)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_weights(model: TwoTowerModel, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write the model's weights as safetensors, atomically (a crash leaves the old file or none)."""
+    with atomic_path(path) as tmp:
+        save_file(state_for_saving(model), str(tmp), metadata={"spec": model.spec, **(metadata or {})})
+
+
+def load_weights(model: TwoTowerModel, path: str | Path) -> None:
+    """Load a checkpoint strictly; a checkpoint of another architecture is a one-line error."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise fail(
+            f"{path} is not a readable safetensors checkpoint ({e})", "retrain or restore the file"
+        ) from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        detail = (missing or unexpected or shapes)[0]
+        raise fail(
+            f"{path} does not match model {model.spec} ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(shapes)} mis-shaped tensors, e.g. {detail})",
+            "pass the --model the checkpoint was trained with",
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def model_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Backend options recorded in a run's config.json."""
+    return dict(config.get("model_options") or {})
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TwoTowerModel, dict[str, Any]]:
+    """Rebuild a trained model from a run directory (best weights) and return it with its config dict."""
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    weights = run / "model.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise fail(
+            f"{run} is not a training run (needs config.json and model.safetensors)",
+            "run 'fungalzsl train' first",
+        )
+    try:
+        config = json.loads(cfg_path.read_text())
+    except ValueError as e:
+        raise fail(f"{cfg_path} is not valid JSON ({e})", "restore it from a backup or retrain") from None
+    spec = config.get("model")
+    if not isinstance(spec, str):
+        raise fail(f"{cfg_path} lacks the 'model' spec", "retrain with 'fungalzsl train'")
+    model = build_for_reload(spec, run, model_options(config))
+    load_weights(model, weights)
+    return model.to(device).eval(), config
+
+
+def build_for_reload(spec: str, run: Path, options: dict[str, Any]) -> TwoTowerModel:
+    """The architecture of a run, without downloading anything: configs stored in the run are used."""
+    if spec.startswith("hf:") and (run / "hf").is_dir():
+        from fungalzsl.models.hf import HFClipModel
+
+        model = HFClipModel(str(run / "hf"), pretrained=False)
+        model.spec = spec
+        return model
+    if spec.startswith("openclip:") and (run / "open_clip_config.json").is_file():
+        cfg = json.loads((run / "open_clip_config.json").read_text())["model_cfg"]
+        return build_model(spec, pretrained=False, model_cfg=cfg)
+    return build_model(spec, pretrained=False, **options)
+
+
+def write_architecture_files(model: TwoTowerModel, run: Path) -> None:
+    from fungalzsl.io import atomic_write_bytes
+
+    for name, data in model.architecture_files().items():
+        atomic_write_bytes(run / name, data)

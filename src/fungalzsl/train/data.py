@@ -1,0 +1,128 @@
+"""Training inputs: image–description pairs drawn per epoch, and the frozen-prefix feature cache.
+
+While the bottom of a tower is frozen and inputs are deterministic (the eval transform, no random
+augmentation), its output for a given image never changes within an unfreeze stage. The cache
+computes it once — at the deepest split the whole run will need (the *base*) — and derives each
+stage's split from the base by running only the frozen groups in between, so images are decoded once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fungalzsl.data import ImageReadError, load_image
+
+
+class _Images(Dataset):
+    def __init__(self, paths: Sequence[Path], transform: Callable[[Any], torch.Tensor]):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return i, self.transform(load_image(self.paths[i])), None
+        except ImageReadError as e:
+            return i, None, str(e)
+
+
+def _collate(batch: list) -> tuple[list[int], torch.Tensor | None, list[str]]:
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    return (
+        [i for i, _ in ok],
+        (torch.stack([x for _, x in ok]) if ok else None),
+        [e for _, x, e in batch if x is None],
+    )
+
+
+def iter_images(
+    paths: Sequence[Path],
+    batches: Sequence[Sequence[int]],
+    transform: Callable[[Any], torch.Tensor],
+    num_workers: int = 0,
+    bad: list[str] | None = None,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield (indices, pixel batch) per batch of indices; unreadable files go to ``bad`` and are skipped."""
+    loader = DataLoader(
+        _Images(paths, transform), batch_sampler=batches, num_workers=num_workers, collate_fn=_collate
+    )
+    for idx, xs, errors in loader:
+        if bad is not None:
+            bad.extend(errors)
+        if xs is not None:
+            yield idx, xs
+
+
+class FeatureCache:
+    """Frozen-prefix outputs of the image tower for a fixed list of images (train or val split)."""
+
+    def __init__(
+        self, model: Any, paths: Sequence[Path], base: int, batch_size: int, num_workers: int, device
+    ):
+        self.model, self.paths, self.base = model, list(paths), base
+        self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
+        self.errors: list[str] = []  # "path: reason" for files that could not be read
+        self.base_feats: torch.Tensor | None = None
+        self.valid: torch.Tensor | None = None  # bool mask of readable images
+        self.split, self.feats = 0, None
+
+    def _from_disk(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        feats: torch.Tensor | None = None
+        valid = torch.zeros(len(self.paths), dtype=torch.bool)
+        errs: list[str] = []
+        with torch.no_grad():
+            n_img, bs = len(self.paths), self.batch_size
+            batches = [list(range(i, min(i + bs, n_img))) for i in range(0, n_img, bs)]
+            for idx, xs in iter_images(self.paths, batches, self.model.preprocess, self.num_workers, errs):
+                h = self.model.image_trunk(xs.to(self.device), n).float().cpu()
+                if feats is None:
+                    feats = torch.zeros((len(self.paths), *h.shape[1:]))
+                feats[idx] = h
+                valid[idx] = True
+        self.errors.extend(errs)
+        if feats is None:
+            feats = torch.zeros(len(self.paths), 0)
+        return feats, valid
+
+    def scan(self) -> torch.Tensor:
+        """Decode every image once (filling the base cache if there is one); returns the readable mask."""
+        if self.valid is None:
+            if self.base > 0:
+                self.base_feats, self.valid = self._from_disk(self.base)
+            else:
+                # No cache to fill: still find unreadable files up front, so every epoch sees the same set.
+                valid = torch.zeros(len(self.paths), dtype=torch.bool)
+                for i, p in enumerate(self.paths):
+                    try:
+                        load_image(p)
+                        valid[i] = True
+                    except ImageReadError as e:
+                        self.errors.append(str(e))
+                self.valid = valid
+        return self.valid
+
+    def at(self, split: int) -> torch.Tensor | None:
+        """Features after the bottom ``split`` groups, or None when the stage trains from pixels."""
+        if split == 0:
+            self.split, self.feats = 0, None
+            return None
+        if split == self.split and self.feats is not None:
+            return self.feats
+        self.scan()
+        if self.base_feats is not None and split >= self.base:
+            out = []
+            with torch.no_grad():
+                for i in range(0, len(self.paths), self.batch_size):
+                    h = self.base_feats[i : i + self.batch_size].to(self.device)
+                    out.append(self.model.image_trunk(h, split, start=self.base).float().cpu())
+            feats = torch.cat(out)
+        else:
+            feats, _ = self._from_disk(split)
+            self.errors = list(dict.fromkeys(self.errors))  # a second pass reports the same files
+        self.split, self.feats = split, feats
+        return feats

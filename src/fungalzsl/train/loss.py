@@ -1,0 +1,76 @@
+"""The paper's multi-positive contrastive loss (Eq. 7–9) and the one-positive CLIP loss.
+
+With many images of the same class in a batch, the one-positive CLIP loss punishes the model for
+matching an image to a *correct* description that happens to be paired with another image. Eq. 7–8
+instead average the log-softmax over every same-class text (P_q) or image (P_r):
+
+    L_image = -1/N Σ_q 1/|P_q| Σ_{r∈P_q} log softmax_r(S_qr / τ)
+    L_text  = -1/N Σ_r 1/|P_r| Σ_{q∈P_r} log softmax_q(S_qr / τ)
+    L_total = L_image + L_text                                    (Eq. 9: a sum, not a mean)
+
+Under DDP, features and labels of every rank are gathered *with gradients*
+(``torch.distributed.nn.functional.all_gather``) so the negatives span the global batch."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank, keeping the autograd graph (the plain all_gather cuts it)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def gather_labels(labels: torch.Tensor) -> torch.Tensor:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return labels
+    out = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, labels)
+    return torch.cat(out)
+
+
+def multi_positive_loss(
+    image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_image, L_text) for normalised features (N, D), class ``labels`` (N,) and ``scale`` = 1/τ."""
+    logits = scale * image.float() @ text.float().T  # S_qr / τ, rows = images, columns = texts
+    pos = (labels[:, None] == labels[None, :]).float()  # P_q per row; P_r per column (symmetric)
+    l_image = -((pos * F.log_softmax(logits, dim=1)).sum(1) / pos.sum(1)).mean()
+    l_text = -((pos * F.log_softmax(logits, dim=0)).sum(0) / pos.sum(0)).mean()
+    return l_image, l_text
+
+
+def clip_loss(
+    image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The standard CLIP loss: pair i is the only positive of row and column i."""
+    logits = scale * image.float() @ text.float().T
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)
+
+
+class MultiPositiveContrastiveLoss(nn.Module):
+    """L_total = L_image + L_text over the (global) batch; ``multi_positive=False`` gives the CLIP loss."""
+
+    def __init__(self, multi_positive: bool = True, gather: bool = True):
+        super().__init__()
+        self.multi_positive = multi_positive
+        self.gather = gather
+
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        if self.gather:
+            image, text, labels = gather_with_grad(image), gather_with_grad(text), gather_labels(labels)
+        if self.multi_positive:
+            l_image, l_text = multi_positive_loss(image, text, labels, scale)
+        else:
+            l_image, l_text = clip_loss(image, text, scale)
+        return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text}
