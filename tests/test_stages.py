@@ -7,10 +7,10 @@ def _pipeline(tmp_path, calls, settings, crash_in=None):
     runner = StageRunner(tmp_path, log=lambda _m: None)
 
     def work(name):
-        def fn():
+        def fn(resume):
             if name == crash_in:
                 raise RuntimeError("killed")
-            calls.append(name)
+            calls.append(name + ("+resume" if resume else ""))
             (tmp_path / f"{name}.out").write_text(name)
 
         return fn
@@ -50,6 +50,16 @@ def test_killed_run_restarts_from_the_unfinished_stage(tmp_path):
     assert calls == ["a"]
     calls.clear()
     _pipeline(tmp_path, calls, settings)
+    assert calls == ["b+resume", "c"]
+
+
+def test_a_crash_after_a_settings_change_restarts_rather_than_resumes(tmp_path):
+    calls = []
+    _pipeline(tmp_path, calls, {"a": {}, "b": {"v": 1}, "c": {}})
+    with pytest.raises(RuntimeError):
+        _pipeline(tmp_path, calls, {"a": {}, "b": {"v": 2}, "c": {}}, crash_in="b")
+    calls.clear()
+    _pipeline(tmp_path, calls, {"a": {}, "b": {"v": 3}, "c": {}})
     assert calls == ["b", "c"]
 
 

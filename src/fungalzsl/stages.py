@@ -2,9 +2,13 @@
 
 A stage is done when its record in ``OUT/pipeline.json`` carries the same key as now. The key hashes
 the stage's own settings together with the keys of the stages it reads from, so changing one stage's
-settings reruns that stage and everything after it, and nothing before it. A stage killed half-way has
-no record: the next run calls it again, and each stage resumes its own partial work (the generator and
-the describer skip finished items, the trainer restarts from its last checkpoint)."""
+settings reruns that stage and everything after it, and nothing before it.
+
+A stage's record is written with ``done: false`` before it works. A run killed half-way leaves that
+record, so the next run calls the stage with ``resume=True`` and the stage finishes its own partial work
+(the generator and the describer skip finished items, the trainer restarts from its last checkpoint).
+When the key differs, or there is no record, the stage starts afresh (``resume=False``) and must
+discard whatever it finds in its outputs."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class Stage:
 
     name: str
     settings: dict[str, Any]
-    run: Callable[[], Any]
+    run: Callable[[bool], Any]  # called with resume=True to finish the same stage's interrupted work
     after: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
@@ -58,7 +62,11 @@ class StageRunner:
 
     def is_done(self, stage: Stage) -> bool:
         rec = self.state.get(stage.name) or {}
-        return rec.get("key") == self.key(stage) and all(p.exists() for p in stage.outputs)
+        return (
+            bool(rec.get("done"))
+            and rec.get("key") == self.key(stage)
+            and all(p.exists() for p in stage.outputs)
+        )
 
     def run(self, stage: Stage) -> bool:
         """Run ``stage`` unless it is done; returns True if it ran."""
@@ -67,18 +75,22 @@ class StageRunner:
         if self.is_done(stage):
             self.log(f"[{stage.name}] up to date (key {key}); skipped")
             return False
-        # Invalidate before working: a crash mid-stage must not leave a record that looks finished.
-        self.state.pop(stage.name, None)
+        previous = self.state.get(stage.name) or {}
+        resume = previous.get("key") == key and not previous.get("done")
+        # Record the attempt before working, and forget every later stage that read this one's output:
+        # a crash must never leave a record that looks finished.
+        self.state[stage.name] = {"key": key, "after": stage.after, "done": False}
         for later in [n for n, rec in self.state.items() if stage.name in (rec or {}).get("after", [])]:
             self.state.pop(later, None)
         atomic_write_json(self.state_path, self.state)
-        self.log(f"[{stage.name}] running (key {key})")
+        self.log(f"[{stage.name}] {'resuming' if resume else 'running'} (key {key})")
         t0 = time.perf_counter()
-        stage.run()
+        stage.run(resume)
         seconds = round(time.perf_counter() - t0, 2)
         self.state[stage.name] = {
             "key": key,
             "after": stage.after,
+            "done": True,
             "seconds": seconds,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
