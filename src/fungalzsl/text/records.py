@@ -78,3 +78,59 @@ def load_description_set(path: str | Path) -> DescriptionSet:
     names = {r.get("set") for r in records if r.get("set")}
     name = names.pop() if len(names) == 1 else path.stem
     return DescriptionSet.from_records(records, name=name, path=path)
+
+
+# ---- writing records (used by `fungalzsl describe` and `fungalzsl describe import`) ----
+
+PROVENANCE_KEYS = (
+    "set",
+    "backend",
+    "model",
+    "prompt_id",
+    "temperature",
+    "sampling",
+    "seed",
+    "created_at",
+    "hash",
+)
+
+
+def make_record(
+    cls: str,
+    text: str,
+    *,
+    set_name: str,
+    backend: str,
+    model: str,
+    prompt_id: str | None = None,
+    temperature: float | None = None,
+    sampling: dict[str, Any] | None = None,
+    seed: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One description record with full provenance; ``hash`` is the sha256 of ``text``."""
+    from datetime import datetime, timezone
+
+    rec: dict[str, Any] = {
+        "class": cls,
+        "text": text,
+        "set": set_name,
+        "backend": backend,
+        "model": model,
+        "prompt_id": prompt_id,
+        "temperature": temperature,
+        "sampling": sampling or {},
+        "seed": seed,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hash": text_hash(text),
+    }
+    rec.update(extra)
+    return rec
+
+
+def read_records_if_any(path: str | Path) -> list[dict[str, Any]]:
+    """The records already in ``path`` (empty when it does not exist) — the basis of resuming."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    return read_jsonl(path)
