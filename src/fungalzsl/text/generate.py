@@ -201,7 +201,7 @@ def _fill_class(
     budget = need * (1 + max_resample)
     attempts = accepted = 0
     while accepted < need and attempts < budget:
-        n = min(batch_size, budget - attempts)
+        n = min(batch_size, need - accepted, budget - attempts)  # ask only for what is still missing
         reqs = []
         for k in range(n):
             p = prompt_set.prompts[(slot + k) % len(prompt_set.prompts)]

@@ -1,0 +1,134 @@
+"""OpenAI-compatible chat completions through the official ``openai`` client: OpenAI itself, vLLM, Ollama,
+llama.cpp's server, LM Studio, and Gemini's and Claude's OpenAI-compatible endpoints.
+
+Why our own retry loop instead of the client's: we need jittered exponential backoff that tests can shrink to
+milliseconds, Retry-After honoured, and, when retries run out, one line that says what to do (start the
+server, set the key) rather than a stack trace. The API key is read from an environment variable and
+passed only to the client: it is never logged or written to a record.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+from fungalzsl.errors import FungalError, fail
+from fungalzsl.text.backends.base import Backend, BackendOptions, Request, Sampling
+
+# Hosts that always want a key; any other (local) server gets a placeholder when no key is set.
+_KEYED_HOSTS = ("api.openai.com", "generativelanguage.googleapis.com", "api.anthropic.com")
+
+
+class OpenAIChatBackend(Backend):
+    def __init__(self, kind: str, model: str, endpoint: object, options: BackendOptions) -> None:
+        import openai
+
+        self._openai = openai
+        self.kind, self.model, self.options = kind, model, options
+        env_url = os.environ.get("OPENAI_BASE_URL") if kind == "openai" else None
+        self.base_url = options.base_url or env_url or endpoint.base_url or "https://api.openai.com/v1"  # type: ignore[attr-defined]
+        self.key_env = options.api_key_env or endpoint.key_env  # type: ignore[attr-defined]
+        key = os.environ.get(self.key_env) if self.key_env else None
+        host = urlparse(self.base_url).hostname or ""
+        if not key and (host in _KEYED_HOSTS or options.api_key_env):
+            raise fail(
+                f"no API key for {kind}:{model} at {self.base_url}",
+                f"set the environment variable {self.key_env} (or name another with --api-key-env)",
+            )
+        # max_retries=0: retries are ours (see module docstring).
+        self.client = openai.OpenAI(
+            base_url=self.base_url, api_key=key or "not-needed", timeout=options.timeout, max_retries=0
+        )
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.model}"
+
+    def complete(self, requests: list[Request], sampling: Sampling) -> list[str | BaseException]:
+        workers = max(1, min(self.options.concurrency, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="describe") as pool:
+            futures = [pool.submit(self._one, r, sampling) for r in requests]
+            out: list[str | BaseException] = []
+            for f in futures:
+                try:
+                    out.append(f.result())
+                except Exception as e:  # returned, not raised: finished siblings are still saved
+                    out.append(e)
+            return out
+
+    def _one(self, req: Request, sampling: Sampling) -> str:
+        oa = self._openai
+        kwargs: dict[str, object] = {
+            "model": self.model,
+            "messages": req.messages(),
+            "temperature": sampling.temperature,
+            "max_tokens": sampling.max_tokens,
+            "seed": req.seed,
+        }
+        if sampling.top_p is not None:
+            kwargs["top_p"] = sampling.top_p
+        if sampling.top_k is not None:  # not in OpenAI's schema; vLLM, Ollama and llama.cpp accept it
+            kwargs["extra_body"] = {"top_k": sampling.top_k}
+        last: Exception | None = None
+        for attempt in range(self.options.max_retries + 1):
+            try:
+                resp = self.client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+                if not resp.choices:
+                    return ""
+                return resp.choices[0].message.content or ""
+            except (oa.AuthenticationError, oa.PermissionDeniedError):
+                raise fail(
+                    f"{self.base_url} rejected the API key for {self.describe()}",
+                    f"check the environment variable {self.key_env or 'OPENAI_API_KEY'}",
+                ) from None
+            except oa.NotFoundError:
+                raise fail(
+                    f"model '{self.model}' not found at {self.base_url}",
+                    "check the model name (e.g. 'ollama list') or --base-url",
+                ) from None
+            except (oa.RateLimitError, oa.InternalServerError, oa.APIConnectionError) as e:
+                last = e
+                if attempt == self.options.max_retries:
+                    break
+                time.sleep(self._delay(attempt, e))
+            except oa.APIStatusError as e:  # 400 and friends: retrying will not help
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise fail(
+                    f"{self.base_url} refused the request ({msg[:200]})", "check the model and options"
+                ) from None
+        raise self._give_up(last)
+
+    def _delay(self, attempt: int, err: Exception) -> float:
+        """Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer."""
+        base = self.options.backoff * (2**attempt)
+        delay = base * (0.5 + random.random())
+        resp = getattr(err, "response", None)
+        retry_after = resp.headers.get("retry-after") if resp is not None else None
+        try:
+            if retry_after is not None:
+                delay = max(delay, min(float(retry_after), 60.0))
+        except ValueError:
+            pass
+        return delay
+
+    def _give_up(self, err: Exception | None) -> FungalError:
+        oa, n = self._openai, self.options.max_retries
+        keep = "finished descriptions are saved; rerun the same command to resume"
+        if isinstance(err, oa.APITimeoutError):
+            return fail(
+                f"{self.base_url} timed out ({self.options.timeout:g} s) {n + 1} times",
+                f"raise --timeout; {keep}",
+            )
+        if isinstance(err, oa.APIConnectionError):
+            return fail(f"cannot reach {self.base_url} after {n + 1} tries", f"is the server running? {keep}")
+        if isinstance(err, oa.RateLimitError):
+            return fail(
+                f"{self.base_url} is rate limiting (429) after {n + 1} tries", f"lower --concurrency; {keep}"
+            )
+        status = getattr(err, "status_code", "5xx")
+        return fail(f"{self.base_url} answered with server errors ({status}) {n + 1} times", keep)
+
+    def close(self) -> None:
+        self.client.close()
