@@ -26,7 +26,7 @@ def _fine_tuned() -> KeywordModel:
 
 @pytest.fixture
 def toy_registry(monkeypatch):
-    def build_model(spec):
+    def build_model(spec, **options):
         if spec != "toy":
             raise fungalzsl.errors.FungalError(f"unknown model spec '{spec}'")
         return KeywordModel()

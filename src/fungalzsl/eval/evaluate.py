@@ -258,9 +258,7 @@ def evaluate_run(
         metrics["by_description_set"] = {s.name: s.metrics for s in scored}
     base_scored: list[Scored] = []
     if baseline and source.run_dir is not None and source.start_spec:
-        from fungalzsl.models import build_model
-
-        base = build_model(source.start_spec).to(device).eval()
+        base = build_start_model(source).to(device).eval()
         base_split = embed_split(base, found.paths, found.labels, classes, batch_size)
         base_split = _restrict(base_split, split_emb.paths)
         base_sets = sets if sets != [None] else [None]
@@ -289,6 +287,18 @@ def evaluate_run(
             ],
         )
     return metrics
+
+
+def build_start_model(source: ModelSource) -> Any:
+    """The weights fine-tuning started from: the same spec and backend options, and the training seed
+    set first, so heads that training initialised at random (``lite``) are the same random heads."""
+    from fungalzsl.models import build_model
+
+    options = dict(source.config.get("model_options") or {})
+    seed = (source.config.get("train") or {}).get("seed")
+    if isinstance(seed, int):
+        torch.manual_seed(seed)
+    return build_model(source.start_spec, **options)
 
 
 def _restrict(split: EmbeddedSplit, paths: list[Path]) -> EmbeddedSplit:
