@@ -67,6 +67,8 @@ def _register() -> None:
     app.command("evaluate")(eval_cli.evaluate)
     app.command("compare")(eval_cli.compare)
     app.command("table")(eval_cli.table)
+    app.command("loco")(eval_cli.loco)
+    app.command("shift")(eval_cli.shift)
     app.command("predict")(predict)
     app.command("serve")(serve)
     app.command("export")(export)
