@@ -1,0 +1,76 @@
+"""``fungalzsl run``: the whole pipeline on tiny settings, its stage cache and its restart after a kill."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_tiny_config
+from fungalzsl.cli import app
+from fungalzsl.pipeline import run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def _logged(out, cfg, **kw):
+    lines: list[str] = []
+    metrics = run_pipeline(out, cfg, log=lines.append, **kw)
+    return metrics, lines
+
+
+def test_full_run_writes_every_stage_and_a_second_run_does_no_work(tiny_pipeline):
+    out = tiny_pipeline
+    assert (out / "data" / "dataset.json").is_file()
+    assert (out / "descriptions" / "bank.jsonl").is_file()
+    assert (out / "run" / "model.safetensors").is_file()
+    assert (out / "run" / "class_embeddings.safetensors").is_file()
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert {"recall@1", "per_class", "confusion_matrix", "ece", "n"} <= set(metrics)
+    assert metrics["n"] == 6  # 10% of 60 images
+    assert (out / "eval" / "report.html").is_file()
+
+    again, lines = _logged(out, out.parent / "tiny.yaml")
+    assert all("up to date" in line for line in lines), lines
+    assert len(lines) == 4
+    assert again["recall@1"] == metrics["recall@1"]
+
+
+def test_killed_run_restarts_at_the_unfinished_stage_and_changes_rerun_only_later_stages(
+    tmp_path, monkeypatch
+):
+    import fungalzsl.train.loop as loop
+
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", train={"epochs": 1})
+    real_train = loop.train_run
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train_run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _logged(tmp_path / "out", cfg)
+    state = json.loads((tmp_path / "out" / "pipeline.json").read_text())
+    assert state["generate"]["done"] and state["describe"]["done"]
+    assert state["train"]["done"] is False
+
+    monkeypatch.setattr(loop, "train_run", real_train)
+    _, lines = _logged(tmp_path / "out", cfg)
+    assert [line.split("]")[1].split()[0] for line in lines if "]" in line and "done in" not in line] == [
+        "up",
+        "up",
+        "resuming",
+        "running",
+    ]
+
+    cfg = write_tiny_config(tmp_path / "tiny.yaml", train={"epochs": 1}, evaluate={"n_boot": 20})
+    _, lines = _logged(tmp_path / "out", cfg)
+    ran = [line.split("]")[0][1:] for line in lines if "running" in line]
+    assert ran == ["evaluate"]
+
+
+def test_bad_config_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("describe: {per_class: -3}\n")
+    res = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "o"), "--config", str(bad)])
+    assert res.exit_code == 2
+    assert "per_class" in res.stderr and "Traceback" not in res.stderr
