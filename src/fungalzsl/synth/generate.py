@@ -124,22 +124,24 @@ def generate_dataset(
     done_rows = journal.rows()
     state = worker_state(cfg, seed, cfg.size, renderer, mode, out)
     started = time.perf_counter()
-    if fmt == "folder":
-        mine = [j for j in jobs if j.index % part[1] == part[0]]
-        todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
-        _run_folder(todo, len(mine), workers, state, journal, progress, on_progress)
-    else:
-        groups = shard_groups(jobs)
-        mine_g = [g for k, g in enumerate(groups) if k % part[1] == part[0]]
-        todo_g = [
-            (p, js)
-            for p, js in mine_g
-            if not (out / p).is_file() or any(j.index not in done_rows for j in js)
-        ]
-        _run_shards(
-            out, todo_g, sum(len(js) for _, js in mine_g), workers, state, journal, progress, on_progress
-        )
-    journal.flush()
+    try:
+        if fmt == "folder":
+            mine = [j for j in jobs if j.index % part[1] == part[0]]
+            todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
+            _run_folder(todo, len(mine), workers, state, journal, progress, on_progress)
+        else:
+            groups = shard_groups(jobs)
+            mine_g = [g for k, g in enumerate(groups) if k % part[1] == part[0]]
+            todo_g = [
+                (p, js)
+                for p, js in mine_g
+                if not (out / p).is_file() or any(j.index not in done_rows for j in js)
+            ]
+            _run_shards(
+                out, todo_g, sum(len(js) for _, js in mine_g), workers, state, journal, progress, on_progress
+            )
+    finally:
+        journal.flush()  # interrupted or not, finished images stay finished
     elapsed = time.perf_counter() - started
 
     rows = journal.rows()

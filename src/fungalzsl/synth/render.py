@@ -25,6 +25,9 @@ Renderer = Literal["fast", "matplotlib"]
 _PT_PER_SIDE = REFERENCE_PX * 72.0 / 300.0
 # Widths within 4% of each other share one path: invisible at any size, and it keeps draws few.
 _WIDTH_STEP = np.log(1.04)
+# matplotlib patches have a 1 pt edge in the face colour (the authors' discs too): it widens a disc
+# by half the edge width, which both renderers reproduce at every size.
+DISC_EDGE_PT = 1.0
 
 
 def width_px(width_pt: np.ndarray, size: int) -> np.ndarray:
@@ -60,13 +63,15 @@ def render_skia(scene: Scene, size: int) -> np.ndarray:
     bounds = np.searchsorted(scene.seg_struct, np.arange(len(scene.struct_kind) + 1))
 
     disc = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style)
+    edge = float(width_px(DISC_EDGE_PT, size))
     line = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeCap=skia.Paint.kSquare_Cap)
     for s in range(len(scene.struct_kind)):
         r, g, b = (float(v) for v in scene.struct_rgb[s])
         if scene.circle_r[s] > 0:
             disc.setColor4f(skia.Color4f(r, g, b, 1.0))
             cx, cy = scene.circle_xy[s]
-            canvas.drawCircle(float(cx * size), float((1 - cy) * size), float(scene.circle_r[s] * size), disc)
+            radius = scene.circle_r[s] * size + 0.5 * edge
+            canvas.drawCircle(float(cx * size), float((1 - cy) * size), float(radius), disc)
         lo, hi = bounds[s], bounds[s + 1]
         if hi <= lo:
             continue
@@ -97,11 +102,14 @@ def render_matplotlib(scene: Scene, size: int) -> np.ndarray:
     ax.set_ylim(0, 1)
     ax.axis("off")
     lw_pt = width_px(scene.seg_width, size) * 72.0 / dpi
+    edge_pt = float(width_px(DISC_EDGE_PT, size)) * 72.0 / dpi
     bounds = np.searchsorted(scene.seg_struct, np.arange(len(scene.struct_kind) + 1))
     for s in range(len(scene.struct_kind)):
         colour = tuple(float(v) for v in scene.struct_rgb[s])
         if scene.circle_r[s] > 0:
-            ax.add_patch(Circle(tuple(scene.circle_xy[s]), float(scene.circle_r[s]), color=colour))
+            ax.add_patch(
+                Circle(tuple(scene.circle_xy[s]), float(scene.circle_r[s]), color=colour, linewidth=edge_pt)
+            )
         for i in range(bounds[s], bounds[s + 1]):
             x0, y0, x1, y1 = scene.seg_xy[i]
             ax.plot([x0, x1], [y0, y1], color=colour, alpha=scene.line_alpha, linewidth=lw_pt[i])

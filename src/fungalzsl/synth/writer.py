@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from fungalzsl.synth.preset import GeneratorPreset
 PROGRESS_DIR = ".fungalzsl-progress"
 SHARD_DIR = "shards"
 SAMPLES_PER_SHARD = 1000
-OUTPUT_NAMES = ("dataset.json", "metadata.parquet", "metadata.jsonl", SHARD_DIR, PROGRESS_DIR)
+OUTPUT_NAMES = ("dataset.json", "metadata.parquet", "metadata.jsonl", "missing.txt", SHARD_DIR, PROGRESS_DIR)
 
 
 # ---------------------------------------------------------------- worker side (one per process)
@@ -118,16 +119,19 @@ class Journal:
         self.dir = out / PROGRESS_DIR
         self.path = self.dir / f"rows-{part[0]}-of-{part[1]}.jsonl"
         self.pending: list[dict] = []
+        self.last_flush = time.monotonic()
 
     def add(self, rows: list[dict]) -> None:
+        # Batched fsyncs: a hard kill loses at most ~1 s of rows, and those images are simply redone.
         self.pending.extend(rows)
-        if len(self.pending) >= 64:
+        if len(self.pending) >= 256 or time.monotonic() - self.last_flush > 1.0:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             append_jsonl(self.path, self.pending)
             self.pending = []
+        self.last_flush = time.monotonic()
 
     def rows(self) -> dict[int, dict]:
         """All journalled rows of every part, by image index."""
