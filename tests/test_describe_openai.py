@@ -4,7 +4,11 @@ thread): the real ``openai`` client code path, with injected 429/500/timeouts, a
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -64,6 +68,7 @@ class FakeLLM:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.ok = 0
+        self.delay = 0.0  # seconds before each answer
         self.lock = threading.Lock()
         fake = self
 
@@ -84,6 +89,7 @@ class FakeLLM:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                time.sleep(fake.delay)
                 if action == "slow":
                     time.sleep(1.0)
                     action = "ok"
@@ -239,3 +245,26 @@ def test_cli_against_the_server(llm, tmp_path):
     body = llm.requests[0]
     assert body["top_p"] == 0.9 and body["top_k"] == 50 and body["temperature"] == 0.75
     assert len(read_jsonl(out)) == 6
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_without_loss_or_duplicates(llm, tmp_path):
+    """SIGKILL the real CLI mid-run (no clean-up code runs), then resume."""
+    llm.delay = 0.05
+    out = tmp_path / "k.jsonl"
+    cmd = [sys.executable, "-m", "fungalzsl", "describe", "--backend", "vllm:m", "--base-url", llm.url,
+           "--per-class", "10", "--batch-size", "2", "--concurrency", "1", "--min-words", "5", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 6):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_jsonl(out)
+    assert 6 <= len(before) < 30, "the kill should land mid-run"
+    llm.delay = 0.0
+    res = CliRunner().invoke(app, cmd[3:])
+    assert res.exit_code == 0, res.output
+    after = read_jsonl(out)
+    assert len(after) == 30 and after[: len(before)] == before
+    assert len({r["text"] for r in after}) == 30
