@@ -79,6 +79,16 @@ def test_metadata_schema(clean):
     for k, t in expected.items():
         assert types[k] == t, k
     assert [r["index"] for r in rows] == list(range(N))
+    # Hugging Face imagefolder reads SPLIT/metadata.jsonl with paths relative to the split folder.
+    for split in ("train", "val", "test"):
+        per_split = [json.loads(line) for line in (clean / split / "metadata.jsonl").read_text().splitlines()]
+        assert [r["index"] for r in per_split] == [r["index"] for r in rows if r["split"] == split]
+        assert all((clean / split / r["file_name"]).is_file() for r in per_split)
+    import pyarrow.csv as pacsv
+
+    assert pacsv.read_csv(clean / "metadata.csv").column("file_name").to_pylist() == [
+        r["file_name"] for r in rows
+    ]
     for r in rows:
         assert (clean / r["file_name"]).is_file()
         assert r["file_name"] == f"{r['split']}/{r['label']}/{r['index']:06d}.png"

@@ -176,7 +176,7 @@ def generate_dataset(
         "preset": {"name": _preset_name(preset), "hash": cfg.hash(), "settings": cfg.to_dict()},
         "settings_hash": settings_hash,
         "generator": f"fungalzsl {__version__}",
-        "metadata": ["metadata.parquet", "metadata.jsonl"],
+        "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
         "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
     }
     if fmt == "webdataset":

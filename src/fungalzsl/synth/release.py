@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_path, atomic_write_json, sha256_file, write_jsonl
-from fungalzsl.synth.writer import prepare_output, split_summary
+from fungalzsl.io import atomic_write_json, sha256_file
+from fungalzsl.synth.writer import prepare_output, split_summary, write_metadata
 
 PAPER_CLASSES = ["spore", "hyphae", "mycelium"]
 _REQUIRED = ("image_path", "class_label")
@@ -162,12 +162,7 @@ def import_release(
     for row, src in plan:
         _place(src, out / row["file_name"], link)
     rows = [row for row, _ in plan]
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with atomic_path(out / "metadata.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-    write_jsonl(out / "metadata.jsonl", rows)
+    write_metadata(out, rows, per_split=True)
     if missing:
         (out / "missing.txt").write_text("".join(m + "\n" for m in missing), encoding="utf-8")
 
@@ -188,7 +183,7 @@ def import_release(
             "images": str(images.resolve()),
             "missing": len(missing),
         },
-        "metadata": ["metadata.parquet", "metadata.jsonl"],
+        "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
         "settings_hash": "import",
     }
     atomic_write_json(out / "dataset.json", manifest)

@@ -38,7 +38,15 @@ from fungalzsl.synth.preset import GeneratorPreset
 PROGRESS_DIR = ".fungalzsl-progress"
 SHARD_DIR = "shards"
 SAMPLES_PER_SHARD = 1000
-OUTPUT_NAMES = ("dataset.json", "metadata.parquet", "metadata.jsonl", "missing.txt", SHARD_DIR, PROGRESS_DIR)
+OUTPUT_NAMES = (
+    "dataset.json",
+    "metadata.parquet",
+    "metadata.jsonl",
+    "metadata.csv",
+    "missing.txt",
+    SHARD_DIR,
+    PROGRESS_DIR,
+)
 
 
 # ---------------------------------------------------------------- worker side (one per process)
@@ -171,8 +179,9 @@ def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool,
             elif p.exists():
                 p.unlink()
         for p in out.iterdir():
-            # Class folders we may have written: split dirs holding only images.
-            if p.is_dir() and all(q.is_dir() for q in p.iterdir()):
+            # Split folders we wrote hold class folders and metadata.jsonl only; anything else is
+            # the user's and stays.
+            if p.is_dir() and all(q.is_dir() or q.name == "metadata.jsonl" for q in p.iterdir()):
                 shutil.rmtree(p)
         return
     if resume or joining:
@@ -237,15 +246,31 @@ def shard_groups(jobs: list[Job], per_shard: int = SAMPLES_PER_SHARD) -> list[tu
     return out
 
 
-def finalize(out: Path, jobs: list[Job], rows: dict[int, dict], manifest: dict[str, Any]) -> None:
-    """Metadata files, then the manifest (last: its presence means the dataset is complete)."""
+def write_metadata(out: Path, rows: list[dict], per_split: bool) -> None:
+    """``metadata.parquet``, ``.jsonl`` and ``.csv`` at the top (paths relative to ``out``), and for
+    ImageFolder trees also ``SPLIT/metadata.jsonl`` (paths relative to the split folder), which is
+    where Hugging Face ``imagefolder`` looks for a split's metadata."""
     import pyarrow as pa
+    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    ordered = [rows[j.index] for j in jobs]
+    table = pa.Table.from_pylist(rows)
     with atomic_path(out / "metadata.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(ordered), tmp)
-    write_jsonl(out / "metadata.jsonl", ordered)
+        pq.write_table(table, tmp)
+    with atomic_path(out / "metadata.csv") as tmp:
+        pacsv.write_csv(table, tmp)
+    write_jsonl(out / "metadata.jsonl", rows)
+    if per_split:
+        by_split: dict[str, list[dict]] = {}
+        for r in rows:
+            by_split.setdefault(r["split"], []).append({**r, "file_name": r["file_name"].split("/", 1)[1]})
+        for split, rs in by_split.items():
+            write_jsonl(out / split / "metadata.jsonl", rs)
+
+
+def finalize(out: Path, jobs: list[Job], rows: dict[int, dict], manifest: dict[str, Any]) -> None:
+    """Metadata files, then the manifest (last: its presence means the dataset is complete)."""
+    write_metadata(out, [rows[j.index] for j in jobs], per_split=manifest["format"] == "folder")
     atomic_write_json(out / "dataset.json", manifest)
     shutil.rmtree(out / PROGRESS_DIR, ignore_errors=True)
 
