@@ -6,9 +6,11 @@ grayscale, palette, RGBA, CMYK) into RGB and refuses decompression bombs with a 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -26,23 +28,28 @@ class ImageReadError(ValueError):
     """One image could not be read; the message says why (callers report it and go on)."""
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open ``path`` as an RGB PIL image, or raise :class:`ImageReadError` with a one-line reason."""
-    path = Path(path)
+def load_image(source: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open a file path or binary stream as an RGB PIL image, or raise :class:`ImageReadError` with a
+    one-line reason that starts with ``name`` (default: the path)."""
+    label = name or str(source if isinstance(source, (str, Path)) else "<upload>")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; we refuse anything over the limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(label)
+                im.load()
+                return to_rgb(im)
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)") from None
+        raise ImageReadError(f"{label}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)") from None
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
+        raise ImageReadError(f"{label}: no such file") from None
     except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a directory") from None
+        raise ImageReadError(f"{label}: is a directory") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(
-            f"{path}: not a readable image ({str(e).splitlines()[0] or type(e).__name__})"
-        ) from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"{label}: not a readable image ({reason})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -16,26 +16,10 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
-from fungalzsl.data import MAX_IMAGE_PIXELS, to_rgb
+from fungalzsl.data import ImageReadError, load_image
 from fungalzsl.predict import Classifier, label_set
 
 DEFAULT_SET = "run"
-
-
-def _decode(name: str, data: bytes) -> Image.Image:
-    """Decode uploaded bytes as an image or raise ValueError with a one-line reason."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{name}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)")
-            im.load()
-            return to_rgb(im)
-    except Image.DecompressionBombError:
-        raise ValueError(f"{name}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)") from None
-    except (OSError, SyntaxError) as e:
-        raise ValueError(
-            f"{name}: not a readable image ({str(e).splitlines()[0] or type(e).__name__})"
-        ) from None
 
 
 def create_app(
@@ -90,8 +74,8 @@ def create_app(
                 entry["error"] = f"{name}: larger than {max_file_mb:g} MB (refused)"
             else:
                 try:
-                    images.append((len(results), _decode(name, data)))
-                except ValueError as e:
+                    images.append((len(results), load_image(io.BytesIO(data), name=name)))
+                except ImageReadError as e:
                     entry["error"] = str(e)
             results.append(entry)
         if images:
