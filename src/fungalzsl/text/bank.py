@@ -82,6 +82,15 @@ FOLLOW_VP = (
     "Moreover, it {v}.",
     "Seen up close, it {v}.",
 )
+# Development noun phrases name a stage ("the earliest stage of fungal growth"), not a visible feature:
+# they get identity sentences instead of feature lists.
+OPENERS_DEV = (
+    "{S} represents {d}.",
+    "{S} is {d}.",
+    "{S} marks {d} and is characterized by {a}.",
+    "As {d}, {s} shows {a}.",
+)
+FOLLOW_DEV = ("It represents {d}.", "This stage is {d}.", "In the life cycle, it is {d}.")
 FOLLOW_NP = (
     "It is further characterized by {a}.",
     "Another feature is {a}.",
@@ -208,7 +217,8 @@ class BankComposer:
         traits = list(bc.traits)
         rng.shuffle(traits)
         traits.sort(key=lambda t: t.aspect not in focus)
-        np_traits = [t for t in traits if t.np]
+        np_traits = [t for t in traits if t.np and t.aspect != "development"]
+        dev_traits = [t for t in traits if t.np and t.aspect == "development"]
         vp_traits = [t for t in traits if t.vp]
         subject = rng.choice(bc.subjects)
         fill = {"S": _cap(subject), "s": subject, "N": _cap(bc.name)}
@@ -228,8 +238,18 @@ class BankComposer:
                     return rng.choice(t.vp)
             return None
 
+        def take_dev() -> str | None:
+            for t in dev_traits:
+                if id(t) not in used:
+                    used.add(id(t))
+                    return rng.choice(t.np)
+            return None
+
         sentences: list[str] = []
-        if vp_traits and rng.random() < 0.25:
+        dev_first = aspect == "development" and rng.random() < 0.6
+        if dev_traits and (dev_first or rng.random() < 0.1) and (d := take_dev()) is not None:
+            sentences.append(rng.choice(OPENERS_DEV).format(d=d, a=take_np(), **fill))
+        elif vp_traits and rng.random() < 0.25:
             v = take_vp()
             sentences.append(rng.choice(OPENERS_VP).format(v=v, **fill))
         else:
@@ -241,7 +261,10 @@ class BankComposer:
         # A target length inside the bounds; add follow-ups until the next one would overshoot it.
         target = rng.randint(min(max(min_w, 12), max_w), max(min(max_w, 55), min(max(min_w, 12), max_w)))
         while len(" ".join(sentences).split()) < target:
-            if rng.random() < 0.7 and (v := take_vp()) is not None:
+            roll = rng.random()
+            if roll < 0.12 and (d := take_dev()) is not None:
+                nxt = rng.choice(FOLLOW_DEV).format(d=d)
+            elif roll < 0.7 and (v := take_vp()) is not None:
                 nxt = rng.choice(FOLLOW_VP).format(v=v)
             else:
                 tpl = rng.choice(FOLLOW_NP)
