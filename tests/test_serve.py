@@ -1,0 +1,134 @@
+"""The web page: its HTTP API, its limits, and a real headless Chromium uploading an image."""
+
+import csv
+import io
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from fungalzsl import Classifier
+from fungalzsl.serve.app import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_pipeline):
+    return Classifier.load(tiny_pipeline / "run")
+
+
+@pytest.fixture(scope="module")
+def test_images(tiny_pipeline):
+    return sorted((tiny_pipeline / "data" / "test").rglob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def client(clf, tiny_pipeline):
+    app = create_app(
+        clf, {"bank": tiny_pipeline / "descriptions" / "bank.jsonl"}, max_files=4, max_file_mb=0.05
+    )
+    return TestClient(app)
+
+
+def _png(path):
+    return (path.name, path.read_bytes(), "image/png")
+
+
+def test_page_and_info(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="files"' in page.text
+    info = client.get("/api/info").json()
+    assert info["label_sets"]["run"] == ["spore", "hyphae", "mycelium"]
+    assert "bank" in info["label_sets"] and info["max_files"] == 4
+
+
+def test_predict_matches_the_python_api(client, clf, test_images):
+    r = client.post("/api/predict", files=[("files", _png(p)) for p in test_images[:3]])
+    assert r.status_code == 200
+    body = r.json()
+    expected = clf.predict(test_images[:3])
+    for got, want in zip(body["results"], expected):
+        assert got["prediction"] == want.prediction
+        assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+
+
+def test_bad_uploads_get_per_file_errors_and_limits_hold(client, test_images, tmp_path):
+    big = io.BytesIO()
+    Image.effect_noise((256, 256), 64).save(big, "PNG")  # incompressible: over the 0.05 MB test limit
+    files = [
+        ("files", _png(test_images[0])),
+        ("files", ("notes.txt", b"hello", "text/plain")),
+        ("files", ("big.png", big.getvalue(), "image/png")),
+    ]
+    body = client.post("/api/predict", files=files).json()
+    ok, text, large = body["results"]
+    assert ok["error"] is None and ok["prediction"]
+    assert "not a readable image" in text["error"]
+    assert "larger than" in large["error"]
+    too_many = client.post("/api/predict", files=[("files", _png(test_images[0]))] * 5)
+    assert too_many.status_code == 413
+    unknown = client.post("/api/predict", files=[("files", _png(test_images[0]))], data={"label_set": "nope"})
+    assert unknown.status_code == 400
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+def test_headless_chromium_uploads_an_image_and_reads_the_prediction(clf, test_images, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(clf), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    image = test_images[0]
+    expected = clf.predict(image)[0].prediction
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(accept_downloads=True)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.querySelectorAll('#labelset option').length > 0")
+            page.set_input_files("#files", str(image))
+            row = page.locator(f'tr.result[data-name="{image.name}"]')
+            row.wait_for(timeout=30_000)
+            assert row.locator(".top-class").inner_text().strip() == expected
+            assert row.locator(".bar").count() == 3
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            with page.expect_download() as dl:
+                page.click("#download")
+            rows = list(csv.DictReader(io.StringIO(dl.value.path().read_text())))
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert rows[0]["path"] == image.name and rows[0]["prediction"] == expected
+    shot = Image.open(tmp_path / "page.png")
+    assert shot.width >= 800 and shot.height >= 300
