@@ -247,7 +247,7 @@ class BankComposer:
 
         sentences: list[str] = []
         dev_first = aspect == "development" and rng.random() < 0.6
-        if dev_traits and (dev_first or rng.random() < 0.1) and (d := take_dev()) is not None:
+        if dev_traits and (dev_first or (aspect == "general" and rng.random() < 0.15)) and (d := take_dev()):
             sentences.append(rng.choice(OPENERS_DEV).format(d=d, a=take_np(), **fill))
         elif vp_traits and rng.random() < 0.25:
             v = take_vp()
