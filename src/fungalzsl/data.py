@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fungalzsl.errors import fail
 
@@ -47,6 +47,8 @@ def load_image(source: str | Path | BinaryIO, name: str | None = None) -> Image.
         raise ImageReadError(f"{label}: no such file") from None
     except IsADirectoryError:
         raise ImageReadError(f"{label}: is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{label}: not a readable image (unknown or unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageReadError(f"{label}: not a readable image ({reason})") from None
