@@ -1,0 +1,54 @@
+"""Crash-safe writes, JSONL with torn lines, and config sections."""
+
+import json
+
+import pytest
+
+from fungalzsl.config import load_section, resolve_config_path
+from fungalzsl.errors import FungalError
+from fungalzsl.io import append_jsonl, atomic_path, atomic_write_text, read_jsonl, sha256_json
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path):
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temp file left behind
+
+
+def test_torn_last_jsonl_line_is_ignored_then_repaired_on_append(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b"')
+    assert read_jsonl(f) == [{"a": 1}, {"a": 2}]
+    append_jsonl(f, [{"a": 4}])
+    assert read_jsonl(f) == [{"a": 1}, {"a": 2}, {"a": 4}]
+    assert f.read_text().endswith('{"a": 4}\n')
+
+
+def test_corrupt_middle_line_is_a_one_line_error(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(FungalError, match=r"d\.jsonl:2"):
+        read_jsonl(f)
+
+
+def test_hash_is_independent_of_key_order():
+    assert sha256_json({"a": 1, "b": [1, 2]}) == sha256_json({"b": [1, 2], "a": 1})
+    assert sha256_json({"a": 1}) != sha256_json({"a": 2})
+
+
+def test_config_sections_and_presets(tmp_path):
+    sectioned = tmp_path / "s.yaml"
+    sectioned.write_text("train: {epochs: 3}\ngenerate: {size: 64}\n")
+    plain = tmp_path / "p.yaml"
+    plain.write_text("epochs: 5\n")
+    assert load_section(sectioned, "train") == {"epochs": 3}
+    assert load_section(sectioned, "evaluate") == {}
+    assert load_section(plain, "train") == {"epochs": 5}
+    assert resolve_config_path("paper").name == "paper.yaml"
+    assert json.dumps(load_section("cpu-default", "train"))  # the shipped preset parses
+    with pytest.raises(FungalError, match="not found"):
+        resolve_config_path("no-such-preset")
