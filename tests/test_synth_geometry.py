@@ -133,12 +133,14 @@ def test_time_and_temperature_follow_the_timeline(sample):
 
 
 def test_matplotlib_reference_draws_the_same_geometry(paper):
+    # 128 px: at 64 px sub-pixel twigs are anti-aliased differently by the two libraries. Mycelium is
+    # left out only because matplotlib needs seconds for its 10,000 separate lines.
     for job in plan_classes(paper, 3)[:2]:
         scene, _, _ = make_scene(paper, 11, job, "classes")
-        a = _hsv(render_skia(scene, SIZE))[..., 1] > 60
-        b = _hsv(render_matplotlib(scene, SIZE))[..., 1] > 60
-        iou = (a & b).sum() / (a | b).sum()
-        assert iou > 0.7, (job.label, iou)
+        fast, ref = render_skia(scene, 128), render_matplotlib(scene, 128)
+        a, b = _hsv(fast)[..., 1] > 60, _hsv(ref)[..., 1] > 60
+        assert (a & b).sum() / (a | b).sum() > 0.8, job.label
+        assert np.abs(fast.astype(int) - ref).mean() < 1.0, job.label
 
 
 def test_random_palette_breaks_the_colour_shortcut(paper):

@@ -77,23 +77,29 @@ def grow_branches(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Grow one branch tree per row of ``origin`` (n, 2); returns segments (M, 4), widths, owners, levels.
 
-    ``owner`` tags each tree's segments (the structure index)."""
+    ``owner`` tags each tree's segments (the structure index). Each level is a handful of numpy
+    calls over every open branch of every tree: children are gathered from their parents by index."""
     x, y = origin[:, 0].astype(np.float64), origin[:, 1].astype(np.float64)
     L, W = length.astype(np.float64), width.astype(np.float64)
-    d, k0, own = depth.astype(np.int64), root_branches.astype(np.int64), owner.astype(np.int64)
-    ang = rng.uniform(0.0, 2 * np.pi, size=x.shape[0])
+    d, own = depth.astype(np.int64), owner.astype(np.int64)
+    k0 = root_branches.astype(np.int64)
+    ang = rng.random(x.shape[0]) * (2 * np.pi)
     segs, widths, owners, levels = [], [], [], []
     total, level = 0, 0
     while x.size:
         alive = (d > 0) & (b.min_length <= L)
-        x, y, L, W, d, k0, own, ang = (a[alive] for a in (x, y, L, W, d, k0, own, ang))
+        if not alive.all():
+            keep = np.flatnonzero(alive)
+            x, y, L, W, d, own, ang, k0 = (a[keep] for a in (x, y, L, W, d, own, ang, k0))
         n = x.size
         if n == 0:
             break
-        jitter = np.maximum(rng.normal(1.0, b.length_jitter, size=n), 0.0) if b.length_jitter else 1.0
-        L = L * b.length_decay * jitter
+        z = rng.standard_normal((2, n))  # length jitter, temperature factor
+        u = rng.random((2, n))  # sub-branch length factor, width factor β
+        k = _n_children(rng, b, n)
+        L = L * b.length_decay * np.maximum(1.0 + b.length_jitter * z[0], 0.0)
         ex, ey = x + L * np.cos(ang), y + L * np.sin(ang)
-        segs.append(np.stack([x, y, ex, ey], axis=1))
+        segs.append(np.column_stack((x, y, ex, ey)))
         widths.append(W)
         owners.append(own)
         levels.append(np.full(n, level, dtype=np.int16))
@@ -104,19 +110,29 @@ def grow_branches(
                 "lower depth, root_branches or sub_branches, or raise branching.max_segments",
             )
         # Sub-branches from each end share one length and one width per parent, as in the original.
-        k = _n_children(rng, b, n)
-        temp = np.maximum(rng.normal(1.0, b.temperature_factor_sd, size=n), 0.0)
-        sub_len = L * rng.uniform(*b.sub_length, size=n) * temp
-        sub_w = W * rng.uniform(*b.width_factor, size=n)
-        nx = [np.repeat(ex, k), np.repeat(x, k0)]
-        ny = [np.repeat(ey, k), np.repeat(y, k0)]
-        nL = [np.repeat(sub_len, k), np.repeat(L, k0)]
-        nW = [np.repeat(sub_w, k), np.repeat(W, k0)]
-        nd = [np.repeat(d - 1, k), np.repeat(d - 1, k0)]
-        no = [np.repeat(own, k), np.repeat(own, k0)]
-        x, y, L, W, d, own = (np.concatenate(p) for p in (nx, ny, nL, nW, nd, no))
+        temp = np.maximum(1.0 + b.temperature_factor_sd * z[1], 0.0)
+        lo, hi = b.sub_length
+        sub_len = L * (lo + (hi - lo) * u[0]) * temp
+        wlo, whi = b.width_factor
+        sub_w = W * (wlo + (whi - wlo) * u[1])
+        parent = np.repeat(np.arange(n), k)
+        nx, ny, nL, nW, nd, no = (
+            ex[parent],
+            ey[parent],
+            sub_len[parent],
+            sub_w[parent],
+            d[parent] - 1,
+            own[parent],
+        )
+        if k0.any():
+            # A structure's first branch also sends root branches from the centre (drawn length/width).
+            root = np.repeat(np.arange(n), k0)
+            nx, ny = np.concatenate((nx, x[root])), np.concatenate((ny, y[root]))
+            nL, nW = np.concatenate((nL, L[root])), np.concatenate((nW, W[root]))
+            nd, no = np.concatenate((nd, d[root] - 1)), np.concatenate((no, own[root]))
+        x, y, L, W, d, own = nx, ny, nL, nW, nd, no
         k0 = np.zeros(x.size, dtype=np.int64)
-        ang = rng.uniform(0.0, 2 * np.pi, size=x.size)
+        ang = rng.random(x.size) * (2 * np.pi)
         level += 1
     if not segs:
         return np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16)
