@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +77,15 @@ def leave_one_class_out(
     n_boot: int = 1000,
     seed: int = 0,
     figures: bool = True,
+    trainer: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Train without each class in turn and evaluate on all classes; returns the per-class table.
 
     ``eval_descriptions`` (default: ``descriptions``) must describe every class: it is how the held-out
-    class enters the classifier. ``classes`` limits which classes are held out (default: all)."""
-    from fungalzsl.train.loop import train_run
+    class enters the classifier. ``classes`` limits which classes are held out (default: all).
+    ``trainer`` defaults to ``fungalzsl.train.loop.train_run`` (same signature)."""
+    if trainer is None:
+        from fungalzsl.train.loop import train_run as trainer
 
     data, out = Path(data), ensure_writable_dir(out)
     all_classes = list_split(data, split).classes
@@ -103,9 +106,7 @@ def leave_one_class_out(
         write_jsonl(desc_view, [r for r in train_set.records if r.get("class") in keep])
         run = out / "runs" / f"without-{h}"
         if not _run_done(run):
-            train_run(
-                view, desc_view, run, model, config, resume=(run / "last").is_dir(), overrides=overrides
-            )
+            trainer(view, desc_view, run, model, config, resume=(run / "last").is_dir(), overrides=overrides)
         m = evaluate_run(
             run,
             data,
@@ -217,7 +218,9 @@ def _training_preset(run: Path) -> tuple[Any, int]:
     try:
         cfg = json.loads((run / "config.json").read_text())
         manifest = json.loads((Path(cfg["data"]) / "dataset.json").read_text())
-        return GeneratorPreset.model_validate(manifest["preset"]), int(manifest.get("seed", 0))
+        preset = manifest["preset"]
+        settings = preset.get("settings", preset)  # the manifest stores {name, hash, settings}
+        return GeneratorPreset.model_validate(settings), int(manifest.get("seed", 0))
     except (OSError, ValueError, KeyError, TypeError):
         return load_preset("paper"), 0
 
