@@ -94,7 +94,7 @@ def test_a_set_is_not_mixed_with_another_backend_or_name(tmp_path):
     [
         (["--backend", "gpt5"], "unknown backend"),
         (["--backend", "ollama:"], "needs a model"),
-        (["--per-class", "0"], "--per-class"),
+        (["--per-class", "0"], "per_class"),
         (["--min-words", "50", "--max-words", "10"], "word bounds"),
         (["--prompts", "/nonexistent.yaml"], "prompt file"),
     ],
@@ -128,3 +128,26 @@ def test_custom_prompt_file_is_used(tmp_path):
     pf.write_text("prompts:\n  - {id: x, text: 'no placeholder'}\n")
     with pytest.raises(FungalError, match="containing"):
         generate_descriptions("bank", per_class=5, out=tmp_path / "e.jsonl", prompts=pf)
+
+
+def test_config_section_sets_defaults_and_command_line_wins(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("describe:\n  backend: bank\n  per_class: 4\n  classes: [spore]\n  seed: 9\n")
+    out = tmp_path / "d.jsonl"
+    res = RUN.invoke(app, ["describe", "--config", str(cfg), "--out", str(out), "--per-class", "3"])
+    assert res.exit_code == 0, res.output
+    recs = read_jsonl(out)
+    assert len(recs) == 3 and {r["class"] for r in recs} == {"spore"}
+    cfg.write_text("describe:\n  per_clas: 4\n")
+    res = RUN.invoke(app, ["describe", "--config", str(cfg), "--out", str(tmp_path / "e.jsonl")])
+    assert res.exit_code == 2 and "per_clas" in res.output and "Traceback" not in res.output
+
+
+def test_settings_api_matches_the_cli(tmp_path):
+    from fungalzsl.text.settings import describe_from_settings, load_describe_settings
+
+    s = load_describe_settings("cpu-default", {"per_class": 5, "classes": "hyphae,mycelium"})
+    rep = describe_from_settings(s, tmp_path / "s.jsonl")
+    assert rep.added == {"hyphae": 5, "mycelium": 5}
+    rep2 = describe_from_settings({"per_class": 5, "classes": ["hyphae", "mycelium"]}, tmp_path / "t.jsonl")
+    assert read_jsonl(rep.out)[0]["text"] == read_jsonl(rep2.out)[0]["text"]

@@ -85,6 +85,9 @@ def describe(
     n_gpu_layers: int = typer.Option(0, "--n-gpu-layers", help="llamacpp: layers to offload (-1: all)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start --out afresh instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    config: str = typer.Option(
+        None, "--config", help="YAML config (or preset name) whose 'describe' section sets the defaults."
+    ),
 ) -> None:
     """Write N descriptions per class to a description set (JSONL), resuming any partial file."""
     if ctx.invoked_subcommand is not None:
@@ -93,22 +96,19 @@ def describe(
         raise fail(
             "missing --out FILE.jsonl", "e.g. fungalzsl describe --backend bank --per-class 200 --out d.jsonl"
         )
-    from fungalzsl.text.backends import BackendOptions
-    from fungalzsl.text.generate import generate_descriptions
+    from fungalzsl.text.settings import describe_from_settings, load_describe_settings
 
+    # With --config, the file's describe section is the base and options typed on the command line win.
+    names = [n for n in ctx.params if n not in ("out", "config", "overwrite", "quiet")]
+    # Compared by name: Typer may ship its own copy of click, with its own ParameterSource enum.
+    given = {n for n in names if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
+    chosen = {n: ctx.params[n] for n in names if config is None or n in given}
+    chosen = {k: (str(v) if isinstance(v, Path) else v) for k, v in chosen.items()}
+    settings = load_describe_settings(config, chosen)
     if overwrite and out.exists():
         out.unlink()
-    options = BackendOptions(
-        base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
-        backoff=retry_backoff, concurrency=concurrency, device=device, dtype=dtype,
-        bank_path=str(bank) if bank else None, n_gpu_layers=n_gpu_layers,
-    )  # fmt: skip
-    report = generate_descriptions(
-        backend, _split_classes(classes), per_class, out, seed=seed, temperature=temperature, top_p=top_p,
-        top_k=top_k, max_tokens=max_tokens, min_words=min_words, max_words=max_words, batch_size=batch_size,
-        mask_class_name=mask_class_name, set_name=set_name, prompts=prompts, near_duplicate=near_duplicate,
-        max_resample=max_resample, options=options, progress=not quiet and sys.stderr.isatty(),
-    )  # fmt: skip
+    report = describe_from_settings(settings, out, progress=not quiet and sys.stderr.isatty())
+    max_resample = settings.max_resample
     kept = sum(report.existing.values())
     rate = report.total_added / report.seconds if report.seconds > 0 else 0.0
     typer.echo(
