@@ -198,6 +198,25 @@ def test_webdataset_shards(tmp_path):
     assert tree_hashes(tmp_path / "wds2") == tree_hashes(out)
 
 
+def test_webdataset_in_parts_and_resumed(tmp_path):
+    """Shards split between --shard parts, one part interrupted and finished by a plain --resume."""
+    ref = gen(tmp_path / "ref", seed=2, fmt="webdataset", samples_per_shard=10)
+    assert list(ref["shards"].values()) == [10, 10, 4, 3, 3]
+    out = tmp_path / "parts"
+    assert gen(out, seed=2, fmt="webdataset", samples_per_shard=10, shard="1/2")["complete"] is False
+
+    def stop(done, total):
+        if done == 12:  # the first shard of part 0 is written, the next one is half made
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen(out, seed=2, fmt="webdataset", samples_per_shard=10, shard="0/2", on_progress=stop)
+    assert not (out / "dataset.json").exists()
+    assert (out / "shards/train-000000.tar").is_file() and not (out / "shards/train-000002.tar").exists()
+    gen(out, seed=2, fmt="webdataset", samples_per_shard=10, resume=True)
+    assert tree_hashes(out) == tree_hashes(tmp_path / "ref")
+
+
 def test_sequence_mode_dataset(tmp_path):
     man = gen(tmp_path / "seq", mode="sequence", num_images=40, seed=2)
     rows = [json.loads(line) for line in (tmp_path / "seq/metadata.jsonl").read_text().splitlines()]

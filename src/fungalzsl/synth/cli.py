@@ -97,6 +97,9 @@ def generate(
         help="Gaussian blur σ as a fraction of the image side, e.g. 0.004.",
         show_default=False,
     ),
+    samples_per_shard: int = typer.Option(
+        1000, "--samples-per-shard", help="Samples per WebDataset .tar shard (--format webdataset)."
+    ),
     background: str = typer.Option(
         None,
         "--background",
@@ -114,25 +117,33 @@ def generate(
         raise fail("missing --out DIR", "say where to write the dataset, e.g. --out data/fungi")
     from fungalzsl.synth.generate import generate_dataset
 
-    result = generate_dataset(
-        out,
-        preset,
-        num_images=num_images,
-        size=size,
-        seed=seed,
-        workers=workers,
-        mode=mode.value,
-        palette=palette.value if palette else None,
-        fmt=fmt.value,
-        shard=shard,
-        resume=resume,
-        overwrite=overwrite,
-        renderer=renderer.value,
-        grayscale=grayscale,
-        noise_sd=noise,
-        blur_radius=blur,
-        background=background,
-    )
+    try:
+        result = generate_dataset(
+            out,
+            preset,
+            num_images=num_images,
+            size=size,
+            seed=seed,
+            workers=workers,
+            mode=mode.value,
+            palette=palette.value if palette else None,
+            fmt=fmt.value,
+            shard=shard,
+            resume=resume,
+            overwrite=overwrite,
+            renderer=renderer.value,
+            grayscale=grayscale,
+            noise_sd=noise,
+            blur_radius=blur,
+            background=background,
+            samples_per_shard=samples_per_shard,
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted; finished images are kept: add --resume to the same command to complete {out}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     if result.get("complete") is False:
         typer.echo(
             f"part {result['part'][0]}/{result['part'][1]} done; {result['missing']} images belong to other parts. "

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from fungalzsl.synth.plan import Job, parse_shard, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.writer import (
     PROGRESS_DIR,
+    SAMPLES_PER_SHARD,
     Journal,
     _Pool,
     _render_job,
@@ -69,6 +71,7 @@ def generate_dataset(
     noise_sd: float | None = None,
     blur_radius: float | None = None,
     background: str | None = None,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -89,6 +92,10 @@ def generate_dataset(
         isinstance(part[0], int) and isinstance(part[1], int) and part[1] >= 1 and 0 <= part[0] < part[1]
     ):
         raise fail(f"shard {part} is invalid", "use (i, n) with 0 <= i < n")
+    if not 1 <= samples_per_shard <= 1_000_000:
+        raise fail(
+            f"--samples-per-shard {samples_per_shard} is out of range", "use 1 to 1,000,000 (default 1000)"
+        )
     workers = default_workers() if workers is None else workers
     if workers < 1 or workers > 1024:
         raise fail(f"--workers {workers} is out of range", "use 1 or more")
@@ -110,6 +117,8 @@ def generate_dataset(
         "renderer": renderer,
         "generator": f"fungalzsl {__version__}",
     }
+    if fmt == "webdataset":
+        settings["samples_per_shard"] = samples_per_shard
     settings_hash = sha256_json(settings)[:16]
     jobs = plan(cfg, mode, seed)
     prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1)
@@ -120,70 +129,116 @@ def generate_dataset(
     clean_temp_files(out)
     _preflight(cfg, seed, jobs, mode)
 
-    journal = Journal(out, part)
-    done_rows = journal.rows()
-    state = worker_state(cfg, seed, cfg.size, renderer, mode, out)
-    started = time.perf_counter()
+    run = _Run(
+        out,
+        cfg,
+        jobs,
+        part,
+        workers,
+        seed,
+        renderer,
+        mode,
+        fmt,
+        settings_hash,
+        _preset_name(preset),
+        samples_per_shard,
+    )
     try:
-        if fmt == "folder":
-            mine = [j for j in jobs if j.index % part[1] == part[0]]
-            todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
-            _run_folder(todo, len(mine), workers, state, journal, progress, on_progress)
-        else:
-            groups = shard_groups(jobs)
-            mine_g = [g for k, g in enumerate(groups) if k % part[1] == part[0]]
-            todo_g = [
-                (p, js)
-                for p, js in mine_g
-                if not (out / p).is_file() or any(j.index not in done_rows for j in js)
-            ]
-            _run_shards(
-                out, todo_g, sum(len(js) for _, js in mine_g), workers, state, journal, progress, on_progress
-            )
-    finally:
-        journal.flush()  # interrupted or not, finished images stay finished
-    elapsed = time.perf_counter() - started
+        return run.execute(progress, on_progress)
+    except OSError as e:
+        raise fail(
+            f"cannot write in {out} ({e.strerror or e})",
+            "check free disk space and permissions, then --resume",
+        ) from None
 
-    rows = journal.rows()
-    if fmt == "folder":
-        missing = [j for j in jobs if j.index not in rows or not (out / j.file_name).is_file()]
-    else:
-        missing = [
-            j for p, js in shard_groups(jobs) for j in js if j.index not in rows or not (out / p).is_file()
-        ]
-    if missing:
-        return {"complete": False, "missing": len(missing), "part": list(part), "seconds": elapsed}
-    if fmt == "webdataset":
-        for j in jobs:
-            rows[j.index]["file_name"] = None
-        for p, js in shard_groups(jobs):
-            for j in js:
-                rows[j.index]["file_name"] = f"{p}#{j.key}.png"
-                rows[j.index]["shard"] = p
-                rows[j.index]["key"] = j.key
-    manifest = {
-        "format_version": 1,
-        "name": "fungalzsl-synthetic",
-        "classes": cfg.class_names,
-        "splits": split_summary(jobs, cfg.class_names),
-        "num_images": len(jobs),
-        "size": cfg.size,
-        "seed": seed,
-        "mode": mode,
-        "format": fmt,
-        "renderer": renderer,
-        "palette": cfg.variation.palette,
-        "preset": {"name": _preset_name(preset), "hash": cfg.hash(), "settings": cfg.to_dict()},
-        "settings_hash": settings_hash,
-        "generator": f"fungalzsl {__version__}",
-        "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
-        "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
-    }
-    if fmt == "webdataset":
-        manifest["shards"] = {p: len(js) for p, js in shard_groups(jobs)}
-    finalize(out, jobs, rows, manifest)
-    manifest["seconds"] = elapsed
-    return manifest
+
+@dataclass
+class _Run:
+    """One checked generation request: does the missing work, then finalises if the set is whole."""
+
+    out: Path
+    cfg: GeneratorPreset
+    jobs: list[Job]
+    part: tuple[int, int]
+    workers: int
+    seed: int
+    renderer: str
+    mode: str
+    fmt: str
+    settings_hash: str
+    preset_name: str
+    per_shard: int
+
+    def execute(self, progress: bool, on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        out, jobs, part = self.out, self.jobs, self.part
+        journal = Journal(out, part)
+        done_rows = journal.rows()
+        state = worker_state(self.cfg, self.seed, self.cfg.size, self.renderer, self.mode, out)
+        started = time.perf_counter()
+        try:
+            if self.fmt == "folder":
+                mine = [j for j in jobs if j.index % part[1] == part[0]]
+                todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
+                _run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
+            else:
+                groups = [
+                    g for k, g in enumerate(shard_groups(jobs, self.per_shard)) if k % part[1] == part[0]
+                ]
+                todo_g = [
+                    (p, js)
+                    for p, js in groups
+                    if not (out / p).is_file() or any(j.index not in done_rows for j in js)
+                ]
+                total = sum(len(js) for _, js in groups)
+                _run_shards(out, todo_g, total, self.workers, state, journal, progress, on_progress)
+        finally:
+            journal.flush()  # interrupted or not, finished images stay finished
+        elapsed = time.perf_counter() - started
+
+        rows = journal.rows()
+        if self.fmt == "folder":
+            missing = [j for j in jobs if j.index not in rows or not (out / j.file_name).is_file()]
+        else:
+            missing = [
+                j
+                for p, js in shard_groups(jobs, self.per_shard)
+                for j in js
+                if j.index not in rows or not (out / p).is_file()
+            ]
+        if missing:
+            return {"complete": False, "missing": len(missing), "part": list(part), "seconds": elapsed}
+        manifest = self.manifest()
+        if self.fmt == "webdataset":
+            for p, js in shard_groups(jobs, self.per_shard):
+                for j in js:
+                    rows[j.index].update(file_name=f"{p}#{j.key}.png", shard=p, key=j.key)
+        finalize(out, jobs, rows, manifest)
+        manifest["seconds"] = elapsed
+        return manifest
+
+    def manifest(self) -> dict[str, Any]:
+        cfg = self.cfg
+        manifest: dict[str, Any] = {
+            "format_version": 1,
+            "name": "fungalzsl-synthetic",
+            "classes": cfg.class_names,
+            "splits": split_summary(self.jobs, cfg.class_names),
+            "num_images": len(self.jobs),
+            "size": cfg.size,
+            "seed": self.seed,
+            "mode": self.mode,
+            "format": self.fmt,
+            "renderer": self.renderer,
+            "palette": cfg.variation.palette,
+            "preset": {"name": self.preset_name, "hash": cfg.hash(), "settings": cfg.to_dict()},
+            "settings_hash": self.settings_hash,
+            "generator": f"fungalzsl {__version__}",
+            "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
+            "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
+        }
+        if self.fmt == "webdataset":
+            manifest["shards"] = {p: len(js) for p, js in shard_groups(self.jobs, self.per_shard)}
+        return manifest
 
 
 def _preset_name(preset: object) -> str:
@@ -202,6 +257,11 @@ def _preflight(cfg: GeneratorPreset, seed: int, jobs: list[Job], mode: str) -> N
         if j.label not in seen:
             seen.add(j.label)
             make_scene(cfg, seed, j, mode)
+
+
+def _useful_workers(workers: int, n: int) -> int:
+    """Starting a worker costs ~0.5 s of imports; below ~16 images each it is not worth it."""
+    return max(1, min(workers, n // 16))
 
 
 def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
@@ -228,7 +288,7 @@ def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
 
 def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
     done0 = total - len(todo)
-    with _bar(total, progress) as bar, _Pool(min(workers, max(1, len(todo))), state) as pool:
+    with _bar(total, progress) as bar, _Pool(_useful_workers(workers, len(todo)), state) as pool:
         task = bar.add_task("images", total=total, completed=done0, rate="")
         t0 = time.perf_counter()
         for n, row in enumerate(pool.map(_write_job, todo, ordered=False), start=1):
@@ -242,7 +302,7 @@ def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> 
 def _run_shards(out, todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
     remaining = sum(len(js) for _, js in todo)
     done0 = total - remaining
-    with _bar(total, progress) as bar, _Pool(min(workers, max(1, remaining)), state) as pool:
+    with _bar(total, progress) as bar, _Pool(_useful_workers(workers, remaining), state) as pool:
         task = bar.add_task("images", total=total, completed=done0, rate="")
         t0, n = time.perf_counter(), 0
         for path, js in todo:
