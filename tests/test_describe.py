@@ -151,3 +151,15 @@ def test_settings_api_matches_the_cli(tmp_path):
     assert rep.added == {"hyphae": 5, "mycelium": 5}
     rep2 = describe_from_settings({"per_class": 5, "classes": ["hyphae", "mycelium"]}, tmp_path / "t.jsonl")
     assert read_jsonl(rep.out)[0]["text"] == read_jsonl(rep2.out)[0]["text"]
+
+
+def test_cli_warns_about_a_shortfall_and_help_shows_examples(tmp_path):
+    out = tmp_path / "s.jsonl"
+    res = RUN.invoke(app, ["describe", "--per-class", "3", "--classes", "spore", "--min-words", "2",
+                           "--max-words", "4", "--max-resample", "0", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0
+    assert "warning: still missing spore" in res.output and "rerun to top up" in res.output
+    res = RUN.invoke(app, ["describe", "--help"])
+    assert res.exit_code == 0 and "ollama:llama3.2" in res.output and "resumes" in res.output
+    for sub in ("import", "stats"):
+        assert RUN.invoke(app, ["describe", sub, "--help"]).exit_code == 0

@@ -149,3 +149,12 @@ def test_llamacpp_missing_or_bad_file_is_one_line(tmp_path):
         return
     with pytest.raises(FungalError, match="does not exist"):
         open_backend(f"llamacpp:{tmp_path / 'm.gguf'}")
+
+
+def test_cuda_asked_for_without_a_gpu_is_one_line(tiny_lm):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(FungalError, match="no CUDA GPU"):
+        open_backend(f"hf:{tiny_lm}", BackendOptions(device="cuda"))
