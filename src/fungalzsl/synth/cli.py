@@ -12,6 +12,13 @@ from fungalzsl.errors import fail
 app = typer.Typer(
     help="Generate the synthetic fungi dataset (spore, hyphae, mycelium), or import the authors' release.",
     invoke_without_command=True,
+    epilog=(
+        "Examples: fungalzsl generate --out data/fungi  (the paper's 6,000 images at 224 px)  ·  "
+        "fungalzsl generate --out data/shift --palette random --noise 0.05  ·  "
+        "fungalzsl generate --out data/fungi --resume  ·  "
+        "fungalzsl generate import-fungalzsl train_data.json val_data.json test_data.json "
+        "--images DOWNLOAD_DIR --out data/release.  Schema: docs/dataset.md"
+    ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -43,17 +50,17 @@ def generate(
         None, "--out", "-o", help="Output directory (created; must be empty unless --resume/--overwrite)."
     ),
     num_images: int = typer.Option(
-        None, "--num-images", "-n", help="Images in total [preset: 6000].", show_default=False
+        None, "--num-images", "-n", help="Images in total (preset: 6000).", show_default=False
     ),
     size: int = typer.Option(
         None,
         "--size",
-        help="Image side in pixels, 16-8192 [preset: 224; the paper's ~2310].",
+        help="Image side in pixels, 16-8192 (preset: 224; the paper's ~2310).",
         show_default=False,
     ),
     seed: int = typer.Option(0, "--seed", help="Master seed; same seed + preset = byte-identical images."),
     workers: int = typer.Option(
-        None, "--workers", "-j", help="Processes [default: all cores].", show_default=False
+        None, "--workers", "-j", help="Processes (default: all cores).", show_default=False
     ),
     preset: str = typer.Option(
         "paper", "--preset", help="Preset name (paper) or a YAML file with a 'generate:' section."
@@ -66,7 +73,7 @@ def generate(
     palette: Palette = typer.Option(
         None,
         "--palette",
-        help="paper: class colour ramps; random: a random ramp per image (breaks the colour shortcut) [preset: paper].",
+        help="paper: class colour ramps; random: a random ramp per image (breaks the colour shortcut) (preset: paper).",
         show_default=False,
     ),
     fmt: Format = typer.Option(
@@ -103,7 +110,7 @@ def generate(
     background: str = typer.Option(
         None,
         "--background",
-        help="Canvas colour '#rrggbb' or 'random' [preset: #ffffff].",
+        help="Canvas colour '#rrggbb' or 'random' (preset: #ffffff).",
         show_default=False,
     ),
 ) -> None:
