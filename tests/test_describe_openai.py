@@ -227,10 +227,13 @@ def test_rejected_key_and_unreachable_server_are_one_line(llm, tmp_path):
     port = llm.server.server_address[1]
     llm.server.shutdown()
     llm.server.server_close()
+    t0 = time.perf_counter()
     res = CliRunner().invoke(app, [
         "describe", "--backend", "ollama:m", "--base-url", f"http://127.0.0.1:{port}/v1", "--out",
-        str(tmp_path / "b.jsonl"), "--max-retries", "1", "--retry-backoff", "0.01", "--per-class", "1",
+        str(tmp_path / "b.jsonl"), "--retry-backoff", "0.5", "--per-class", "1",
     ])  # fmt: skip
+    # Never reached: one quick retry, not five backed-off ones (0.5+1+2+4+8 s).
+    assert time.perf_counter() - t0 < 5
     assert res.exit_code == 2 and "cannot reach" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
 

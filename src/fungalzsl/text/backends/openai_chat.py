@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from fungalzsl.errors import FungalError, fail
+from fungalzsl.text.backends import Endpoint
 from fungalzsl.text.backends.base import Backend, BackendOptions, Request, Sampling
 
 # Hosts that always want a key; any other (local) server gets a placeholder when no key is set.
@@ -23,14 +24,14 @@ _KEYED_HOSTS = ("api.openai.com", "generativelanguage.googleapis.com", "api.anth
 
 
 class OpenAIChatBackend(Backend):
-    def __init__(self, kind: str, model: str, endpoint: object, options: BackendOptions) -> None:
+    def __init__(self, kind: str, model: str, endpoint: Endpoint, options: BackendOptions) -> None:
         import openai
 
         self._openai = openai
         self.kind, self.model, self.options = kind, model, options
         env_url = os.environ.get("OPENAI_BASE_URL") if kind == "openai" else None
-        self.base_url = options.base_url or env_url or endpoint.base_url or "https://api.openai.com/v1"  # type: ignore[attr-defined]
-        self.key_env = options.api_key_env or endpoint.key_env  # type: ignore[attr-defined]
+        self.base_url = options.base_url or env_url or endpoint.base_url or "https://api.openai.com/v1"
+        self.key_env = options.api_key_env or endpoint.key_env
         key = os.environ.get(self.key_env) if self.key_env else None
         host = urlparse(self.base_url).hostname or ""
         if not key and (host in _KEYED_HOSTS or options.api_key_env):
@@ -39,6 +40,9 @@ class OpenAIChatBackend(Backend):
                 f"set the environment variable {self.key_env} (or name another with --api-key-env)",
             )
         # max_retries=0: retries are ours (see module docstring).
+        # Until one request has succeeded, a refused connection means "no server there": fail fast rather than
+        # back off for half a minute. After that, it means the server went away: retry with backoff.
+        self._reached = False
         self.client = openai.OpenAI(
             base_url=self.base_url, api_key=key or "not-needed", timeout=options.timeout, max_retries=0
         )
@@ -75,6 +79,7 @@ class OpenAIChatBackend(Backend):
         for attempt in range(self.options.max_retries + 1):
             try:
                 resp = self.client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
+                self._reached = True
                 if not resp.choices:
                     return ""
                 return resp.choices[0].message.content or ""
@@ -90,7 +95,8 @@ class OpenAIChatBackend(Backend):
                 ) from None
             except (oa.RateLimitError, oa.InternalServerError, oa.APIConnectionError) as e:
                 last = e
-                if attempt == self.options.max_retries:
+                never_reached = type(e) is oa.APIConnectionError and not self._reached
+                if attempt == self.options.max_retries or (never_reached and attempt >= 1):
                     break
                 time.sleep(self._delay(attempt, e))
             except oa.APIStatusError as e:  # 400 and friends: retrying will not help
@@ -122,7 +128,9 @@ class OpenAIChatBackend(Backend):
                 f"raise --timeout; {keep}",
             )
         if isinstance(err, oa.APIConnectionError):
-            return fail(f"cannot reach {self.base_url} after {n + 1} tries", f"is the server running? {keep}")
+            return fail(
+                f"cannot reach {self.base_url}", f"is the server running and --base-url right? {keep}"
+            )
         if isinstance(err, oa.RateLimitError):
             return fail(
                 f"{self.base_url} is rate limiting (429) after {n + 1} tries", f"lower --concurrency; {keep}"
