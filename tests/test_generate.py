@@ -105,6 +105,24 @@ def test_same_output_for_1_or_2_workers_and_for_shards(clean, tmp_path):
     assert tree_hashes(tmp_path / "parts") == ref
 
 
+def test_a_part_leaves_other_parts_temporary_files_alone(tmp_path):
+    """Parts may run at the same time on several machines sharing one --out."""
+    out = tmp_path / "p"
+    gen(out, seed=3, num_images=6, shard="0/2")
+    busy = out / PROGRESS_DIR / "tmp-0-of-2" / "000004.png.4242.tmp"
+    busy.write_bytes(b"being written by part 0")
+    gen(out, seed=3, num_images=6, shard="1/2")  # completes the set
+    assert (out / "dataset.json").is_file()
+    assert not (out / PROGRESS_DIR).exists()  # the finished set drops its progress folder
+    gen_again = gen(tmp_path / "q", seed=3, num_images=6, shard="1/2")
+    assert gen_again["complete"] is False
+    stray = tmp_path / "q" / PROGRESS_DIR / "tmp-0-of-2"
+    stray.mkdir(parents=True)
+    (stray / "x.tmp").write_bytes(b"part 0 at work")
+    gen(tmp_path / "q", seed=3, num_images=6, shard="1/2")
+    assert (stray / "x.tmp").is_file()
+
+
 def test_other_seed_gives_other_images(clean, tmp_path):
     gen(tmp_path / "s4", seed=4, num_images=3)
     a = (clean / "train/spore/000000.png").read_bytes()
@@ -130,6 +148,7 @@ def test_resume_after_interruption_completes_identically(clean, tmp_path):
     victim = out / json.loads(lines[-1])["file_name"]
     journal.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
     (victim.parent / f".{victim.name}.999.tmp").write_bytes(b"\x89PNG torn")
+    (out / PROGRESS_DIR / "tmp-0-of-1" / "000029.png.999.tmp").write_bytes(b"\x89PNG torn")
     victim.write_bytes(b"unfinished")
     done_before = {p: p.stat().st_mtime_ns for p in pngs if p != victim}
     with pytest.raises(Exception, match="not empty"):

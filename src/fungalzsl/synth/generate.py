@@ -24,6 +24,7 @@ from fungalzsl.synth.writer import (
     _write_job,
     clean_temp_files,
     finalize,
+    part_tmp_dir,
     prepare_output,
     shard_groups,
     split_summary,
@@ -126,7 +127,7 @@ def generate_dataset(
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())  # already complete with these settings
     atomic_write_json(out / PROGRESS_DIR / "settings.json", {"settings_hash": settings_hash, **settings})
-    clean_temp_files(out)
+    clean_temp_files(out, part)
     _preflight(cfg, seed, jobs, mode)
 
     run = _Run(
@@ -173,7 +174,9 @@ class _Run:
         out, jobs, part = self.out, self.jobs, self.part
         journal = Journal(out, part)
         done_rows = journal.rows()
-        state = worker_state(self.cfg, self.seed, self.cfg.size, self.renderer, self.mode, out)
+        state = worker_state(
+            self.cfg, self.seed, self.cfg.size, self.renderer, self.mode, out, part_tmp_dir(out, part)
+        )
         started = time.perf_counter()
         try:
             if self.fmt == "folder":
@@ -313,6 +316,6 @@ def _run_shards(out, todo, total, workers, state, journal, progress, on_progress
                 bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")
                 if on_progress:
                     on_progress(done0 + n, total)
-            write_shard(out / path, samples)
+            write_shard(out / path, samples, Path(state["tmp_dir"]))
             journal.add([r for r, _ in samples])
             journal.flush()

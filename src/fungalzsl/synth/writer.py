@@ -74,7 +74,8 @@ def _write_job(job: Job) -> dict:
     row, png = _render_job(job)
     final = Path(_STATE["out"]) / job.file_name
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    # Temporary files live in this part's own folder, so concurrent --shard parts never touch them.
+    tmp = Path(_STATE["tmp_dir"]) / f"{job.index:06d}.png.{os.getpid()}.tmp"
     try:
         tmp.write_bytes(png)
         os.replace(tmp, final)
@@ -201,17 +202,23 @@ def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool,
     )
 
 
-def clean_temp_files(out: Path) -> int:
-    """Remove temporary files a killed run left behind; returns how many."""
-    n = 0
-    for p in out.rglob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-            n += 1
-    return n
+def part_tmp_dir(out: Path, part: tuple[int, int]) -> Path:
+    return out / PROGRESS_DIR / f"tmp-{part[0]}-of-{part[1]}"
 
 
-def write_shard(path: Path, samples: list[tuple[dict, bytes]]) -> None:
+def clean_temp_files(out: Path, part: tuple[int, int]) -> None:
+    """Remove what a killed run of this part left half-written. Other parts' temporary files are left
+    alone (they may be running right now); a whole run (1/1) also sweeps stray ``.*.tmp`` files."""
+    tmp_dir = part_tmp_dir(out, part)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    if part[1] == 1:
+        for p in out.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def write_shard(path: Path, samples: list[tuple[dict, bytes]], tmp_dir: Path) -> None:
     """One WebDataset tar: KEY.png, KEY.json (metadata row), KEY.cls (label id), KEY.txt (label).
 
     Fixed owner, mode and mtime make the tar byte-identical across runs."""
@@ -225,13 +232,16 @@ def write_shard(path: Path, samples: list[tuple[dict, bytes]]) -> None:
 
     import json
 
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
+    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for row, png in samples:
             key = f"{row['index']:06d}"
             add(tar, f"{key}.png", png)
             add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
             add(tar, f"{key}.cls", str(row["label_id"]).encode())
             add(tar, f"{key}.txt", row["label"].encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, path)
 
 
 def shard_groups(jobs: list[Job], per_shard: int = SAMPLES_PER_SHARD) -> list[tuple[str, list[Job]]]:
@@ -284,5 +294,15 @@ def split_summary(jobs: list[Job], classes: list[str]) -> dict[str, dict[str, An
     return out
 
 
-def worker_state(preset: GeneratorPreset, seed: int, size: int, renderer: str, mode: str, out: Path) -> dict:
-    return {"preset": preset, "seed": seed, "size": size, "renderer": renderer, "mode": mode, "out": str(out)}
+def worker_state(
+    preset: GeneratorPreset, seed: int, size: int, renderer: str, mode: str, out: Path, tmp_dir: Path
+) -> dict:
+    return {
+        "preset": preset,
+        "seed": seed,
+        "size": size,
+        "renderer": renderer,
+        "mode": mode,
+        "out": str(out),
+        "tmp_dir": str(tmp_dir),
+    }
