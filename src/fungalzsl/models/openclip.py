@@ -76,10 +76,11 @@ class OpenClipModel(TwoTowerModel):
 
         name, tag = parse_openclip(rest)
         self.spec = f"openclip:{rest}"
-        if model_cfg is not None and not name.startswith(("hf-hub:", "local-dir:")):
-            # A run directory carries the architecture config, so custom/tiny models rebuild offline.
-            if name not in open_clip.list_models():
-                _register_config(name, model_cfg)
+        if model_cfg is not None:
+            # Reloading a run: its stored architecture config is registered under a private name, so
+            # custom, hf-hub and local-dir models rebuild offline without their original source.
+            name, tag = _register_config(model_cfg), None
+            pretrained = False
         elif name not in open_clip.list_models() and not name.startswith(("hf-hub:", "local-dir:")):
             raise fail(
                 f"unknown open_clip architecture '{name}'",
@@ -94,12 +95,14 @@ class OpenClipModel(TwoTowerModel):
             model = open_clip.create_model(name, pretrained=tag if pretrained else None, device="cpu")
         except (RuntimeError, OSError, ValueError) as e:
             raise fail(
-                f"cannot load open_clip weights for {name}@{tag} offline ({str(e).splitlines()[0][:160]})",
+                f"cannot load open_clip model {rest} offline ({str(e).splitlines()[0][:160]})",
                 "download the checkpoint once with network access and pass it as openclip:ARCH@/path/to/file.pt",
             ) from None
         self.model = model
         self.arch = name
         self.model_cfg = open_clip.get_model_config(name) if model_cfg is None else model_cfg
+        if self.model_cfg is not None and tag == "openai":
+            self.model_cfg = {**self.model_cfg, "quick_gelu": True}  # OpenAI's weights use QuickGELU
         self.tokenizer = open_clip.get_tokenizer(name)
         cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         size = getattr(model.visual, "image_size", 224)
@@ -144,11 +147,16 @@ class OpenClipModel(TwoTowerModel):
         return {"open_clip_config.json": json.dumps({"model_cfg": self.model_cfg}, indent=2).encode()}
 
 
-def _register_config(name: str, cfg: dict) -> None:
+def _register_config(cfg: dict) -> str:
+    """Register an architecture config with open_clip under a content-derived name; returns the name."""
+    import hashlib
     import tempfile
 
     import open_clip
 
-    d = Path(tempfile.mkdtemp(prefix="fungalzsl-openclip-"))
-    (d / f"{name}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(d)
+    name = "fungalzsl-" + hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    if name not in open_clip.list_models():
+        d = Path(tempfile.mkdtemp(prefix="fungalzsl-openclip-"))
+        (d / f"{name}.json").write_text(json.dumps(cfg))
+        open_clip.add_model_config(d)
+    return name

@@ -310,7 +310,7 @@ def train_run(
                 rec = {
                     "type": "step", "epoch": epoch, "step": step, "loss": loss_val,
                     "loss_image": float(losses["loss_image"].detach()), "loss_text": float(losses["loss_text"].detach()),
-                    "lr": head_lr * lr_now, "logit_scale": float(model.clamped_logit_scale()), "s_per_it": s_it,
+                    "lr": head_lr * lr_now, "logit_scale": float(model.clamped_logit_scale().detach()), "s_per_it": s_it,
                 }  # fmt: skip
                 append_jsonl(run / "metrics.jsonl", [rec])
                 if writer:

@@ -1,0 +1,144 @@
+"""Run directory, resume determinism and bad input for ``fungalzsl train``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from fungalzsl.cli import app
+from fungalzsl.errors import FungalError
+from fungalzsl.models import load_run
+from fungalzsl.train.loop import train_run
+from test_train_fixtures import make_dataset, make_descriptions
+
+CFG = {"epochs": 3, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 2, "text": 0},
+       "image_size": 32, "progress": False, "lr": 5e-3}  # fmt: skip
+
+
+class Crash(Exception):
+    pass
+
+
+def _epochs(run: Path) -> list[dict]:
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "epoch_s" and k != "s_per_it"} for r in recs]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 4, "val": 2})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    straight = train_run(data, desc, tmp_path / "a", "lite", CFG)
+
+    def crash_after_second_epoch(rec: dict) -> None:
+        if rec["epoch"] == 1:
+            raise Crash  # as if killed right after the epoch's checkpoint
+
+    with pytest.raises(Crash):
+        train_run(data, desc, tmp_path / "b", "lite", CFG, on_epoch_end=crash_after_second_epoch)
+    assert json.loads((tmp_path / "b" / "last" / "state.json").read_text())["epoch"] == 1
+    with pytest.raises(FungalError, match="already holds a training run"):
+        train_run(data, desc, tmp_path / "b", "lite", CFG)
+    resumed = train_run(data, desc, tmp_path / "b", "lite", CFG, resume=True)
+
+    assert resumed["val_recall@1"] == straight["val_recall@1"]
+    a, b = _epochs(tmp_path / "a"), _epochs(tmp_path / "b")
+    assert [r["type"] for r in a] == [r["type"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "train_loss", "val_recall@1", "lr", "step", "unfrozen"):
+            if key in ra:
+                assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (key, ra, rb)
+    wa = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    for k in ("image_proj.weight", "visual.conv_head.weight", "logit_scale"):
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_run_directory_contract(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 4, "val": 2})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    run = tmp_path / "run"
+    cfg = {**CFG, "epochs": 1, "wise_ft": [0.0, 1.0], "wise_ft_alpha": 0.5}
+    result = train_run(data, desc, run, "lite", cfg)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "lite" and config["classes"] == ["hyphae", "mycelium", "spore"]
+    assert config["descriptions"]["hash"] == result["descriptions_hash"] and config["status"] == "done"
+    emb = load_file(str(run / "class_embeddings.safetensors"))["embeddings"]
+    assert emb.shape == (3, 256) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert (
+        set(config["wise_ft"]["alphas"]) == {"0.0", "0.5", "1.0"} and config["wise_ft"]["saved_alpha"] == 0.5
+    )
+    assert (run / "model_finetuned.safetensors").is_file()
+    model, cfg_back = load_run(run)
+    assert cfg_back == config
+    # the saved class embeddings are what the reloaded (WiSE-FT) model gives for the descriptions
+    from fungalzsl.text.records import load_description_set
+    from fungalzsl.zeroshot import class_embeddings
+
+    torch.testing.assert_close(
+        class_embeddings(model, load_description_set(desc).by_class, config["classes"]), emb
+    )
+    assert not list(run.glob("*.tmp")) and not (run / ".last-new").exists()
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["train", *args])
+    return res.exit_code, res.output  # click 8.2+: output holds stdout and stderr
+
+
+def test_bad_input_gives_one_line_errors(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    good = make_descriptions(tmp_path / "good.jsonl")
+    missing = make_descriptions(tmp_path / "missing.jsonl", classes=("spore", "hyphae"))
+    extra = make_descriptions(tmp_path / "extra.jsonl", classes=("spore", "hyphae", "mycelium", "yeast"))
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--data", str(tmp_path / "nope"), "--descriptions", str(good)], "does not exist"),
+        (["--data", str(tmp_path / "empty"), "--descriptions", str(good)], "has no 'train' split"),
+        (["--data", str(data), "--descriptions", str(missing)], "no descriptions for class(es): mycelium"),
+        (["--data", str(data), "--descriptions", str(extra)], "names class(es) not in the data: yeast"),
+        (["--data", str(data), "--descriptions", str(good), "--model", "resnet"], "unknown model spec"),
+        (
+            ["--data", str(data), "--descriptions", str(good), "--config", "nope.yaml"],
+            "config nope.yaml not found",
+        ),
+        (["--data", str(data), "--descriptions", str(good), "--epochs", "0"], "epochs"),
+    ]
+    for i, (args, message) in enumerate(cases):
+        code, out = _cli(*args, "--out", str(tmp_path / f"run{i}"), "--quiet")
+        assert code == 2, (args, out)
+        assert message in out and "Traceback" not in out, (message, out)
+        assert len([ln for ln in out.splitlines() if ln.startswith("error:")]) == 1
+        assert not (tmp_path / f"run{i}" / "model.safetensors").exists()
+
+
+def test_corrupt_image_is_skipped_with_a_warning_and_recorded(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 3, "val": 1})
+    (data / "train" / "hyphae" / "zz-broken.png").write_bytes(b"\x89PNG broken")
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    code, out = _cli("--data", str(data), "--descriptions", str(desc), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--batch-size", "4", "--config", str(_tiny_yaml(tmp_path)))  # fmt: skip
+    assert code == 0, out
+    assert "skipped 1 unreadable training image" in out and "zz-broken.png" in out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(config["skipped_images"]) == 1
+
+
+def test_resume_with_another_model_is_refused(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    train_run(data, desc, tmp_path / "run", "lite", {**CFG, "epochs": 1})
+    other = make_descriptions(tmp_path / "other.jsonl", per_class=2)
+    with pytest.raises(FungalError, match="other classes or descriptions"):
+        train_run(data, other, tmp_path / "run", "lite", {**CFG, "epochs": 1}, resume=True)
+
+
+def _tiny_yaml(tmp: Path) -> Path:
+    p = tmp / "tiny.yaml"
+    p.write_text("train:\n  model: lite\n  image_size: 32\n  unfreeze_every: 0\n")
+    return p
