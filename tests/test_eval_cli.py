@@ -149,8 +149,7 @@ def test_compare_two_sets(toy_registry, tmp_path):
         str(data),
         "--descriptions",
         str(good),
-        "--descriptions",
-        str(bad),
+        str(bad),  # the documented form: several files after one --descriptions
         "--out",
         str(out),
         "--bootstrap",
@@ -235,6 +234,21 @@ def test_evaluate_release_split_file(toy_registry, tmp_path):
     assert m["n"] == 6 and m["recall@1"] == 1.0 and m["classes"] == list(COLOURS)
     res = CliRunner().invoke(app, ["evaluate", "toy", "--data", str(split), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "--images" in res.output
+
+
+def test_evaluate_takes_several_sets_after_one_option_in_order(toy_registry, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    a = write_descriptions(tmp_path / "a.jsonl", GOOD, "a")
+    b = write_descriptions(tmp_path / "b.jsonl", GOOD, "b")
+    c = write_descriptions(tmp_path / "c.jsonl", GOOD, "c")
+    out = tmp_path / "e"
+    res = _invoke("evaluate", "toy", "--data", str(data), "--descriptions", str(a), str(b), str(c), "--out",
+                  str(out), "--bootstrap", "10")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["descriptions"]["name"] == "a" and list(m["by_description_set"]) == ["a", "b", "c"]
+    res = CliRunner().invoke(app, ["evaluate", "toy", "stray.jsonl", "--data", str(data), "--out", str(out)])
+    assert res.exit_code == 2 and "unexpected argument" in res.output
 
 
 def test_help_documents_the_options():

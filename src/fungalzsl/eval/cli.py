@@ -16,6 +16,17 @@ def _check_classifier(name: str) -> str:
     return name
 
 
+# '--descriptions A.jsonl B.jsonl' (space-separated, as documented): Click options take one value each,
+# so the files after the first arrive as extra positional arguments, collected here.
+_MORE = typer.Argument(None, hidden=True, metavar="MORE.jsonl")
+
+
+def _collect(descriptions: list[Path] | None, more: list[Path] | None) -> list[Path]:
+    if more and not descriptions:
+        raise fail(f"unexpected argument(s): {' '.join(map(str, more))}", "see --help for the usage")
+    return [*(descriptions or []), *(more or [])]
+
+
 def evaluate(
     model: str = typer.Argument(
         ...,
@@ -36,8 +47,8 @@ def evaluate(
     descriptions: list[Path] = typer.Option(
         None,
         "--descriptions",
-        help="Description set(s) (JSONL). Default: the run's stored class embeddings "
-        "or its training set. Several: each is scored, the first is the headline.",
+        help="Description set(s): --descriptions A.jsonl B.jsonl ... Default: the run's stored class "
+        "embeddings or its training set. Several: each is scored, the first is the headline.",
     ),
     classifier: str = typer.Option(
         "mean", "--classifier", help=f"How classes are built from text: {', '.join(METHODS)}."
@@ -56,12 +67,14 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for bootstrap, retrieval subsample and waffle words."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    more: list[Path] = _MORE,
 ) -> None:
     """Zero-shot evaluation: Recall@1/2, balanced accuracy, per-class P/R/F1, confusion matrix, ECE,
     retrieval R@1/5/10, bootstrap 95% intervals, figures and a report (fine-tuned vs starting model)."""
     from fungalzsl.eval.classifier import load_hierarchy
     from fungalzsl.eval.evaluate import evaluate_run
 
+    descriptions = _collect(descriptions, more)
     m = evaluate_run(
         model,
         data,
@@ -96,7 +109,7 @@ def compare(
     run: str = typer.Argument(..., metavar="RUN_DIR", help="Run directory (or model spec) to evaluate."),
     data: Path = typer.Option(..., "--data", help="Dataset directory or release *_data.json."),
     descriptions: list[Path] = typer.Option(
-        ..., "--descriptions", help="Two or more description sets (JSONL) to compare."
+        ..., "--descriptions", help="Two or more description sets: --descriptions A.jsonl B.jsonl ..."
     ),
     out: Path = typer.Option(..., "--out", help="Output directory for comparison.md/.csv/.json and figures."),
     split: str = typer.Option("test", "--split"),
@@ -105,12 +118,14 @@ def compare(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
+    more: list[Path] = _MORE,
 ) -> None:
     """Cross-description transfer: score one model with several description sets (e.g. the training set,
     the authors' Llama-2 captions, a GPT/Claude/Gemini set): Recall@1 with 95% CI per set and per class,
     and the paper's Figure 4."""
     from fungalzsl.eval.compare import compare_sets
 
+    descriptions = _collect(descriptions, more)
     if len(descriptions) < 2:
         raise fail("compare needs at least two --descriptions files", "use 'fungalzsl evaluate' for one set")
     res = compare_sets(
