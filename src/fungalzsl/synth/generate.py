@@ -263,8 +263,8 @@ def _preflight(cfg: GeneratorPreset, seed: int, jobs: list[Job], mode: str) -> N
 
 
 def _useful_workers(workers: int, n: int) -> int:
-    """Starting a worker costs ~0.5 s of imports; below ~16 images each it is not worth it."""
-    return max(1, min(workers, n // 16))
+    """Starting a worker costs ~0.5 s of imports; below ~8 images each it is not worth it."""
+    return max(1, min(workers, n // 8))
 
 
 def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
