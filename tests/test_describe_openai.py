@@ -69,6 +69,7 @@ class FakeLLM:
         self.headers: list[dict] = []
         self.ok = 0
         self.delay = 0.0  # seconds before each answer
+        self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         fake = self
 
@@ -89,7 +90,12 @@ class FakeLLM:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 time.sleep(fake.delay)
+                with fake.lock:
+                    fake.in_flight -= 1
                 if action == "slow":
                     time.sleep(1.0)
                     action = "ok"
@@ -271,3 +277,15 @@ def test_killed_process_resumes_without_loss_or_duplicates(llm, tmp_path):
     after = read_jsonl(out)
     assert len(after) == 30 and after[: len(before)] == before
     assert len({r["text"] for r in after}) == 30
+
+
+def test_requests_run_concurrently(llm, tmp_path):
+    llm.delay = 0.3
+    t0 = time.perf_counter()
+    rep = generate_descriptions(
+        "vllm:m", classes=["spore"], per_class=6, out=tmp_path / "c.jsonl", batch_size=6, min_words=5,
+        options=opts(llm, concurrency=3),
+    )  # fmt: skip
+    assert rep.added == {"spore": 6}
+    assert llm.max_in_flight == 3
+    assert time.perf_counter() - t0 < 6 * 0.3  # faster than one at a time

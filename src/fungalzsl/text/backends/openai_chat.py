@@ -10,9 +10,10 @@ passed only to the client: it is never logged or written to a record.
 from __future__ import annotations
 
 import os
+import queue
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 from fungalzsl.errors import FungalError, fail
@@ -51,16 +52,34 @@ class OpenAIChatBackend(Backend):
         return f"{self.kind}:{self.model}"
 
     def complete(self, requests: list[Request], sampling: Sampling) -> list[str | BaseException]:
-        workers = max(1, min(self.options.concurrency, len(requests)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="describe") as pool:
-            futures = [pool.submit(self._one, r, sampling) for r in requests]
-            out: list[str | BaseException] = []
-            for f in futures:
+        # Daemon worker threads rather than a ThreadPoolExecutor: on Ctrl-C the process exits at once
+        # instead of waiting (up to --timeout) for requests in flight; a resume redoes them.
+        out: list[str | BaseException] = [RuntimeError("not run")] * len(requests)
+        todo = queue.SimpleQueue()
+        for i in range(len(requests)):
+            todo.put(i)
+
+        def work() -> None:
+            while True:
                 try:
-                    out.append(f.result())
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    out[i] = self._one(requests[i], sampling)
                 except Exception as e:  # returned, not raised: finished siblings are still saved
-                    out.append(e)
-            return out
+                    out[i] = e
+
+        threads = [
+            threading.Thread(target=work, daemon=True, name=f"describe-{k}")
+            for k in range(max(1, min(self.options.concurrency, len(requests))))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+        return out
 
     def _one(self, req: Request, sampling: Sampling) -> str:
         oa = self._openai
