@@ -136,8 +136,11 @@ def test_cli_spec_and_bad_model_dir(tiny_lm, tmp_path):
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert len(read_jsonl(out)) == 2
-    with pytest.raises(FungalError, match="cannot load the Hugging Face model"):
+    with pytest.raises(FungalError, match=r"directory .* does not exist"):
         open_backend(f"hf:{tmp_path / 'nothing-here'}", BackendOptions(device="cpu"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FungalError, match="cannot load the Hugging Face model"):
+        open_backend(f"hf:{tmp_path / 'empty'}", BackendOptions(device="cpu"))
 
 
 def test_llamacpp_missing_or_bad_file_is_one_line(tmp_path):

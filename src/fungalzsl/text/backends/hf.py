@@ -4,6 +4,7 @@ or a model already in the Hugging Face cache."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fungalzsl.errors import fail
@@ -47,6 +48,11 @@ class HFBackend(Backend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = model_id
+        local = Path(model_id).expanduser()
+        if model_id.startswith(("/", ".", "~")) and not local.is_dir():
+            raise fail(
+                f"model directory {local} does not exist", "give a directory saved with save_pretrained"
+            )
         self.device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, self.device)
         try:
