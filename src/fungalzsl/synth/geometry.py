@@ -115,6 +115,9 @@ def grow_branches(
         sub_len = L * (lo + (hi - lo) * u[0]) * temp
         wlo, whi = b.width_factor
         sub_w = W * (wlo + (whi - wlo) * u[1])
+        # Children that would stop at once (no depth left, or too short) are never created: same
+        # picture, fewer arrays and random numbers.
+        k = np.where((d > 1) & (b.min_length <= sub_len), k, 0)
         parent = np.repeat(np.arange(n), k)
         nx, ny, nL, nW, nd, no = (
             ex[parent],
@@ -124,6 +127,7 @@ def grow_branches(
             d[parent] - 1,
             own[parent],
         )
+        k0 = np.where((d > 1) & (b.min_length <= L), k0, 0)
         if k0.any():
             # A structure's first branch also sends root branches from the centre (drawn length/width).
             root = np.repeat(np.arange(n), k0)

@@ -24,10 +24,11 @@ from fungalzsl.synth.preset import REFERENCE_PX
 Renderer = Literal["fast", "matplotlib"]
 # Points on the reference canvas → pixels at size S: width_pt · (300 / 72) · S / REFERENCE_PX.
 _PT_PER_SIDE = REFERENCE_PX * 72.0 / 300.0
-# Widths within 4% of each other share one path, and below 1.5 px widths are rounded to 1/16 px:
-# invisible at any size, and it keeps draw calls few (each costs ~20 µs of Python and set-up).
+# Widths within 4% of each other share one path, and below 1 px widths are rounded to 1/8 px (skia
+# draws such lines as hairlines whose opacity scales with the width, so this is a ≤6% change in the
+# opacity of a sub-pixel twig): invisible, and it keeps draw calls few (~20 µs each).
 _WIDTH_STEP = np.log(1.04)
-_THIN_PX, _THIN_GRID = 1.5, 16.0
+_THIN_PX, _THIN_GRID = 1.0, 8.0
 
 
 def quantize_width(wpx: np.ndarray) -> np.ndarray:
@@ -97,7 +98,11 @@ def render_skia(scene: Scene, size: int) -> np.ndarray:
         for lo, hi in zip(starts[g0:g1].tolist(), ends[g0:g1].tolist()):
             path = skia.Path()
             path.readFromMemory(_path_bytes(seg[lo:hi]))
-            line.setStrokeWidth(float(wq[lo]))
+            w = float(wq[lo])
+            # matplotlib's 'projecting' (square) caps close the joints of thick lines; below 1 px the
+            # cap is invisible and butt caps let skia take its much faster hairline path.
+            line.setStrokeCap(skia.Paint.kSquare_Cap if w >= 1.0 else skia.Paint.kButt_Cap)
+            line.setStrokeWidth(w)
             canvas.drawPath(path, line)
     del canvas, surface
     return np.ascontiguousarray(buf[:, :, :3])
