@@ -69,3 +69,27 @@ def test_name_forms_and_masking():
     assert mask_names(t, name_forms("mycelium")) == (
         "This stage is a mat. This stage grow from a hypha, and this stage web spreads."
     )
+
+
+_PIECES = [*"abc xyz.,!:*#-\n\"'", "Sure! ", "Here is ", "spore", "Describe ", "I hope this helps"]
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@given(_TEXT)
+def test_clean_text_is_idempotent(raw):
+    once = clean_text(raw, [PROMPT])
+    assert clean_text(once, [PROMPT]) == once
+    assert "  " not in once and once == once.strip()
+
+
+@given(
+    st.lists(
+        st.sampled_from(["The", "mycelium", "mycelia", "Mycelial", "a", "mat", "grows", ".", "hypha"]),
+        max_size=30,
+    )
+)
+def test_masking_leaves_no_own_name(tokens):
+    from fungalzsl.text.cleanup import contains_name
+
+    masked = mask_names(" ".join(tokens), name_forms("mycelium"))
+    assert not contains_name(masked, name_forms("mycelium"))

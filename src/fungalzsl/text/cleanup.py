@@ -69,22 +69,28 @@ def _strip_prefix_loose(text: str, prefix: str) -> str:
 
 
 def clean_text(text: str, prompts: Iterable[str] = ()) -> str:
-    """Strip chat boilerplate, markdown, surrounding quotes and any echo of ``prompts``; normalise spaces."""
+    """Strip chat boilerplate, markdown, surrounding quotes and any echo of ``prompts``; normalise spaces.
+
+    Repeated to a fixed point: boilerplate and echoes nest ("Sure! **Describe ...** Here is ..."), and
+    removing one layer can expose the next; cleaning a clean text changes nothing."""
     t = text.replace("\r", "\n")
-    t = _MARKDOWN.sub("", t)
-    t = normalise_ws(t)
-    for _ in range(4):  # boilerplate and echoes can nest ("Sure! Describe the ...: Here is ...")
+    for _ in range(8):
         before = t
-        t = _OPENERS.sub("", t, count=1)
-        for p in prompts:
-            t = _strip_prefix_loose(t, p)
-        t = _INSTRUCTION.sub("", t, count=1)
-        t = t.lstrip(" :-\"'")
+        t = _clean_once(t, prompts)
         if t == before:
             break
+    return t
+
+
+def _clean_once(t: str, prompts: Iterable[str]) -> str:
+    t = normalise_ws(_MARKDOWN.sub("", t))
+    t = _OPENERS.sub("", t, count=1)
+    for p in prompts:
+        t = _strip_prefix_loose(t, p)
+    t = _INSTRUCTION.sub("", t, count=1)
+    t = t.lstrip(" :-\"'")
     t = _CLOSERS.sub("", t)
-    t = t.strip().strip("\"'“”").strip()
-    return normalise_ws(t)
+    return normalise_ws(t.strip().strip("\"'“”"))
 
 
 def common_prompt_prefix(texts: list[str], min_share: float = 0.5, min_words: int = 4) -> str:
