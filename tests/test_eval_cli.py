@@ -256,3 +256,15 @@ def test_help_documents_the_options():
         res = CliRunner().invoke(app, [cmd, "--help"])
         assert res.exit_code == 0
     assert "--classifier" in CliRunner().invoke(app, ["evaluate", "--help"]).output
+
+
+def test_table_markdown_shows_backbone_lr_only_when_it_differs():
+    from fungalzsl.eval.table import table_markdown
+
+    row = {"model": "lite", "learning_rate": 1e-3, "backbone_lr": 1e-4, "sec_per_it": 2.5, "recall@1": 0.99,
+           "ci95": [0.98, 1.0], "baseline_recall@1": 0.4, "n": 600, "descriptions": "bank"}  # fmt: skip
+    line = table_markdown([row]).splitlines()[2]
+    assert line.startswith(
+        "| lite | 1e-03 (backbone 1e-04) | 2.50 s/it | 0.990 [0.980, 1.000] | 0.400 | 600 |"
+    )
+    assert "backbone" not in table_markdown([{**row, "backbone_lr": 1e-3}])

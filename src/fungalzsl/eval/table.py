@@ -102,6 +102,7 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "run": str(run or path),
         "model": model or m.get("model", {}).get("spec") or m.get("model", {}).get("source"),
         "learning_rate": _find(config, LR_KEYS),
+        "backbone_lr": _find(config, ("backbone_lr",)),
         "sec_per_it": seconds_per_iteration(history),
         "recall@1": m["recall@1"],
         "ci95": m.get("ci95", {}).get("recall@1"),
@@ -130,8 +131,11 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         rate = f"{r['sec_per_it']:.2f} s/it" if r["sec_per_it"] is not None else "–"
+        lr = _lr(r["learning_rate"])
+        if r.get("backbone_lr") not in (None, r["learning_rate"]):
+            lr += f" (backbone {_lr(r['backbone_lr'])})"
         lines.append(
-            f"| {r['model']} | {_lr(r['learning_rate'])} | {rate} | {rec} | "
+            f"| {r['model']} | {lr} | {rate} | {rec} | "
             f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} |"
         )
     return "\n".join(lines) + "\n"
@@ -153,6 +157,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "n",
             "split",
             "descriptions",
+            "backbone_lr",
         ]
     )
     for r in rows:
@@ -170,6 +175,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r["n"],
                 r["split"],
                 r["descriptions"],
+                r.get("backbone_lr"),
             ]
         )
     return buf.getvalue()
