@@ -154,7 +154,7 @@ def test_resume_after_interruption_completes_identically(clean, tmp_path):
     (out / PROGRESS_DIR / "tmp-0-of-1" / "000029.png.999.tmp").write_bytes(b"\x89PNG torn")
     victim.write_bytes(b"unfinished")
     done_before = {p: p.stat().st_mtime_ns for p in pngs if p != victim}
-    with pytest.raises(Exception, match="not empty"):
+    with pytest.raises(Exception, match="unfinished fungalzsl run"):
         gen(out, seed=3)
     gen(out, seed=3, resume=True)
     assert tree_hashes(out) == tree_hashes(clean)

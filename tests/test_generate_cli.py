@@ -139,11 +139,24 @@ def test_existing_output_needs_resume_or_overwrite(tmp_path):
     out = tmp_path / "d"
     out.mkdir()
     (out / "notes.txt").write_text("my data")
-    assert_user_error(run("--out", str(out), "-n", "3", "--size", "32", "-j", "1"), "not empty", "--resume")
-    assert_user_error(
-        run("--out", str(out), "-n", "3", "--size", "32", "-j", "1", "--resume"), "no fungalzsl generation"
-    )
-    assert (out / "notes.txt").read_text() == "my data"  # nothing lost
-    ok = run("--out", str(out), "-n", "3", "--size", "32", "-j", "1", "--overwrite")
+    args = ["--out", str(out), "-n", "3", "--size", "32", "-j", "1"]
+    # A folder fungalzsl did not write is never touched, whatever the flags.
+    assert_user_error(run(*args), "not empty", "no fungalzsl dataset")
+    assert_user_error(run(*args, "--resume"), "no fungalzsl dataset")
+    assert_user_error(run(*args, "--overwrite"), "no fungalzsl dataset")
+    assert (out / "notes.txt").read_text() == "my data"
+
+    (out / "notes.txt").unlink()
+    assert run(*args).exit_code == 0
+    (out / "notes.txt").write_text("my data")
+    (out / "mine").mkdir()
+    (out / "mine" / "sub").mkdir()  # a folder of folders that is not ours
+    assert_user_error(run(*args), "already holds a dataset", "--resume", "--overwrite")
+    (out / "train" / "spore" / "keep.txt").write_text("a file we did not write")
+    assert_user_error(run(*args, "--overwrite"), "will not clear", "train")
+    assert (out / "dataset.json").is_file()  # refused before anything was deleted
+    (out / "train" / "spore" / "keep.txt").unlink()
+    ok = run(*args, "--overwrite", "--seed", "7")
     assert ok.exit_code == 0, ok.output
-    assert (out / "notes.txt").read_text() == "my data"  # --overwrite replaces our files only
+    assert json.loads((out / "dataset.json").read_text())["seed"] == 7
+    assert (out / "notes.txt").read_text() == "my data" and (out / "mine" / "sub").is_dir()

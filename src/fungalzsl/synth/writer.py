@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -152,53 +153,85 @@ class Journal:
         return out
 
 
+def _previous_settings(out: Path) -> dict[str, Any] | None:
+    """Settings of the fungalzsl run that wrote ``out`` (finished or not), if any."""
+    for f in (out / PROGRESS_DIR / "settings.json", out / "dataset.json"):
+        if f.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                data = json.loads(f.read_text())
+                if isinstance(data, dict) and "settings_hash" in data:
+                    return data
+    return None
+
+
+def _is_our_split_dir(p: Path) -> bool:
+    """A split folder as we write it: class folders of images (and temporaries), metadata.jsonl."""
+    for q in p.iterdir():
+        if q.is_file() and q.name == "metadata.jsonl":
+            continue
+        if not q.is_dir():
+            return False
+        if any(not (f.is_file() and (f.suffix == ".png" or f.name.endswith(".tmp"))) for f in q.iterdir()):
+            return False
+    return True
+
+
+def _split_names(previous: dict[str, Any]) -> set[str]:
+    names = set(previous.get("splits") or {})
+    names |= set(((previous.get("preset") or {}).get("splits")) or {})  # progress settings.json
+    names |= set((((previous.get("preset") or {}).get("settings") or {}).get("splits")) or {})  # manifest
+    return names
+
+
+def _remove_previous_output(out: Path, previous: dict[str, Any]) -> None:
+    """--overwrite: delete what fungalzsl wrote in ``out``; leave everything else in place. A split
+    folder holding files we did not write is refused (before anything is deleted): keeping it would
+    leave old images mixed into the new dataset."""
+    splits = [out / n for n in sorted(_split_names(previous)) if (out / n).is_dir()]
+    foreign = [p for p in splits if not _is_our_split_dir(p)]
+    if foreign:
+        raise fail(
+            f"--overwrite will not clear {foreign[0]}: it holds files fungalzsl did not write",
+            "move them elsewhere, or choose a new --out",
+        )
+    for name in OUTPUT_NAMES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    for p in splits:
+        shutil.rmtree(p)
+
+
 def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool, joining: bool) -> None:
-    """Check the output directory before any work: refuse to mix runs or clobber unknown data."""
+    """Check the output directory before any work: refuse to mix runs or clobber data we did not write."""
     if resume and overwrite:
         raise fail("--resume and --overwrite contradict each other", "pass only one")
     if out.exists() and not out.is_dir():
         raise fail(f"--out {out} is a file", "choose a directory")
     ensure_writable_dir(out)
-    entries = [p for p in out.iterdir()]
-    if not entries:
+    if not any(out.iterdir()):
         return
-    marker = out / PROGRESS_DIR / "settings.json"
-    manifest = out / "dataset.json"
-    previous = None
-    for f in (marker, manifest):
-        if f.is_file():
-            with contextlib.suppress(ValueError, KeyError, OSError):
-                import json
-
-                previous = json.loads(f.read_text())["settings_hash"]
-                break
+    previous = _previous_settings(out)
+    if previous is None:
+        raise fail(
+            f"--out {out} is not empty and holds no fungalzsl dataset",
+            "choose an empty or new directory (--resume and --overwrite only act on fungalzsl output)",
+        )
     if overwrite:
-        for name in OUTPUT_NAMES:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-        for p in out.iterdir():
-            # Split folders we wrote hold class folders and metadata.jsonl only; anything else is
-            # the user's and stays.
-            if p.is_dir() and all(q.is_dir() or q.name == "metadata.jsonl" for q in p.iterdir()):
-                shutil.rmtree(p)
+        _remove_previous_output(out, previous)
         return
     if resume or joining:
-        if previous is None:
-            raise fail(
-                f"--out {out} is not empty and holds no fungalzsl generation to resume",
-                "choose an empty directory or pass --overwrite",
-            )
-        if previous != settings_hash:
+        if previous["settings_hash"] != settings_hash:
             raise fail(
                 f"--out {out} was generated with different settings (preset, seed, size, count, mode or format)",
                 "repeat the original options to resume, or pass --overwrite to start again",
             )
         return
+    what = "a dataset" if (out / "dataset.json").is_file() else "an unfinished fungalzsl run"
     raise fail(
-        f"--out {out} is not empty", "pass --resume to finish an earlier run, or --overwrite to replace it"
+        f"--out {out} already holds {what}", "pass --resume to finish it, or --overwrite to replace it"
     )
 
 
@@ -229,8 +262,6 @@ def write_shard(path: Path, samples: list[tuple[dict, bytes]], tmp_dir: Path) ->
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         tar.addfile(info, io.BytesIO(data))
-
-    import json
 
     tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
