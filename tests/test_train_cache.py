@@ -65,3 +65,17 @@ def test_cache_skips_unreadable_images_and_lists_them(tmp_path: Path) -> None:
     assert int(valid.sum()) == len(images.paths) - 1
     assert not bool(valid[images.paths.index(bad)])
     assert len(cache.errors) == 1 and "broken.png" in cache.errors[0]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    model = build_model("lite", image_size=32)
+    apply_unfreeze(model, {"image": 3, "text": 0})
+    x = torch.randn(4, 3, 32, 32)
+    grads = []
+    for enable in (False, True):
+        assert model.set_grad_checkpointing(enable)
+        model.zero_grad(set_to_none=True)
+        model.encode_image(x).sum().backward()
+        grads.append(model.visual.conv_head.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision import transforms
 
 from fungalzsl.errors import fail
@@ -120,6 +121,7 @@ class LiteModel(TwoTowerModel):
         self.embed_dim = embed_dim
         self.image_size = image_size
         self.max_tokens = max_tokens
+        self.grad_checkpointing = False
         net = build_efficientnet_lite0(pretrained)
         net.reset_classifier(0)  # the ImageNet head is not used; the projection replaces it
         self.visual = net.to(memory_format=torch.channels_last)  # faster convs on CPU
@@ -169,8 +171,11 @@ class LiteModel(TwoTowerModel):
         if n < len(stages):
             h = h.to(memory_format=torch.channels_last)
             for stage in stages[n:]:
-                for layer in stage:
-                    h = layer(h)
+                run = nn.Sequential(*stage)
+                if self.grad_checkpointing and torch.is_grad_enabled():
+                    h = checkpoint(run, h, use_reentrant=False)  # recompute in backward: less memory
+                else:
+                    h = run(h)
             h = self.visual.global_pool(h)
         return l2norm(self.image_proj(h))
 
@@ -201,7 +206,7 @@ class LiteModel(TwoTowerModel):
         return l2norm(self.text_proj(h))
 
     def set_grad_checkpointing(self, enable: bool = True) -> bool:
-        self.visual.set_grad_checkpointing(enable)
+        self.grad_checkpointing = enable  # image_head runs the blocks itself, so it checkpoints them
         if enable:
             self.text.gradient_checkpointing_enable()
         else:

@@ -89,14 +89,16 @@ def recall_at_1(
     by_class: dict[str, list[str]],
     classes: Sequence[str],
     cfg: Any,
-) -> float:
-    """Zero-shot Recall@1 (top-1 accuracy over classes) of the readable images in ``cache``."""
+) -> tuple[float, float]:
+    """Zero-shot Recall@1 (top-1 accuracy over classes) of the readable images in ``cache``, and the
+    mean probability given to the true class (a tie-breaker once Recall@1 saturates)."""
     model.eval()
     cls = class_embeddings(text_feats.encoder(tsplit), by_class, classes)
     img = image_embeddings(model, cache, isplit, cfg.eval_batch_size)
     y = torch.tensor(labels)[cache.scan()]
     probs = class_probabilities(img, cls, float(model.clamped_logit_scale()))
-    return float((probs.argmax(1) == y).float().mean())
+    p_true = probs.gather(1, y[:, None]).mean()
+    return float((probs.argmax(1) == y).float().mean()), float(p_true)
 
 
 def interpolate(
@@ -124,7 +126,7 @@ def wise_ft_state(
     for alpha in sorted(set(cfg.wise_ft) | ({cfg.wise_ft_alpha} if cfg.wise_ft_alpha is not None else set())):
         model.load_state_dict(interpolate(theta0, theta1, alpha))
         if val_cache is not None:
-            r = recall_at_1(
+            r, _ = recall_at_1(
                 model, val_cache, isplit, text_feats, tsplit, val_set.labels, desc.by_class, classes, cfg
             )
             report["alphas"][str(alpha)] = r
