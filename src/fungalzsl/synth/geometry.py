@@ -18,6 +18,7 @@ width W and remaining depth d at (x, y):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,7 +199,10 @@ def build_scene(
 
 
 def class_batches(
-    preset: GeneratorPreset, class_name: str, rng: np.random.Generator, palette_ramp: object = None
+    preset: GeneratorPreset,
+    class_name: str,
+    rng: np.random.Generator,
+    palette_ramp: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[_Batch]:
     """The host structures of ``class_name`` and, by chance, the overlap structures of other stages.
 
@@ -208,7 +212,7 @@ def class_batches(
     def ramp(s: ClassSpec) -> tuple[np.ndarray, np.ndarray]:
         return (hex_to_rgb(s.colours[0]), hex_to_rgb(s.colours[1]))
 
-    host_ramp = palette_ramp() if callable(palette_ramp) else ramp(spec)
+    host_ramp = palette_ramp() if palette_ramp else ramp(spec)
     batches = [_Batch(spec, spec.n_structures, host_ramp, True)]
     for o in spec.overlap:
         if rng.uniform() < o.probability:
@@ -217,6 +221,6 @@ def class_batches(
             if o.colours == "host":
                 r = host_ramp
             else:
-                r = palette_ramp() if callable(palette_ramp) else ramp(other)
+                r = palette_ramp() if palette_ramp else ramp(other)
             batches.append(_Batch(other, n, r, False))
     return batches

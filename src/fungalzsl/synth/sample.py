@@ -22,15 +22,8 @@ def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, di
     frac = (time_s - t0) / (t1 - t0) if t1 > t0 else 0.0
     temperature = spec.temperature_K[0] + frac * (spec.temperature_K[1] - spec.temperature_K[0])
     background = background_colour(preset.variation, rng)
-    ramps: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def palette_ramp() -> tuple[np.ndarray, np.ndarray]:
-        ramps.append(random_ramp(rng))
-        return ramps[-1]
-
-    batches = class_batches(
-        preset, job.label, rng, palette_ramp if preset.variation.palette == "random" else None
-    )
+    random_palette = (lambda: random_ramp(rng)) if preset.variation.palette == "random" else None
+    batches = class_batches(preset, job.label, rng, random_palette)
     scene = build_scene(preset, batches, rng, background)
     host = batches[0].ramp
     extra = {
