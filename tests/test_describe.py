@@ -163,3 +163,17 @@ def test_cli_warns_about_a_shortfall_and_help_shows_examples(tmp_path):
     assert res.exit_code == 0 and "ollama:llama3.2" in res.output and "resumes" in res.output
     for sub in ("import", "stats"):
         assert RUN.invoke(app, ["describe", sub, "--help"]).exit_code == 0
+
+
+def test_resume_false_starts_afresh_but_not_on_bad_settings(tmp_path):
+    out = tmp_path / "d.jsonl"
+    generate_descriptions("bank", per_class=3, out=out, seed=1)
+    with pytest.raises(FungalError):
+        generate_descriptions("bank", per_class=0, out=out, resume=False)
+    assert len(read_jsonl(out)) == 9  # a bad call did not cost the finished set
+    generate_descriptions("bank", classes=["spore"], per_class=2, out=out, seed=2, resume=False)
+    assert [r["class"] for r in read_jsonl(out)] == ["spore", "spore"]
+    res = RUN.invoke(
+        app, ["describe", "--per-class", "1", "--classes", "hyphae", "--out", str(out), "--overwrite"]
+    )
+    assert res.exit_code == 0 and [r["class"] for r in read_jsonl(out)] == ["hyphae"]

@@ -105,9 +105,9 @@ def describe(
     chosen = {n: ctx.params[n] for n in names if config is None or n in given}
     chosen = {k: (str(v) if isinstance(v, Path) else v) for k, v in chosen.items()}
     settings = load_describe_settings(config, chosen)
-    if overwrite and out.exists():
-        out.unlink()
-    report = describe_from_settings(settings, out, progress=not quiet and sys.stderr.isatty())
+    report = describe_from_settings(
+        settings, out, progress=not quiet and sys.stderr.isatty(), resume=not overwrite
+    )
     max_resample = settings.max_resample
     kept = sum(report.existing.values())
     rate = report.total_added / report.seconds if report.seconds > 0 else 0.0

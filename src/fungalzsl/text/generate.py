@@ -108,13 +108,15 @@ def generate_descriptions(
     max_resample: int = 3,
     options: BackendOptions | None = None,
     progress: bool = False,
+    resume: bool = True,
 ) -> GenerationReport:
     """Write ``per_class`` descriptions of each class to ``out`` (JSONL), keeping any already there.
 
     ``backend`` is a spec (``bank``, ``openai:gpt-4o``, ``ollama:llama3.2``, ``hf:DIR``, ``llamacpp:F.gguf``)
     or an open :class:`Backend`. Outputs outside [min_words, max_words] or (near-)duplicating an accepted
     one are resampled, up to ``max_resample`` extra attempts per missing description; what is still missing
-    after that is reported in ``GenerationReport.shortfall`` (rerun to top up)."""
+    after that is reported in ``GenerationReport.shortfall`` (rerun to top up). ``resume=False`` discards
+    what ``out`` holds and starts afresh (``fungalzsl run`` after a settings change, ``--overwrite``)."""
     if per_class < 1:
         raise fail(f"--per-class must be at least 1 (got {per_class})", "ask for one or more descriptions")
     if not 1 <= min_words <= max_words:
@@ -132,6 +134,8 @@ def generate_descriptions(
     if out.suffix != ".jsonl":
         raise fail(f"--out {out} must be a .jsonl file", "e.g. --out descriptions/bank.jsonl")
     prompt_set = prompts if isinstance(prompts, PromptSet) else load_prompts(prompts)
+    if not resume and out.exists():
+        out.unlink()  # only after the settings above validated, so a typo never costs a finished set
     existing_records = read_records_if_any(out)
     if set_name is None:
         set_name = next((r["set"] for r in existing_records if r.get("set")), out.stem)

@@ -64,7 +64,11 @@ def load_describe_settings(
 
 
 def describe_from_settings(
-    settings: DescribeSettings | dict[str, Any], out: str | Path, *, progress: bool = False
+    settings: DescribeSettings | dict[str, Any],
+    out: str | Path,
+    *,
+    progress: bool = False,
+    resume: bool = True,
 ) -> GenerationReport:
     """Run :func:`generate_descriptions` with validated settings (what ``fungalzsl run`` calls)."""
     s = settings if isinstance(settings, DescribeSettings) else load_describe_settings(None, settings)
@@ -73,5 +77,5 @@ def describe_from_settings(
         top_k=s.top_k, max_tokens=s.max_tokens, min_words=s.min_words, max_words=s.max_words,
         batch_size=s.batch_size, mask_class_name=s.mask_class_name, set_name=s.set_name, prompts=s.prompts,
         near_duplicate=s.near_duplicate, max_resample=s.max_resample, options=s.backend_options(),
-        progress=progress,
+        progress=progress, resume=resume,
     )  # fmt: skip
