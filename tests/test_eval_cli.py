@@ -88,6 +88,22 @@ def test_evaluate_run_dir_uses_stored_embeddings_and_scores_the_baseline(toy_run
     assert index[-1]["out"] == str(out.resolve()) and index[-1]["split"] == "test"
 
 
+def test_classifier_list_scores_controls_on_the_same_embeddings(toy_run, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    out = tmp_path / "eval"
+    res = _invoke("evaluate", str(toy_run), "--data", str(data), "--out", str(out), "--classifier",
+                  "mean,template,waffle", "--bootstrap", "20")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["by_classifier"]) == ["mean", "template", "waffle"]
+    assert m["by_classifier"]["mean"]["recall@1"] == m["recall@1"] == 1.0
+    assert m["by_classifier"]["template"]["classifier"] == "template"
+    # the baseline embeds the run's training set with the start model (no stored embeddings for it)
+    assert m["baseline"]["descriptions"]["name"] == "train-set"
+    assert "## Classifiers" in (out / "report.md").read_text()
+    assert "classifier waffle: Recall@1" in res.output
+
+
 def test_table_reads_run_config_history_and_evaluation(toy_run, tmp_path):
     data = make_colour_dataset(tmp_path / "data")
     _invoke(

@@ -16,6 +16,14 @@ def _check_classifier(name: str) -> str:
     return name
 
 
+def _classifier_list(spec: str) -> list[str]:
+    """'mean,template,waffle' → the headline classifier first, then the others to score alongside."""
+    names = [_check_classifier(n.strip()) for n in spec.split(",") if n.strip()]
+    if not names:
+        raise fail("--classifier is empty", f"choose from: {', '.join(METHODS)}")
+    return list(dict.fromkeys(names))
+
+
 # '--descriptions A.jsonl B.jsonl' (space-separated, as documented): Click options take one value each,
 # so the files after the first arrive as extra positional arguments, collected here.
 _MORE = typer.Argument(None, hidden=True, metavar="MORE.jsonl")
@@ -51,7 +59,10 @@ def evaluate(
         "embeddings or its training set. Several: each is scored, the first is the headline.",
     ),
     classifier: str = typer.Option(
-        "mean", "--classifier", help=f"How classes are built from text: {', '.join(METHODS)}."
+        "mean",
+        "--classifier",
+        help=f"How classes are built from text: {', '.join(METHODS)}. A comma list "
+        "(mean,template,waffle) scores each on the same embeddings; the first is the headline.",
     ),
     hierarchy: Path | None = typer.Option(
         None, "--hierarchy", help="YAML parent: [sub-classes] for --classifier chils."
@@ -81,7 +92,8 @@ def evaluate(
         out,
         split=split,
         descriptions=descriptions or None,
-        classifier=_check_classifier(classifier),
+        classifier=_classifier_list(classifier)[0],
+        also_classifiers=_classifier_list(classifier)[1:],
         baseline=baseline,
         images=images,
         hierarchy=load_hierarchy(hierarchy) if hierarchy else None,
@@ -96,6 +108,8 @@ def evaluate(
         f"Recall@1 {m['recall@1']:.4f} [{lo:.4f}, {hi:.4f}]  balanced acc {m['balanced_accuracy']:.4f}  "
         f"ECE {m['ece']:.4f}  n={m['n']}"
     )
+    for name, v in list(m.get("by_classifier", {}).items())[1:]:
+        typer.echo(f"classifier {name}: Recall@1 {v['recall@1']:.4f}  ECE {v['ece']:.4f}")
     if "baseline" in m:
         typer.echo(f"zero-shot start ({m['baseline']['model']}): Recall@1 {m['baseline']['recall@1']:.4f}")
     if m["unreadable"]:

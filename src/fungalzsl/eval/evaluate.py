@@ -190,6 +190,7 @@ def evaluate_run(
     descriptions: Sequence[str | Path] | None = None,
     *,
     classifier: str = "mean",
+    also_classifiers: Sequence[str] = (),
     baseline: bool = True,
     images: str | Path | None = None,
     hierarchy: dict[str, list[str]] | None = None,
@@ -204,8 +205,10 @@ def evaluate_run(
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
     Without ``descriptions`` a run's stored class embeddings are used (``mean`` classifier) or its
-    training description set; with several, each is scored and the first is the headline. Returns the
-    metrics dict that is also written to ``out/metrics.json``."""
+    training description set; with several, each is scored and the first is the headline.
+    ``also_classifiers`` are scored too, on the same image embeddings and the headline description set
+    (``metrics["by_classifier"]``), e.g. ``("template", "waffle")``: the controls for whether the
+    descriptions help. Returns the metrics dict that is also written to ``out/metrics.json``."""
     out = ensure_writable_dir(out)
     source = load_source(run_or_spec, device=device)
     found = load_eval_images(data, split, images)
@@ -236,7 +239,8 @@ def evaluate_run(
     )
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
     scored = _score_model(source.model, split_emb, sets, stored=stored, **kw)
-    if sets == [None] and (td := training_description_path(source)) is not None:
+    td = training_description_path(source)
+    if sets == [None] and td is not None:
         extra = _score_model(source.model, split_emb, [load_description_set(td)], stored=None, **kw)
         scored[0].metrics["retrieval"] = extra[0].metrics["retrieval"]
     head = scored[0]
@@ -256,13 +260,23 @@ def evaluate_run(
     )
     if len(scored) > 1:
         metrics["by_description_set"] = {s.name: s.metrics for s in scored}
+    # The description set behind the headline, as text (the stored embeddings came from the training set).
+    text_set = sets[0] if sets[0] is not None else (load_description_set(td) if td is not None else None)
+    if also_classifiers:
+        metrics["by_classifier"] = {classifier: head.metrics}
+        for name in also_classifiers:
+            only_names = name in ("template", "waffle")
+            one = _score_model(source.model, split_emb, [None if only_names else text_set], stored=None,
+                               **{**kw, "classifier": name})  # fmt: skip
+            metrics["by_classifier"][name] = one[0].metrics
     base_scored: list[Scored] = []
     if baseline and source.run_dir is not None and source.start_spec:
         base = build_start_model(source).to(device).eval()
         base_split = embed_split(base, found.paths, found.labels, classes, batch_size)
         base_split = _restrict(base_split, split_emb.paths)
-        base_sets = sets if sets != [None] else [None]
-        base_cls = classifier if base_sets != [None] else ("template" if classifier == "mean" else classifier)
+        # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
+        base_sets = [text_set] if text_set is not None else [None]
+        base_cls = "template" if text_set is None and classifier == "mean" else classifier
         base_scored = _score_model(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
         metrics["baseline"] = {"model": source.start_spec, **base_scored[0].metrics}
     atomic_write_json(out / "metrics.json", metrics)

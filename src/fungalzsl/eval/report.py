@@ -129,6 +129,12 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             ),
         ),
     ]
+    if "by_classifier" in m:
+        blocks += [
+            Block("h2", "Classifiers (same images, same description set)"),
+            Block("table", header=["classifier", *SUMMARY_KEYS],
+                  rows=[summary_row(k, v) for k, v in m["by_classifier"].items()]),
+        ]  # fmt: skip
     if "by_description_set" in m:
         blocks += [
             Block("h2", "Description sets"),
