@@ -55,6 +55,15 @@ def test_generate_small_dataset(tmp_path):
     assert json.loads((tmp_path / "d/dataset.json").read_text())["num_images"] == 9
 
 
+def test_sequence_mode_webdataset_from_the_command_line(tmp_path):
+    res = run("--out", str(tmp_path / "s"), "--mode", "sequence", "-n", "45", "--size", "32", "-j", "1",
+              "--format", "webdataset", "--samples-per-shard", "25")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "wrote 40 images" in res.stdout and "whole sequences" in res.stderr
+    man = json.loads((tmp_path / "s/dataset.json").read_text())
+    assert man["mode"] == "sequence" and sum(man["shards"].values()) == 40
+
+
 def test_custom_preset_with_other_classes(tmp_path):
     """A user's preset with a fourth class and other parameters works without code changes."""
 

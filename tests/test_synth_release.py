@@ -55,6 +55,9 @@ def test_import_all_splits(tmp_path, release_dir, images):
         assert row["label"] == src["class_label"] and row["temperature_K"] == src["temperature"]
         assert row["description"] == src["description"]
         assert (out / row["file_name"]).is_file()
+    # Hard links by default: no second copy of the user's images.
+    first = rows[0]
+    assert (out / first["file_name"]).stat().st_ino == (root / first["source_path"].lstrip("/")).stat().st_ino
     # Readers of our layout see it as a normal dataset.
     train = list_split(out, "train")
     assert len(train) == 6 and train.classes == ["spore", "hyphae", "mycelium"]

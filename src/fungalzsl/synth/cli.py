@@ -161,6 +161,12 @@ def generate(
     secs = result.get("seconds")
     took = f" in {secs:.1f} s" if secs is not None else " (already complete)"
     typer.echo(f"wrote {result['num_images']} images ({counts}) to {out}{took}")
+    if num_images is not None and result["num_images"] != num_images:
+        typer.echo(
+            f"note: --mode sequence makes whole sequences, so {result['num_images']} of the "
+            f"{num_images} requested images were made",
+            err=True,
+        )
 
 
 @app.command("import-fungalzsl")
