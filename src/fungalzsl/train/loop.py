@@ -103,8 +103,6 @@ def train_run(
     main = rank == 0
     configure_torch_threads()
     run = Path(out)
-    if main:
-        ensure_writable_dir(run)
 
     # ---- inputs: images, classes, descriptions --------------------------------------------------
     train_set = list_split(data, "train")
@@ -118,6 +116,8 @@ def train_run(
             f"description set {descriptions} names class(es) not in the data: {', '.join(unknown)}",
             f"the data's classes are {', '.join(classes)}; fix the set or the data",
         )
+    if main:
+        ensure_writable_dir(run)  # after the input checks: bad input leaves no run directory behind
     texts = [t for c in classes for t in desc.by_class[c]]
     text_ranges, start = [], 0  # texts of class k are texts[start:end]
     for c in classes:
@@ -189,6 +189,8 @@ def train_run(
         state, tensors = ckpt.load_last(last)
         load_weights(model, last / "model.safetensors")
         epoch0, step = state["epoch"] + 1, state["step"]
+        if state.get("stopped"):  # the run had stopped early: resuming only re-finishes it
+            epoch0 = cfg.epochs
         best, best_epoch, stale = state["best"], state["best_epoch"], state["stale"]
         # Replay the unfreezing stages so the optimiser's groups are rebuilt in the order they were added.
         for e in range(epoch0):
@@ -277,7 +279,14 @@ def train_run(
         epoch_loss, n_loss, t_epoch = 0.0, 0, time.perf_counter()
         for b, (idx, tidx) in enumerate(local):
             t_step = time.perf_counter()
-            x = feats[idx] if feats is not None else next(pixels)[1]
+            if feats is not None:
+                x = feats[idx]
+            else:  # from disk; a file that broke since the first pass is dropped from this batch
+                got, x = next(pixels)
+                if len(got) != len(idx):
+                    got_set = set(got)
+                    keep_pos = [k for k, i in enumerate(idx.tolist()) if i in got_set]
+                    idx, tidx = idx[keep_pos], tidx[keep_pos]
             t_in = tfeats[tidx] if tfeats is not None else [texts[i] for i in tidx.tolist()]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 img = model.image_head(x.to(device, non_blocking=True), isplit)
@@ -345,6 +354,7 @@ def train_run(
             state = {
                 "model": cfg.model, "classes": classes, "descriptions_hash": desc.hash, "epoch": epoch,
                 "step": step, "best": best, "best_epoch": best_epoch, "stale": stale, "unfrozen": now,
+                "stopped": bool(cfg.patience and stale >= cfg.patience),
             }  # fmt: skip
             ckpt.save_last(run, model, opt, state)
             progress.log_epoch(rec)
