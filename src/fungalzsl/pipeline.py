@@ -20,21 +20,6 @@ from fungalzsl.stages import Stage, StageRunner
 DEFAULT_CONFIG = "cpu-default"
 
 
-class DescribeSettings(BaseModel):
-    """The ``describe:`` section used by ``fungalzsl run``."""
-
-    model_config = ConfigDict(extra="forbid")
-    backend: str = "bank"
-    per_class: int = Field(300, ge=1)
-    seed: int = 0
-    temperature: float = Field(0.9, ge=0)
-    min_words: int = Field(10, ge=1)
-    max_words: int = Field(70, ge=1)
-    batch_size: int = Field(8, ge=1)
-    mask_class_name: bool = False
-    set_name: str | None = None
-
-
 class EvaluateSettings(BaseModel):
     """The ``evaluate:`` section used by ``fungalzsl run``."""
 
@@ -74,7 +59,7 @@ def run_pipeline(
     """Run every stage that is not already up to date; returns the evaluation metrics."""
     from fungalzsl.eval.evaluate import evaluate_run
     from fungalzsl.synth.generate import generate_dataset
-    from fungalzsl.text.generate import generate_descriptions
+    from fungalzsl.text.settings import describe_from_settings, load_describe_settings
     from fungalzsl.train.loop import resolve_config, train_run
 
     cfg_path = resolve_config_path(config)
@@ -84,9 +69,7 @@ def run_pipeline(
         for name in ("generate", "describe", "train", "evaluate")
     }
     preset, seed, mode, gen_settings = _generator_inputs(cfg_path, sections["generate"])
-    describe = validate(DescribeSettings, sections["describe"], f"{cfg_path.name}: describe")
-    if llm:
-        describe = describe.model_copy(update={"backend": llm})
+    describe = load_describe_settings(None, {**sections["describe"], **({"backend": llm} if llm else {})})
     train_cfg = resolve_config(sections["train"], None)
     evaluate = validate(EvaluateSettings, sections["evaluate"], f"{cfg_path.name}: evaluate")
 
@@ -95,6 +78,7 @@ def run_pipeline(
     set_name = describe.set_name or describe.backend.split(":", 1)[0]
     desc_file = out / "descriptions" / f"{set_name}.jsonl"
     classes = [c.name for c in preset.classes]
+    describe = describe.model_copy(update={"classes": classes, "set_name": set_name})
     runner = StageRunner(out, log=log)
 
     def do_generate(resume: bool) -> None:
@@ -109,23 +93,12 @@ def run_pipeline(
         )
 
     def do_describe(resume: bool) -> None:
-        if not resume and desc_file.exists():
-            desc_file.unlink()
-        settings = describe.model_dump()
-        settings.pop("set_name")
-        report = generate_descriptions(
-            settings.pop("backend"),
-            classes,
-            out=desc_file,
-            set_name=set_name,
-            progress=True,
-            **{k: settings[k] for k in settings if k != "backend"},
-        )
-        missing = getattr(report, "short", None)
-        if missing:
+        report = describe_from_settings(describe, desc_file, progress=True, resume=resume)
+        if report.shortfall:
+            short = ", ".join(f"{c} (-{n})" for c, n in report.shortfall.items())
             raise fail(
-                f"the describer could not reach {describe.per_class} descriptions for {missing}",
-                "lower describe.per_class or widen the word limits",
+                f"the describer fell short of {describe.per_class} descriptions per class: {short}",
+                "lower describe.per_class, widen the word limits or use another --llm",
             )
 
     def do_train(resume: bool) -> None:
@@ -150,7 +123,7 @@ def run_pipeline(
         Stage("generate", gen_settings, do_generate, outputs=[data_dir / "dataset.json"]),
         Stage(
             "describe",
-            {**describe.model_dump(), "classes": classes},
+            describe.model_dump(exclude={"concurrency", "timeout", "max_retries", "retry_backoff"}),
             do_describe,
             after=["generate"],
             outputs=[desc_file],
