@@ -86,7 +86,7 @@ def test_figure4_one_panel_per_set(tmp_path):
     fig = plots.plot_probability_distributions(sets, ["spore", "hyphae", "mycelium"], tmp_path / "f4.png")
     assert fig.panels == 3
     with Image.open(fig.path) as im:
-        assert im.size == fig.size_px == (680, 780)
+        assert im.size == fig.size_px == (680, 825)  # 2.6 in per panel + 0.45 in legend strip
 
 
 def test_figure5_orders_errors_first_and_borders_by_correctness(tmp_path):

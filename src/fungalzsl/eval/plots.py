@@ -58,7 +58,9 @@ def plot_probability_distributions(
     model gives every class (same colour per class in every panel)."""
     colours = class_colours(classes)
     c = len(classes)
-    fig, axes = plt.subplots(len(sets), 1, figsize=(max(6.0, 1.6 * c + 2), 2.6 * len(sets)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(sets), 1, figsize=(max(6.0, 1.6 * c + 2), 2.6 * len(sets) + 0.45), squeeze=False
+    )
     width = 0.8 / c
     for ax, (name, probs, labels) in zip(axes[:, 0], sets):
         for j, cls in enumerate(classes):
@@ -87,10 +89,10 @@ def plot_probability_distributions(
         ax.set_title(f"{name}  (Recall@1 {acc:.3f}, n={len(labels)})", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     handles = [matplotlib.patches.Patch(color=colours[x], label=x) for x in classes]
-    fig.legend(
-        handles=handles, loc="upper right", ncol=c, fontsize=8, title="probability of", title_fontsize=8
-    )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    # The legend gets its own strip above the panels (a fixed 0.3 in, whatever the panel count).
+    fig.legend(handles=handles, loc="upper center", ncol=c, fontsize=8, title="probability of",
+               title_fontsize=8, frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
     return _save(fig, path, len(sets))
 
 
