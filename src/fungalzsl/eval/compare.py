@@ -14,7 +14,7 @@ from typing import Any
 
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
 from fungalzsl.eval.data import align_labels, dataset_classes, load_eval_images, load_source
-from fungalzsl.eval.evaluate import _score_model, embed_split
+from fungalzsl.eval.evaluate import embed_split, score_sets
 from fungalzsl.eval.report import Block, fmt, fmt_ci, write_blocks
 from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from fungalzsl.text.records import load_description_set
@@ -48,7 +48,7 @@ def compare_sets(
     classes = dataset_classes(data, found)
     found = align_labels(found, classes)
     emb = embed_split(source.model, found.paths, found.labels, classes, batch_size)
-    scored = _score_model(
+    scored = score_sets(
         source.model,
         emb,
         list(sets),

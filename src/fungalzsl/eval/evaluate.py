@@ -117,7 +117,7 @@ def _described_texts(ds: DescriptionSet | None, classes: list[str]) -> tuple[lis
     return texts, owners
 
 
-def _score_model(
+def score_sets(
     source_model: Any,
     split: EmbeddedSplit,
     sets: list[DescriptionSet | None],
@@ -130,6 +130,8 @@ def _score_model(
     template: str,
     max_retrieval_texts: int,
 ) -> list[Scored]:
+    """Score an embedded split with each description set (``None``: stored embeddings when the
+    classifier is ``mean``, else class names only — template/waffle/chils)."""
     out = []
     for ds in sets:
         by_class = ds.by_class if ds is not None else None
@@ -238,10 +240,10 @@ def evaluate_run(
         max_retrieval_texts=max_retrieval_texts,
     )
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
-    scored = _score_model(source.model, split_emb, sets, stored=stored, **kw)
+    scored = score_sets(source.model, split_emb, sets, stored=stored, **kw)
     td = training_description_path(source)
     if sets == [None] and td is not None:
-        extra = _score_model(source.model, split_emb, [load_description_set(td)], stored=None, **kw)
+        extra = score_sets(source.model, split_emb, [load_description_set(td)], stored=None, **kw)
         scored[0].metrics["retrieval"] = extra[0].metrics["retrieval"]
     head = scored[0]
     metrics: dict[str, Any] = dict(head.metrics)
@@ -266,7 +268,7 @@ def evaluate_run(
         metrics["by_classifier"] = {classifier: head.metrics}
         for name in also_classifiers:
             only_names = name in ("template", "waffle")
-            one = _score_model(source.model, split_emb, [None if only_names else text_set], stored=None,
+            one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
                                **{**kw, "classifier": name})  # fmt: skip
             metrics["by_classifier"][name] = one[0].metrics
     base_scored: list[Scored] = []
@@ -277,7 +279,7 @@ def evaluate_run(
         # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
         base_sets = [text_set] if text_set is not None else [None]
         base_cls = "template" if text_set is None and classifier == "mean" else classifier
-        base_scored = _score_model(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
+        base_scored = score_sets(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
         metrics["baseline"] = {"model": source.start_spec, **base_scored[0].metrics}
     atomic_write_json(out / "metrics.json", metrics)
     write_predictions(out / "predictions.csv", split_emb, head.probs)
@@ -349,4 +351,4 @@ def write_predictions(path: Path, split: EmbeddedSplit, probs: np.ndarray) -> No
     atomic_write_text(path, buf.getvalue())
 
 
-__all__ = ["EmbeddedSplit", "ModelSource", "Scored", "embed_split", "evaluate_run", "score_set"]
+__all__ = ["EmbeddedSplit", "ModelSource", "Scored", "embed_split", "evaluate_run", "score_set", "score_sets"]
