@@ -197,3 +197,15 @@ def test_metadata_theta_matches_the_preset(paper, sample):
             spec.root_branches,
         )
         assert json.loads(r["overlap"]) == {k: v for k, v in json.loads(r["overlap"]).items() if k != j.label}
+
+
+def test_fast_png_path_equals_encoding_the_public_pixels(paper):
+    """The writer's copy-free path gives exactly the PNG of make_image's pixels, at any size."""
+    from fungalzsl.synth import encode_png
+    from fungalzsl.synth.sample import make_png
+
+    for size in (48, 300):
+        for job in plan_classes(paper, 3):
+            rgb, row = make_image(paper, 4, job, size)
+            png, row2 = make_png(paper, 4, job, size)
+            assert png == encode_png(rgb) and row == row2

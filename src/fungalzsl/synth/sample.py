@@ -10,7 +10,7 @@ from fungalzsl.synth.colour import apply_pixel_variation, background_colour, ran
 from fungalzsl.synth.geometry import Scene, build_scene, class_batches
 from fungalzsl.synth.plan import Job, image_rng
 from fungalzsl.synth.preset import GeneratorPreset
-from fungalzsl.synth.render import Renderer, render
+from fungalzsl.synth.render import Renderer, encode_png, render, render_skia_png
 
 
 def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, dict, np.random.Generator]:
@@ -104,3 +104,23 @@ def make_image(
     rgb = render(scene, size, renderer)
     rgb = apply_pixel_variation(rgb, preset.variation, rng)
     return rgb, metadata_row(preset, seed, job, scene, extra, size)
+
+
+def make_png(
+    preset: GeneratorPreset,
+    seed: int,
+    job: Job,
+    size: int,
+    renderer: Renderer = "fast",
+    mode: str = "classes",
+) -> tuple[bytes, dict]:
+    """PNG bytes and metadata row of one planned image; byte-identical to encoding ``make_image``'s
+    pixels, but the clean skia case skips the RGB copy."""
+    scene, extra, rng = make_scene(preset, seed, job, mode)
+    v = preset.variation
+    if renderer == "fast" and not (v.grayscale or v.noise_sd > 0 or v.blur_radius > 0):
+        png = render_skia_png(scene, size)
+    else:
+        rgb = apply_pixel_variation(render(scene, size, renderer), v, rng)
+        png = encode_png(rgb)
+    return png, metadata_row(preset, seed, job, scene, extra, size)

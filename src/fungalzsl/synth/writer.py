@@ -62,12 +62,11 @@ def _init_worker(state: dict[str, Any]) -> None:
 
 
 def _render_job(job: Job) -> tuple[dict, bytes]:
-    from fungalzsl.synth.render import encode_png
-    from fungalzsl.synth.sample import make_image
+    from fungalzsl.synth.sample import make_png
 
     s = _STATE
-    rgb, row = make_image(s["preset"], s["seed"], job, s["size"], s["renderer"], s["mode"])
-    return row, encode_png(rgb)
+    png, row = make_png(s["preset"], s["seed"], job, s["size"], s["renderer"], s["mode"])
+    return row, png
 
 
 def _write_job(job: Job) -> dict:
