@@ -1,0 +1,134 @@
+"""Generator speed: our skia renderer vs the authors' matplotlib drawing of the same geometry.
+
+Both renderers run on the class-balanced paper mix (spore, hyphae, mycelium interleaved), with the
+same number of processes, at 224 px and at the paper's full resolution (2,310 px). Every image is
+sampled, drawn and PNG-encoded (level 1) as ``fungalzsl generate`` does; the floor is the time to
+only PNG-encode the same pixels. Matplotlib is slow (seconds per mycelium), so it gets a smaller
+sample; images/s are comparable because the mix is balanced in both.
+
+    .venv/bin/python benchmarks/generate.py                 # prints a table, writes results JSON
+    .venv/bin/python benchmarks/generate.py --full-set      # also times the 6,000-image paper set
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes
+from fungalzsl.synth.sample import make_png
+
+RESULTS = Path(__file__).with_name("results") / "generate.json"
+
+
+def _time_chunk(args: tuple[list, int, str, bool]) -> dict:
+    """Make a chunk of images in this worker; return wall and CPU seconds of the timed part."""
+    jobs, size, renderer, encode_only = args
+    preset = load_preset("paper")
+    pixels = [make_image(preset, 0, j, size, "fast")[0] for j in jobs] if encode_only else []  # untimed
+    make_png(preset, 0, jobs[0], 32, renderer)  # warm the renderer's imports, untimed
+    t, c = time.perf_counter(), time.process_time()
+    if encode_only:
+        for rgb in pixels:
+            encode_png(rgb)
+    else:
+        for j in jobs:
+            make_png(preset, 0, j, size, renderer)  # what the dataset writer runs per image
+    return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c, "n": len(jobs)}
+
+
+def measure(n: int, size: int, renderer: str, workers: int, encode_only: bool = False) -> dict:
+    """Images/s over ``n`` balanced images split across ``workers`` processes.
+
+    ``images_per_s`` = n / the busiest worker's wall seconds; ``images_per_cpu_s`` = n / its CPU
+    seconds (the fair figure when other jobs share the machine). Process start-up and imports are
+    excluded for every renderer alike, so the ratios compare drawing work only."""
+    jobs = plan_classes(load_preset("paper"), n)
+    chunks = [jobs[w::workers] for w in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_time_chunk, [(c, size, renderer, encode_only) for c in chunks])
+    wall = max(p["wall"] for p in parts)
+    cpu = max(p["cpu"] for p in parts)
+    return {"n": n, "size": size, "renderer": "png-encode-only" if encode_only else renderer,
+            "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2)}  # fmt: skip
+
+
+def full_set(workers: int) -> dict:
+    """Wall time of the whole 6,000-image paper set at 224 px through the public API."""
+    from fungalzsl.synth import generate_dataset
+
+    out = Path(tempfile.mkdtemp(prefix="fungalzsl-bench-"))
+    try:
+        t = time.perf_counter()
+        generate_dataset(out, "paper", workers=workers, progress=False)
+        wall = time.perf_counter() - t
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"n": 6000, "size": 224, "wall_s": round(wall, 2), "images_per_s": round(6000 / wall, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--n-fast", type=int, default=1200, help="fast renderer images at 224 px")
+    ap.add_argument("--n-mpl", type=int, default=30, help="matplotlib images at 224 px")
+    ap.add_argument("--n-fast-full", type=int, default=60, help="fast renderer images at full resolution")
+    ap.add_argument("--n-mpl-full", type=int, default=12, help="matplotlib images at full resolution")
+    ap.add_argument("--full-res", type=int, default=2310)
+    ap.add_argument("--full-set", action="store_true", help="also time the 6,000-image set end to end")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args()
+
+    rows = []
+    for size, n_fast, n_mpl in ((224, a.n_fast, a.n_mpl), (a.full_res, a.n_fast_full, a.n_mpl_full)):
+        fast = measure(n_fast, size, "fast", a.workers)
+        enc = measure(n_fast, size, "fast", a.workers, encode_only=True)
+        mpl = measure(n_mpl, size, "matplotlib", a.workers)
+        rows.append({
+            "size": size, "workers": a.workers, "fast": fast, "matplotlib": mpl, "encode_only": enc,
+            "speedup_vs_matplotlib": round(fast["images_per_s"] / mpl["images_per_s"], 1),
+            "speedup_vs_matplotlib_cpu": round(fast["images_per_cpu_s"] / mpl["images_per_cpu_s"], 1),
+            "generation_over_encode": round(enc["images_per_s"] / fast["images_per_s"], 2),
+            "generation_over_encode_cpu": round(enc["images_per_cpu_s"] / fast["images_per_cpu_s"], 2),
+        })  # fmt: skip
+    result = {
+        "benchmark": "generate",
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "load_avg_before": os.getloadavg(),
+        },
+        "mix": "paper preset, classes interleaved (balanced), seed 0, PNG compress_level 1",
+        "results": rows,
+    }
+    if a.full_set:
+        result["full_set"] = full_set(a.workers)
+    result["machine"]["load_avg_after"] = os.getloadavg()
+
+    print(f"{'size':>6} {'':>5} {'fast img/s':>11} {'matplotlib img/s':>17} {'speed-up':>9} "
+          f"{'encode-only img/s':>18} {'gen/encode':>11}")  # fmt: skip
+    for r in rows:
+        for clock, key, sfx in (("wall", "images_per_s", ""), ("cpu", "images_per_cpu_s", "_cpu")):
+            print(f"{r['size']:>6} {clock:>5} {r['fast'][key]:>11.1f} {r['matplotlib'][key]:>17.2f} "
+                  f"{r['speedup_vs_matplotlib' + sfx]:>8.0f}x {r['encode_only'][key]:>18.1f} "
+                  f"{r['generation_over_encode' + sfx]:>10.2f}x")  # fmt: skip
+    if "full_set" in result:
+        fs = result["full_set"]
+        print(
+            f"6,000 images at 224 px: {fs['wall_s']} s wall ({fs['images_per_s']} img/s, {a.workers} workers)"
+        )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
