@@ -153,7 +153,7 @@ class GeneratorPreset(_Strict):
     branching: Branching = Field(default_factory=Branching)
     variation: Variation = Field(default_factory=Variation)
     sequence: Sequence = Field(default_factory=Sequence)
-    num_images: int = Field(6000, ge=1, le=10_000_000)
+    num_images: int = Field(6000, ge=1, le=2_000_000)  # rows are held in memory for the metadata files
     size: int = Field(224, ge=16, le=MAX_SIZE)
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     timeline_s: float = Field(100.0, gt=0)
