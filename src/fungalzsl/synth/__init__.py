@@ -10,7 +10,7 @@ from fungalzsl.synth.generate import generate_dataset
 from fungalzsl.synth.plan import Job, image_rng, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.render import encode_png, render, render_matplotlib, render_skia
-from fungalzsl.synth.sample import make_image, make_scene
+from fungalzsl.synth.sample import make_image, make_png, make_scene
 
 __all__ = [
     "GeneratorPreset",
@@ -20,6 +20,7 @@ __all__ = [
     "image_rng",
     "load_preset",
     "make_image",
+    "make_png",
     "make_scene",
     "plan_classes",
     "plan_sequences",

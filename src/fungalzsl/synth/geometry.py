@@ -19,7 +19,7 @@ width W and remaining depth d at (x, y):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,7 +45,6 @@ class Scene:
     seg_struct: np.ndarray  # (M,) index of the structure each segment belongs to
     seg_level: np.ndarray  # (M,) recursion level (0 = first branch)
     line_alpha: float = 0.8
-    info: dict = field(default_factory=dict)
 
     @property
     def n_segments(self) -> int:
