@@ -38,8 +38,8 @@ def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerM
 
 
 def state_for_saving(model: TwoTowerModel) -> dict[str, torch.Tensor]:
-    """Contiguous, unshared CPU copies (safetensors refuses views and channels_last strides)."""
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    """Contiguous CPU tensors (safetensors refuses channels_last strides); copies only where needed."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def save_weights(model: TwoTowerModel, path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -160,6 +160,7 @@ def train_run(
     opt = torch.optim.AdamW(
         param_groups("head", [*model.head_parameters(), model.logit_scale], head_lr, cfg.weight_decay),
         lr=head_lr,
+        foreach=True,  # one kernel per group; the CPU default loops over tensors in Python
     )
     in_optimizer: set[str] = set()
     loss_fn = MultiPositiveContrastiveLoss(multi_positive=cfg.loss == "multi_positive")
