@@ -96,6 +96,15 @@ def write_blocks(out: Path, blocks: Sequence[Block], title: str) -> None:
 
 
 SUMMARY_KEYS = ("recall@1", "recall@2", "balanced_accuracy", "macro_f1", "ece", "nll", "n")
+SUMMARY_HEADER = [
+    "Recall@1 [95% CI]",
+    "Recall@2",
+    "balanced acc [95% CI]",
+    "macro F1",
+    "ECE [95% CI]",
+    "NLL",
+    "n",
+]
 
 
 def summary_row(label: str, m: dict[str, Any]) -> list[str]:
@@ -111,7 +120,7 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
         Block("h1", f"Zero-shot evaluation: {m['model']['source']}"),
         Block(
             "p",
-            f"Data {m['data']} (split {m['split']}), {m['n']} images, classifier '{m['classifier']}', "
+            f"Data: {m['data']} (split {m['split']}), {m['n']} images, classifier '{m['classifier']}', "
             f"descriptions: {desc.get('name', 'stored class embeddings')}"
             f"{' (' + desc['hash'][:12] + ')' if desc.get('hash') else ''}, "
             f"logit scale {fmt(m.get('logit_scale'), 2)}. Intervals are bootstrap 95% "
@@ -120,7 +129,7 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
         Block("h2", "Summary"),
         Block(
             "table",
-            header=["model", *SUMMARY_KEYS],
+            header=["model", *SUMMARY_HEADER],
             rows=[summary_row("fine-tuned" if "baseline" in m else "model", m)]
             + (
                 [summary_row(f"zero-shot start ({m['baseline']['model']})", m["baseline"])]
@@ -132,7 +141,7 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
     if "by_classifier" in m:
         blocks += [
             Block("h2", "Classifiers (same images, same description set)"),
-            Block("table", header=["classifier", *SUMMARY_KEYS],
+            Block("table", header=["classifier", *SUMMARY_HEADER],
                   rows=[summary_row(k, v) for k, v in m["by_classifier"].items()]),
         ]  # fmt: skip
     if "by_description_set" in m:
@@ -140,7 +149,7 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             Block("h2", "Description sets"),
             Block(
                 "table",
-                header=["set", *SUMMARY_KEYS],
+                header=["set", *SUMMARY_HEADER],
                 rows=[summary_row(k, v) for k, v in m["by_description_set"].items()],
             ),
         ]
