@@ -169,3 +169,41 @@ def test_existing_output_needs_resume_or_overwrite(tmp_path):
     assert ok.exit_code == 0, ok.output
     assert json.loads((out / "dataset.json").read_text())["seed"] == 7
     assert (out / "notes.txt").read_text() == "my data" and (out / "mine" / "sub").is_dir()
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_resumable(tmp_path):
+    """SIGINT to a running 2-worker 'fungalzsl generate': exit 130, a one-line hint, no tracebacks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "d"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fungalzsl",
+        "generate",
+        "--out",
+        str(out),
+        "-n",
+        "1200",
+        "--size",
+        "32",
+        "-j",
+        "2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while len(list(out.rglob("*.png"))) < 50 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    assert len([line for line in err.splitlines() if line.strip() and "generating" not in line]) == 1, err
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "dataset.json").read_text())["num_images"] == 1200

@@ -268,6 +268,7 @@ def _useful_workers(workers: int, n: int) -> int:
 
 
 def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -286,6 +287,7 @@ def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
         TimeRemainingColumn(),
         disable=not enabled,
         transient=False,
+        console=Console(stderr=True),  # stdout stays for the result line
     )
 
 

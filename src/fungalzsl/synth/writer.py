@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import tarfile
 import time
 from collections.abc import Iterator
@@ -54,9 +55,13 @@ OUTPUT_NAMES = (
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(state: dict[str, Any]) -> None:
+def _init_worker(state: dict[str, Any], in_pool: bool = False) -> None:
     # Each worker draws with one thread; parallelism comes from processes.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if in_pool:
+        # Ctrl-C is the main process's to handle (it stops the pool and keeps finished work);
+        # workers would only print a traceback each.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _STATE.clear()
     _STATE.update(state)
 
@@ -101,7 +106,7 @@ class _Pool:
         if self.workers > 1:
             # spawn: safe even when the caller already runs threads (torch, rich) that fork would copy.
             ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.state,))
+            self.pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.state, True))
         else:
             _init_worker(self.state)
         return self
