@@ -172,7 +172,7 @@ def generate(
 @app.command("import-fungalzsl")
 def import_fungalzsl(
     split_json: list[Path] = typer.Argument(
-        ..., help="The release's train_data.json, val_data.json, test_data.json."
+        ..., metavar="SPLIT_JSON", help="The release's train_data.json, val_data.json, test_data.json."
     ),
     images: Path = typer.Option(
         ..., "--images", help="Folder where you unpacked the Mendeley images (holds Dataset/ or train/...)."
