@@ -19,16 +19,16 @@ from fungalzsl.synth.writer import (
     PROGRESS_DIR,
     SAMPLES_PER_SHARD,
     Journal,
-    _Pool,
-    _render_job,
-    _write_job,
+    WorkerPool,
     clean_temp_files,
     finalize,
     part_tmp_dir,
     prepare_output,
+    render_job,
     shard_groups,
     split_summary,
     worker_state,
+    write_job,
     write_shard,
 )
 
@@ -293,10 +293,10 @@ def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
 
 def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
     done0 = total - len(todo)
-    with _bar(total, progress) as bar, _Pool(_useful_workers(workers, len(todo)), state) as pool:
+    with _bar(total, progress) as bar, WorkerPool(_useful_workers(workers, len(todo)), state) as pool:
         task = bar.add_task("images", total=total, completed=done0, rate="")
         t0 = time.perf_counter()
-        for n, row in enumerate(pool.map(_write_job, todo, ordered=False), start=1):
+        for n, row in enumerate(pool.map(write_job, todo, ordered=False), start=1):
             journal.add([row])
             rate = n / max(time.perf_counter() - t0, 1e-9)
             bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
@@ -307,12 +307,12 @@ def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> 
 def _run_shards(out, todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
     remaining = sum(len(js) for _, js in todo)
     done0 = total - remaining
-    with _bar(total, progress) as bar, _Pool(_useful_workers(workers, remaining), state) as pool:
+    with _bar(total, progress) as bar, WorkerPool(_useful_workers(workers, remaining), state) as pool:
         task = bar.add_task("images", total=total, completed=done0, rate="")
         t0, n = time.perf_counter(), 0
         for path, js in todo:
             samples = []
-            for row, png in pool.map(_render_job, js, ordered=True):
+            for row, png in pool.map(render_job, js, ordered=True):
                 samples.append((row, png))
                 n += 1
                 bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")

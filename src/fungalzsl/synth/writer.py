@@ -66,7 +66,7 @@ def _init_worker(state: dict[str, Any], in_pool: bool = False) -> None:
     _STATE.update(state)
 
 
-def _render_job(job: Job) -> tuple[dict, bytes]:
+def render_job(job: Job) -> tuple[dict, bytes]:
     from fungalzsl.synth.sample import make_png
 
     s = _STATE
@@ -74,9 +74,9 @@ def _render_job(job: Job) -> tuple[dict, bytes]:
     return row, png
 
 
-def _write_job(job: Job) -> dict:
+def write_job(job: Job) -> dict:
     """Render one image and move it into place atomically; returns its metadata row."""
-    row, png = _render_job(job)
+    row, png = render_job(job)
     final = Path(_STATE["out"]) / job.file_name
     final.parent.mkdir(parents=True, exist_ok=True)
     # Temporary files live in this part's own folder, so concurrent --shard parts never touch them.
@@ -94,7 +94,7 @@ def _write_job(job: Job) -> dict:
 
 
 # ---------------------------------------------------------------- main side
-class _Pool:
+class WorkerPool:
     """A process pool that degrades to in-process work for one worker (tests, debugging)."""
 
     def __init__(self, workers: int, state: dict[str, Any]):
@@ -102,7 +102,7 @@ class _Pool:
         self.state = state
         self.pool = None
 
-    def __enter__(self) -> _Pool:
+    def __enter__(self) -> WorkerPool:
         if self.workers > 1:
             # spawn: safe even when the caller already runs threads (torch, rich) that fork would copy.
             ctx = mp.get_context("spawn")
