@@ -5,7 +5,7 @@ reference (matplotlib) renderers therefore draw exactly the same picture.
 
 The branch recursion is the authors' ``generate_randomized_branch`` (Generator.py), computed level by
 level over all open branches at once instead of one Python call per segment: a mycelium image has
-~50,000 segments, and the vectorised form samples them in milliseconds. For a branch of length L,
+~9,000 segments, and the vectorised form samples them in about a millisecond. For a branch of length L,
 width W and remaining depth d at (x, y):
 
 * stop if d == 0 or L < min_length;
