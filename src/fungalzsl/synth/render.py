@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -72,45 +72,72 @@ def draw_skia(scene: Scene, size: int, buf: np.ndarray) -> None:
     canvas = surface.getCanvas()
     bg = scene.background
     canvas.clear(skia.Color4f(float(bg[0]), float(bg[1]), float(bg[2]), 1.0))
-
-    # Unit square, y up → pixels, y down.
-    seg = scene.seg_xy * size
-    seg[:, 1] = size - seg[:, 1]
-    seg[:, 3] = size - seg[:, 3]
-    # Group segments by (structure, drawn width) once. Within a structure the colour is the same,
-    # so reordering its segments does not change the picture.
-    wq = quantize_width(width_px(scene.seg_width, size))
-    order = np.lexsort((wq, scene.seg_struct))
-    seg, wq, owner = np.ascontiguousarray(seg[order], dtype=np.float32), wq[order], scene.seg_struct[order]
-    cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(wq) != 0)) + 1
-    starts = np.concatenate([[0], cut]) if owner.size else np.zeros(0, np.int64)
-    ends = np.concatenate([cut, [owner.size]]) if owner.size else np.zeros(0, np.int64)
-    group_bounds = np.searchsorted(owner[starts], np.arange(len(scene.struct_kind) + 1))
-
+    layout = PixelLayout(scene, size)
     disc = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style)
-    edge = float(width_px(DISC_EDGE_PT, size))
     line = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeCap=skia.Paint.kSquare_Cap)
     for s in range(len(scene.struct_kind)):
         r, g, b = (float(v) for v in scene.struct_rgb[s])
-        if scene.circle_r[s] > 0:
-            disc.setColor4f(skia.Color4f(r, g, b, 1.0))
-            cx, cy = scene.circle_xy[s]
-            radius = scene.circle_r[s] * size + 0.5 * edge
-            canvas.drawCircle(float(cx * size), float((1 - cy) * size), float(radius), disc)
-        g0, g1 = group_bounds[s], group_bounds[s + 1]
-        if g1 <= g0:
-            continue
+        disc.setColor4f(skia.Color4f(r, g, b, 1.0))
         line.setColor4f(skia.Color4f(r, g, b, scene.line_alpha))
-        for lo, hi in zip(starts[g0:g1].tolist(), ends[g0:g1].tolist()):
+        layout.draw_structure(canvas, s, disc, line)
+    del canvas, surface
+
+
+class PixelLayout:
+    """A scene's geometry in pixels, grouped for drawing: the one place both the image and the masks
+    (``synth.masks``) take their strokes from, so the two rasterise exactly the same shapes."""
+
+    def __init__(self, scene: Scene, size: int):
+        self.scene, self.size = scene, size
+        # Unit square, y up → pixels, y down.
+        seg = scene.seg_xy * size
+        seg[:, 1] = size - seg[:, 1]
+        seg[:, 3] = size - seg[:, 3]
+        # Group segments by (structure, drawn width) once. Within a structure the colour is the same,
+        # so reordering its segments does not change the picture.
+        wq = quantize_width(width_px(scene.seg_width, size))
+        order = np.lexsort((wq, scene.seg_struct))
+        self.seg = np.ascontiguousarray(seg[order], dtype=np.float32)
+        self.wq, owner = wq[order], scene.seg_struct[order]
+        cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(self.wq) != 0)) + 1
+        self.starts = np.concatenate([[0], cut]) if owner.size else np.zeros(0, np.int64)
+        self.ends = np.concatenate([cut, [owner.size]]) if owner.size else np.zeros(0, np.int64)
+        self.group_bounds = np.searchsorted(owner[self.starts], np.arange(len(scene.struct_kind) + 1))
+        self.edge = float(width_px(DISC_EDGE_PT, size))
+
+    def disc(self, s: int) -> tuple[float, float, float] | None:
+        """Centre x, y and radius (pixels) of structure ``s``'s disc, or None."""
+        if self.scene.circle_r[s] <= 0:
+            return None
+        cx, cy = self.scene.circle_xy[s]
+        radius = self.scene.circle_r[s] * self.size + 0.5 * self.edge
+        return float(cx * self.size), float((1 - cy) * self.size), float(radius)
+
+    def segments(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Structure ``s``'s segments (n, 4) in pixels and their drawn widths (n,)."""
+        g0, g1 = self.group_bounds[s], self.group_bounds[s + 1]
+        if g1 <= g0:
+            return self.seg[:0], self.wq[:0]
+        lo, hi = int(self.starts[g0]), int(self.ends[g1 - 1])
+        return self.seg[lo:hi], self.wq[lo:hi]
+
+    def draw_structure(self, canvas: Any, s: int, disc: Any, line: Any) -> None:
+        """Structure ``s``: its disc with paint ``disc``, then its branches with paint ``line``."""
+        import skia
+
+        d = self.disc(s)
+        if d is not None:
+            canvas.drawCircle(*d, disc)
+        g0, g1 = self.group_bounds[s], self.group_bounds[s + 1]
+        for lo, hi in zip(self.starts[g0:g1].tolist(), self.ends[g0:g1].tolist()):
             path = skia.Path()
-            path.readFromMemory(_path_bytes(seg[lo:hi]))
-            w = float(wq[lo])
+            path.readFromMemory(_path_bytes(self.seg[lo:hi]))
+            w = float(self.wq[lo])
             # matplotlib's 'projecting' (square) caps close the joints of thick lines; below 1 px the
             # cap is invisible and butt caps let skia take its much faster hairline path.
             line.setStrokeCap(skia.Paint.kSquare_Cap if w >= 1.0 else skia.Paint.kButt_Cap)
             line.setStrokeWidth(w)
             canvas.drawPath(path, line)
-    del canvas, surface
 
 
 def render_matplotlib(scene: Scene, size: int) -> np.ndarray:
