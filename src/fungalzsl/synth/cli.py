@@ -16,6 +16,7 @@ app = typer.Typer(
         "Examples: fungalzsl generate --out data/fungi  (the paper's 6,000 images at 224 px)  ·  "
         "fungalzsl generate --out data/shift --palette random --noise 0.05  ·  "
         "fungalzsl generate --out data/fungi --resume  ·  "
+        "fungalzsl generate --out data/seg --masks  ·  "
         "fungalzsl generate import-fungalzsl train_data.json val_data.json test_data.json "
         "--images DOWNLOAD_DIR --out data/release.  Schema: docs/dataset.md"
     ),
@@ -113,6 +114,12 @@ def generate(
         help="Canvas colour '#rrggbb' or 'random' (preset: #ffffff).",
         show_default=False,
     ),
+    masks: bool = typer.Option(
+        False,
+        "--masks/--no-masks",
+        help="Also write per-image segmentation masks: class labels (0 background, 1 spore, 2 hyphae, "
+        "3 mycelium) and 16-bit instance ids, in masks/ (or in the shards). Images are unchanged.",
+    ),
 ) -> None:
     """Generate the synthetic fungi dataset: ImageFolder (or WebDataset) + metadata.parquet/jsonl + dataset.json.
 
@@ -144,6 +151,7 @@ def generate(
             blur_radius=blur,
             background=background,
             samples_per_shard=samples_per_shard,
+            masks=masks,
         )
     except KeyboardInterrupt:
         typer.echo(

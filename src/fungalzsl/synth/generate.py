@@ -22,6 +22,7 @@ from fungalzsl.synth.writer import (
     WorkerPool,
     clean_temp_files,
     finalize,
+    mask_file_name,
     part_tmp_dir,
     prepare_output,
     render_job,
@@ -75,6 +76,7 @@ def generate_dataset(
     samples_per_shard: int = SAMPLES_PER_SHARD,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    masks: bool = False,
 ) -> dict[str, Any]:
     """Generate (or finish) a synthetic dataset in ``out``; returns the manifest (``dataset.json``).
 
@@ -110,6 +112,8 @@ def generate_dataset(
         blur_radius=blur_radius,
         background=background,
     )
+    if masks:
+        _check_masks(cfg, renderer)
     settings = {
         "preset": cfg.to_dict(),
         "seed": seed,
@@ -120,6 +124,8 @@ def generate_dataset(
     }
     if fmt == "webdataset":
         settings["samples_per_shard"] = samples_per_shard
+    if masks:  # only when on: datasets made without masks keep their settings hash
+        settings["masks"] = True
     settings_hash = sha256_json(settings)[:16]
     jobs = plan(cfg, mode, seed)
     prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1)
@@ -143,6 +149,7 @@ def generate_dataset(
         settings_hash,
         _preset_name(preset),
         samples_per_shard,
+        masks,
     )
     try:
         return run.execute(progress, on_progress)
@@ -169,19 +176,37 @@ class _Run:
     settings_hash: str
     preset_name: str
     per_shard: int
+    masks: bool = False
+
+    def image_files(self, job: Job) -> list[Path]:
+        """The files a finished folder-format image has: the image and, with masks, its two masks."""
+        files = [self.out / job.file_name]
+        if self.masks:
+            files += [self.out / mask_file_name(job, e) for e in ("mask.png", "inst.png")]
+        return files
+
+    def image_done(self, job: Job, rows: dict[int, dict]) -> bool:
+        return job.index in rows and all(p.is_file() for p in self.image_files(job))
 
     def execute(self, progress: bool, on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
         out, jobs, part = self.out, self.jobs, self.part
         journal = Journal(out, part)
         done_rows = journal.rows()
         state = worker_state(
-            self.cfg, self.seed, self.cfg.size, self.renderer, self.mode, out, part_tmp_dir(out, part)
+            self.cfg,
+            self.seed,
+            self.cfg.size,
+            self.renderer,
+            self.mode,
+            out,
+            part_tmp_dir(out, part),
+            masks=self.masks,
         )
         started = time.perf_counter()
         try:
             if self.fmt == "folder":
                 mine = [j for j in jobs if j.index % part[1] == part[0]]
-                todo = [j for j in mine if not (j.index in done_rows and (out / j.file_name).is_file())]
+                todo = [j for j in mine if not self.image_done(j, done_rows)]
                 _run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
             else:
                 groups = [
@@ -200,7 +225,7 @@ class _Run:
 
         rows = journal.rows()
         if self.fmt == "folder":
-            missing = [j for j in jobs if j.index not in rows or not (out / j.file_name).is_file()]
+            missing = [j for j in jobs if not self.image_done(j, rows)]
         else:
             missing = [
                 j
@@ -215,6 +240,10 @@ class _Run:
             for p, js in shard_groups(jobs, self.per_shard):
                 for j in js:
                     rows[j.index].update(file_name=f"{p}#{j.key}.png", shard=p, key=j.key)
+                    if self.masks:
+                        rows[j.index].update(
+                            mask_file_name=f"{p}#{j.key}.mask.png", instance_file_name=f"{p}#{j.key}.inst.png"
+                        )
         finalize(out, jobs, rows, manifest)
         manifest["seconds"] = elapsed
         return manifest
@@ -238,10 +267,35 @@ class _Run:
             "generator": f"fungalzsl {__version__}",
             "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
             "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
+            "masks": self.masks,
         }
+        if self.masks:
+            from fungalzsl.synth.masks import COVERAGE_THRESHOLD, label_map
+
+            manifest["label_map"] = label_map(cfg.class_names)
+            manifest["mask_coverage_threshold"] = round(COVERAGE_THRESHOLD, 6)
+            manifest["mask_files"] = (
+                {"labels": "masks/INDEX.mask.png", "instances": "masks/INDEX.inst.png"}
+                if self.fmt == "folder"
+                else {"labels": "KEY.mask.png", "instances": "KEY.inst.png"}
+            )
         if self.fmt == "webdataset":
             manifest["shards"] = {p: len(js) for p, js in shard_groups(self.jobs, self.per_shard)}
         return manifest
+
+
+def _check_masks(cfg: GeneratorPreset, renderer: str) -> None:
+    """Refuse, before any work, what the masks cannot represent."""
+    if renderer != "fast":
+        raise fail(
+            "--masks needs --renderer fast",
+            "masks are drawn with skia and align pixel-exactly only with skia's images; drop --renderer",
+        )
+    if len(cfg.classes) > 255:
+        raise fail(
+            f"--masks stores labels in 8 bits, but the preset has {len(cfg.classes)} classes",
+            "use at most 255 classes",
+        )
 
 
 def _preset_name(preset: object) -> str:
@@ -312,8 +366,8 @@ def _run_shards(out, todo, total, workers, state, journal, progress, on_progress
         t0, n = time.perf_counter(), 0
         for path, js in todo:
             samples = []
-            for row, png in pool.map(render_job, js, ordered=True):
-                samples.append((row, png))
+            for row, files in pool.map(render_job, js, ordered=True):
+                samples.append((row, files))
                 n += 1
                 bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")
                 if on_progress:

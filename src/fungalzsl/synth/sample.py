@@ -116,6 +116,23 @@ def make_png(
 ) -> tuple[bytes, dict]:
     """PNG bytes and metadata row of one planned image; byte-identical to encoding ``make_image``'s
     pixels, but the clean skia case skips the RGB copy."""
+    files, row = make_files(preset, seed, job, size, renderer, mode)
+    return files["png"], row
+
+
+def make_files(
+    preset: GeneratorPreset,
+    seed: int,
+    job: Job,
+    size: int,
+    renderer: Renderer = "fast",
+    mode: str = "classes",
+    masks: bool = False,
+) -> tuple[dict[str, bytes], dict]:
+    """The files of one planned image by WebDataset extension — ``png`` (the image) and, with
+    ``masks``, ``mask.png`` (class labels) and ``inst.png`` (instance ids) — and its metadata row
+    (with ``n_instances`` and ``instance_labels`` when masks are made). The image does not depend on
+    ``masks``: the masks use no random numbers and their own canvas."""
     scene, extra, rng = make_scene(preset, seed, job, mode)
     v = preset.variation
     if renderer == "fast" and not (v.grayscale or v.noise_sd > 0 or v.blur_radius > 0):
@@ -123,4 +140,32 @@ def make_png(
     else:
         rgb = apply_pixel_variation(render(scene, size, renderer), v, rng)
         png = encode_png(rgb)
-    return png, metadata_row(preset, seed, job, scene, extra, size)
+    row = metadata_row(preset, seed, job, scene, extra, size)
+    files = {"png": png}
+    if masks:
+        from fungalzsl.synth.masks import encode_masks, render_masks
+
+        labels, instances = render_masks(scene, size, preset.class_names)
+        files["mask.png"], files["inst.png"] = encode_masks(labels, instances)
+        row.update(instance_row(scene, preset.class_names))
+    return files, row
+
+
+def instance_row(scene: Scene, class_names: list[str]) -> dict:
+    """Metadata of the instance ids: id i (1-based) is structure i-1 in draw order; its mask label."""
+    index = {c: i + 1 for i, c in enumerate(class_names)}
+    return {
+        "n_instances": len(scene.struct_kind),
+        "instance_labels": json.dumps([index[k] for k in scene.struct_kind]),
+    }
+
+
+def make_masks(
+    preset: GeneratorPreset, seed: int, job: Job, size: int, mode: str = "classes"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segmentation masks of one planned image, aligned with ``make_image``'s pixels: labels
+    (size, size) uint8 (0 background, 1 + class index) and instance ids (size, size) uint16."""
+    from fungalzsl.synth.masks import render_masks
+
+    scene, _, _ = make_scene(preset, seed, job, mode)
+    return render_masks(scene, size, preset.class_names)

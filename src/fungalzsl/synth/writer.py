@@ -39,6 +39,7 @@ from fungalzsl.synth.preset import GeneratorPreset
 
 PROGRESS_DIR = ".fungalzsl-progress"
 SHARD_DIR = "shards"
+MASK_DIR = "masks"
 SAMPLES_PER_SHARD = 1000
 OUTPUT_NAMES = (
     "dataset.json",
@@ -47,6 +48,7 @@ OUTPUT_NAMES = (
     "metadata.csv",
     "missing.txt",
     SHARD_DIR,
+    MASK_DIR,
     PROGRESS_DIR,
 )
 
@@ -66,29 +68,58 @@ def _init_worker(state: dict[str, Any], in_pool: bool = False) -> None:
     _STATE.update(state)
 
 
-def render_job(job: Job) -> tuple[dict, bytes]:
-    from fungalzsl.synth.sample import make_png
+def render_job(job: Job) -> tuple[dict, dict[str, bytes]]:
+    """One image's metadata row and files by WebDataset extension (``png``, and ``mask.png``,
+    ``inst.png`` with masks)."""
+    from fungalzsl.synth.sample import make_files
 
     s = _STATE
-    png, row = make_png(s["preset"], s["seed"], job, s["size"], s["renderer"], s["mode"])
-    return row, png
+    files, row = make_files(
+        s["preset"], s["seed"], job, s["size"], s["renderer"], s["mode"], masks=s.get("masks", False)
+    )
+    if s.get("masks"):
+        row["mask_file_name"] = mask_file_name(job, "mask.png")
+        row["instance_file_name"] = mask_file_name(job, "inst.png")
+    return row, files
+
+
+def mask_file_name(job: Job, ext: str) -> str:
+    """Where an ImageFolder dataset keeps a mask: ``masks/INDEX.mask.png``, ``masks/INDEX.inst.png``.
+
+    Not beside the image: ImageFolder readers would take a mask for one more image of the class; and no
+    split name in the path, which Hugging Face ``imagefolder`` would read as a split."""
+    return f"{MASK_DIR}/{job.key}.{ext}"
 
 
 def write_job(job: Job) -> dict:
-    """Render one image and move it into place atomically; returns its metadata row."""
-    row, png = render_job(job)
-    final = Path(_STATE["out"]) / job.file_name
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """Render one image (and its masks) and move the files into place; returns its metadata row.
+
+    Masks are renamed into place before the image, and the row is journalled after both: an image
+    whose masks are missing is never counted as done."""
+    row, files = render_job(job)
+    out = Path(_STATE["out"])
+    targets = [
+        (out / row[k], files[e])
+        for k, e in (("mask_file_name", "mask.png"), ("instance_file_name", "inst.png"))
+        if k in row
+    ]
+    targets.append((out / job.file_name, files["png"]))
     # Temporary files live in this part's own folder, so concurrent --shard parts never touch them.
-    tmp = Path(_STATE["tmp_dir"]) / f"{job.index:06d}.png.{os.getpid()}.tmp"
+    tmps = []
     try:
-        tmp.write_bytes(png)
-        os.replace(tmp, final)
+        for final, data in targets:
+            tmp = Path(_STATE["tmp_dir"]) / f"{final.name}.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            tmps.append(tmp)
+        for (final, _), tmp in zip(targets, tmps):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise fail(
-            f"cannot write {final} ({e.strerror or e})", "check free disk space and permissions"
+            f"cannot write {targets[-1][0]} ({e.strerror or e})", "check free disk space and permissions"
         ) from None
     return row
 
@@ -180,6 +211,11 @@ def _is_our_split_dir(p: Path) -> bool:
     return True
 
 
+def _is_our_mask_dir(p: Path) -> bool:
+    """The masks folder as we write it: INDEX.mask.png and INDEX.inst.png files only."""
+    return all(q.is_file() and q.name.endswith((".mask.png", ".inst.png")) for q in p.iterdir())
+
+
 def _split_names(previous: dict[str, Any]) -> set[str]:
     names = set(previous.get("splits") or {})
     names |= set(((previous.get("preset") or {}).get("splits")) or {})  # progress settings.json
@@ -193,6 +229,9 @@ def _remove_previous_output(out: Path, previous: dict[str, Any]) -> None:
     leave old images mixed into the new dataset."""
     splits = [out / n for n in sorted(_split_names(previous)) if (out / n).is_dir()]
     foreign = [p for p in splits if not _is_our_split_dir(p)]
+    masks = out / MASK_DIR
+    if masks.is_dir() and not _is_our_mask_dir(masks):
+        foreign.append(masks)
     if foreign:
         raise fail(
             f"--overwrite will not clear {foreign[0]}: it holds files fungalzsl did not write",
@@ -255,8 +294,9 @@ def clean_temp_files(out: Path, part: tuple[int, int]) -> None:
                 p.unlink()
 
 
-def write_shard(path: Path, samples: list[tuple[dict, bytes]], tmp_dir: Path) -> None:
-    """One WebDataset tar: KEY.png, KEY.json (metadata row), KEY.cls (label id), KEY.txt (label).
+def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_dir: Path) -> None:
+    """One WebDataset tar: KEY.png, [KEY.mask.png, KEY.inst.png,] KEY.json (metadata row), KEY.cls
+    (label id), KEY.txt (label).
 
     Fixed owner, mode and mtime make the tar byte-identical across runs."""
 
@@ -269,9 +309,11 @@ def write_shard(path: Path, samples: list[tuple[dict, bytes]], tmp_dir: Path) ->
 
     tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for row, png in samples:
+        for row, files in samples:
             key = f"{row['index']:06d}"
-            add(tar, f"{key}.png", png)
+            for ext in ("png", "mask.png", "inst.png"):
+                if ext in files:
+                    add(tar, f"{key}.{ext}", files[ext])
             add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
             add(tar, f"{key}.cls", str(row["label_id"]).encode())
             add(tar, f"{key}.txt", row["label"].encode())
@@ -308,7 +350,11 @@ def write_metadata(out: Path, rows: list[dict], per_split: bool) -> None:
     if per_split:
         by_split: dict[str, list[dict]] = {}
         for r in rows:
-            by_split.setdefault(r["split"], []).append({**r, "file_name": r["file_name"].split("/", 1)[1]})
+            rel = {"file_name": r["file_name"].split("/", 1)[1]}
+            for k in ("mask_file_name", "instance_file_name"):
+                if k in r:  # masks/ sits beside the split folders
+                    rel[k] = f"../{r[k]}"
+            by_split.setdefault(r["split"], []).append({**r, **rel})
         for split, rs in by_split.items():
             write_jsonl(out / split / "metadata.jsonl", rs)
 
@@ -330,9 +376,17 @@ def split_summary(jobs: list[Job], classes: list[str]) -> dict[str, dict[str, An
 
 
 def worker_state(
-    preset: GeneratorPreset, seed: int, size: int, renderer: str, mode: str, out: Path, tmp_dir: Path
+    preset: GeneratorPreset,
+    seed: int,
+    size: int,
+    renderer: str,
+    mode: str,
+    out: Path,
+    tmp_dir: Path,
+    masks: bool = False,
 ) -> dict:
     return {
+        "masks": masks,
         "preset": preset,
         "seed": seed,
         "size": size,
