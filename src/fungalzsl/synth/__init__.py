@@ -4,13 +4,15 @@ Python API::
 
     from fungalzsl.synth import generate_dataset, load_preset
     generate_dataset("data/fungi", "paper", num_images=600, size=224, seed=0, palette="random")
+    generate_dataset("data/seg", "paper", num_images=600, masks=True)  # + segmentation masks
 """
 
 from fungalzsl.synth.generate import generate_dataset
+from fungalzsl.synth.masks import label_map, render_masks
 from fungalzsl.synth.plan import Job, image_rng, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.render import encode_png, render, render_matplotlib, render_skia
-from fungalzsl.synth.sample import make_image, make_png, make_scene
+from fungalzsl.synth.sample import make_files, make_image, make_masks, make_png, make_scene
 
 __all__ = [
     "GeneratorPreset",
@@ -18,13 +20,17 @@ __all__ = [
     "encode_png",
     "generate_dataset",
     "image_rng",
+    "label_map",
     "load_preset",
+    "make_files",
     "make_image",
+    "make_masks",
     "make_png",
     "make_scene",
     "plan_classes",
     "plan_sequences",
     "render",
+    "render_masks",
     "render_matplotlib",
     "render_skia",
     "with_overrides",
