@@ -3,7 +3,8 @@ the one-off cost of filling the cache, peak RSS, and s/it at batch 32 for the pa
 architectures (random init; the whole model trainable, as at the end of the paper's schedule).
 
     python benchmarks/train.py                    # lite stages + RN50, ViT-B-32, ViT-B-16, ViT-L-14-336
-    python benchmarks/train.py --archs RN50 --steps 2
+    python benchmarks/train.py --archs            # lite only
+    python benchmarks/train.py --stages --archs ViT-L-14-336   # one architecture, merged into the JSON
 
 Prints a table and writes benchmarks/results/train.json. Inputs are random tensors of the real sizes;
 text is a fixed 40-word description, so the text tower runs at a realistic length."""
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import time
 from functools import partial
 from pathlib import Path
@@ -39,13 +41,17 @@ def _step(model, opt, loss_fn, img_in, isplit, txt_in, tsplit, labels) -> None: 
     opt.zero_grad(set_to_none=True)
 
 
-def _rate(fn, batch: int, steps: int) -> float:  # type: ignore[no-untyped-def]
-    """Samples/s over ``steps`` calls after one warm-up call."""
+def _rate(fn, batch: int, steps: int, min_s: float = 3.0) -> float:  # type: ignore[no-untyped-def]
+    """Samples/s from the median step time (the CPU is shared: the median shrugs off others' bursts),
+    over at least ``steps`` calls and ``min_s`` seconds, after one warm-up call."""
     fn()
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    times: list[float] = []
+    t_start = time.perf_counter()
+    while len(times) < steps or time.perf_counter() - t_start < min_s:
+        t0 = time.perf_counter()
         fn()
-    return batch * steps / (time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
 
 
 def bench_lite(batch: int, steps: int, stages: list[int]) -> list[dict]:
@@ -121,7 +127,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=6, help="timed steps per lite stage")
-    ap.add_argument("--stages", type=int, nargs="*", default=[0, 1, 2, 3], help="unfrozen image groups")
+    ap.add_argument(
+        "--stages", type=int, nargs="*", default=[0, 1, 2, 3], help="unfrozen image groups (none: skip lite)"
+    )
     ap.add_argument("--archs", nargs="*", default=["RN50", "ViT-B-32", "ViT-B-16", "ViT-L-14-336"])
     ap.add_argument("--arch-steps", type=int, default=2)
     ap.add_argument(
@@ -133,26 +141,28 @@ def main() -> None:
     from fungalzsl.runtime import configure_torch_threads
 
     configure_torch_threads()
-    result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_avg_start": os.getloadavg(),
-        },
-        "batch_size": args.batch_size,
-        "lite": bench_lite(args.batch_size, args.steps, args.stages),
-        "openclip": [],
+    # Results merge into an existing file, so the lite part and slow architectures can be rerun apart.
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {"lite": [], "openclip": []}
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
     }
+    result["batch_size"] = args.batch_size
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.stages:
+        load = os.getloadavg()[0]
+        result["lite"] = bench_lite(args.batch_size, args.steps, args.stages)
+        result["lite_load_avg"] = [load, os.getloadavg()[0]]
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     for arch in args.archs:
         steps = args.arch_steps if arch != "ViT-L-14-336" else 1
-        result["openclip"].append(bench_openclip(arch, args.batch_size, steps, arch in args.checkpointing))
-        result["machine"]["load_avg_end"] = os.getloadavg()
+        load = os.getloadavg()[0]
+        row = bench_openclip(arch, args.batch_size, steps, arch in args.checkpointing)
+        row["load_avg"] = [load, os.getloadavg()[0]]
+        result["openclip"] = [r for r in result["openclip"] if r["arch"] != arch] + [row]
         args.out.write_text(json.dumps(result, indent=2) + "\n")  # keep partial results of a long run
-    result["machine"]["load_avg_end"] = os.getloadavg()
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
