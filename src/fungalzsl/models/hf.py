@@ -17,7 +17,9 @@ from fungalzsl.models.openclip import _params
 
 def _load(source: str, pretrained: bool) -> tuple[nn.Module, Any, Any]:
     from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress output is the one users read
     local = Path(source).is_dir()
     try:
         if pretrained:
