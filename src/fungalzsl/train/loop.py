@@ -126,7 +126,8 @@ def train_run(
 
     # ---- resume or fresh start ------------------------------------------------------------------
     last = ckpt.find_last(run) if resume else None
-    if (run / "config.json").is_file() and not resume:
+    # A run that never finished an epoch has nothing to lose; anything more needs --resume.
+    if not resume and (ckpt.find_last(run) is not None or (run / "model.safetensors").is_file()):
         raise fail(
             f"{run} already holds a training run", "pass --resume to continue it, or choose another --out"
         )
