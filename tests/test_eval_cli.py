@@ -127,6 +127,24 @@ def test_table_reads_run_config_history_and_evaluation(toy_run, tmp_path):
     assert out.with_suffix(".csv").read_text().splitlines()[1].split(",")[1:4] == ["toy", "1e-06", "0.6"]
 
 
+def test_table_prefers_an_evaluation_on_the_runs_own_data(toy_run, tmp_path):
+    own = make_colour_dataset(tmp_path / "own")
+    other = make_colour_dataset(tmp_path / "other")
+    cfg = json.loads((toy_run / "config.json").read_text())
+    (toy_run / "config.json").write_text(json.dumps({**cfg, "data": str(own)}))
+    swapped = write_descriptions(tmp_path / "swapped.jsonl", {"red": GOOD["green"], "green": GOOD["red"],
+                                                              "blue": GOOD["blue"]})  # fmt: skip
+    common = ["--no-baseline", "--bootstrap", "10"]
+    _invoke("evaluate", str(toy_run), "--data", str(own), "--out", str(tmp_path / "e-own"), *common)
+    # a later evaluation on other data (as shift/other users might run) must not replace it in Table 1
+    _invoke("evaluate", str(toy_run), "--data", str(other), "--descriptions", str(swapped), "--out",
+            str(tmp_path / "e-other"), *common)  # fmt: skip
+    from fungalzsl.eval.table import table_row
+
+    row = table_row(toy_run)
+    assert row["recall@1"] == 1.0 and row["metrics"] == str((tmp_path / "e-own" / "metrics.json").resolve())
+
+
 def test_table_without_evaluation_is_a_user_error(toy_run):
     res = _invoke("table", str(toy_run))
     assert res.exit_code == 2 and "has no evaluation" in res.output

@@ -203,6 +203,7 @@ def evaluate_run(
     figures: bool = True,
     max_retrieval_texts: int = 600,
     device: str = "cpu",
+    record: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -210,7 +211,9 @@ def evaluate_run(
     training description set; with several, each is scored and the first is the headline.
     ``also_classifiers`` are scored too, on the same image embeddings and the headline description set
     (``metrics["by_classifier"]``), e.g. ``("template", "waffle")``: the controls for whether the
-    descriptions help. Returns the metrics dict that is also written to ``out/metrics.json``."""
+    descriptions help. ``record`` appends the evaluation to RUN/evaluations.jsonl (for ``table``);
+    protocols that score a run on other data turn it off. Returns the metrics dict that is also written
+    to ``out/metrics.json``."""
     out = ensure_writable_dir(out)
     source = load_source(run_or_spec, device=device)
     found = load_eval_images(data, split, images)
@@ -287,7 +290,7 @@ def evaluate_run(
         from fungalzsl.eval.report import write_report
 
         write_report(out, split_emb, scored, base_scored, source)
-    if source.run_dir is not None:
+    if record and source.run_dir is not None:
         append_jsonl(
             source.run_dir / "evaluations.jsonl",
             [

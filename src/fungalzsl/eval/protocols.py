@@ -114,6 +114,7 @@ def leave_one_class_out(
             split,
             [eval_path],
             baseline=False,
+            record=False,
             n_boot=n_boot,
             seed=seed,
             figures=figures,
@@ -274,6 +275,7 @@ def shift_robustness(
             "test",
             descriptions,
             baseline=False,
+            record=False,
             n_boot=n_boot,
             figures=figures,
         )

@@ -43,16 +43,26 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise fail(f"cannot read {path} ({e})", "re-run the step that writes it") from None
 
 
-def latest_evaluation(run: Path, split: str | None) -> Path | None:
-    """metrics.json of the run's latest evaluation on ``split`` (None if it was never evaluated)."""
+def latest_evaluation(run: Path, split: str | None, data: str | None = None) -> Path | None:
+    """metrics.json of the run's latest evaluation on ``split`` — preferring one on ``data`` (the run's
+    own dataset), since a run may also have been scored on other datasets (None if never evaluated)."""
     index = run / "evaluations.jsonl"
     if index.is_file():
-        for rec in reversed(read_jsonl(index)):
-            f = Path(rec.get("out", "")) / "metrics.json"
-            if (split is None or rec.get("split") == split) and f.is_file():
-                return f
+        recs = [r for r in read_jsonl(index) if split is None or r.get("split") == split]
+        recs = [r for r in recs if (Path(r.get("out", "")) / "metrics.json").is_file()]
+        same = [r for r in recs if data and _same_path(r.get("data"), data)]
+        for pool in (same, recs):
+            if pool:
+                return Path(pool[-1]["out"]) / "metrics.json"
     f = run / "eval" / "metrics.json"
     return f if f.is_file() else None
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    try:
+        return isinstance(a, str) and isinstance(b, str) and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def seconds_per_iteration(records: Iterable[dict[str, Any]]) -> float | None:
@@ -78,7 +88,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
     if not path.is_dir():
         raise fail(f"{path} is not a directory", "pass run directories or evaluation output directories")
     if (path / "config.json").is_file():
-        run, metrics_file = path, latest_evaluation(path, split)
+        own_data = _load_json(path / "config.json").get("data")
+        run, metrics_file = path, latest_evaluation(path, split, own_data)
         if metrics_file is None:
             raise fail(
                 f"run {path} has no evaluation on split '{split}'",
