@@ -104,6 +104,24 @@ def test_classifier_list_scores_controls_on_the_same_embeddings(toy_run, tmp_pat
     assert "classifier waffle: Recall@1" in res.output
 
 
+def test_a_training_set_changed_since_training_is_not_used_in_its_name(toy_run, tmp_path):
+    from fungalzsl.text.records import load_description_set
+
+    cfg = json.loads((toy_run / "config.json").read_text())
+    path = cfg["descriptions"]["path"]
+    cfg["descriptions"]["hash"] = load_description_set(path).hash
+    (toy_run / "config.json").write_text(json.dumps(cfg))
+    with open(path, "a") as f:  # the set grows after training (e.g. 'describe' resumed with a larger N)
+        f.write(json.dumps({"class": "red", "text": "another red one"}) + "\n")
+    data = make_colour_dataset(tmp_path / "data")
+    res = CliRunner().invoke(app, ["evaluate", str(toy_run), "--data", str(data), "--out", str(tmp_path / "e"),
+                                   "--bootstrap", "10"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "changed since" in res.output
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["retrieval"] is None and m["baseline"]["classifier"] == "template"
+
+
 def test_table_reads_run_config_history_and_evaluation(toy_run, tmp_path):
     data = make_colour_dataset(tmp_path / "data")
     _invoke(

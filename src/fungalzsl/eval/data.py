@@ -4,12 +4,13 @@ run directories and bare model specs — all turned into (paths, labels, classes
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fungalzsl.data import ImageSet, list_split, read_classes
-from fungalzsl.errors import fail
+from fungalzsl.errors import FungalError, fail
 
 
 def load_release_split(json_path: str | Path, images: str | Path | None) -> ImageSet:
@@ -153,7 +154,9 @@ def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
 
 
 def training_description_path(source: ModelSource) -> Path | None:
-    """The description set a run was trained with, as recorded in RUN/config.json (if still on disk)."""
+    """The description set a run was trained with, as recorded in RUN/config.json, if it is still on
+    disk *unchanged*: a file edited or regrown since training (its content hash differs from the one
+    recorded) is not the training set any more, so it is not used in its name."""
     cfg = source.config
     if source.run_dir is None:
         return None
@@ -164,13 +167,27 @@ def training_description_path(source: ModelSource) -> Path | None:
     elif isinstance(d, str):
         cand.append(d)
     cand += [cfg.get("descriptions_path"), (cfg.get("train") or {}).get("descriptions")]
+    recorded = (d.get("hash") if isinstance(d, dict) else None) or cfg.get("descriptions_hash")
     for c in cand:
         if isinstance(c, str) and c:
             p = Path(c)
             for q in (p, source.run_dir / p):
                 if q.is_file():
+                    if recorded and _content_hash(q) != recorded:
+                        print(f"warning: {q} changed since {source.run_dir} was trained; not using it as "
+                              "the training set (pass --descriptions to use it anyway)", file=sys.stderr)  # fmt: skip
+                        return None
                     return q
     return None
+
+
+def _content_hash(path: Path) -> str | None:
+    from fungalzsl.text.records import load_description_set
+
+    try:
+        return load_description_set(path).hash
+    except FungalError:
+        return None
 
 
 def stored_class_embeddings(source: ModelSource) -> tuple[list[str], Any] | None:
