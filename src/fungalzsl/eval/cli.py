@@ -65,7 +65,9 @@ def evaluate(
         "(mean,template,waffle) scores each on the same embeddings; the first is the headline.",
     ),
     hierarchy: Path | None = typer.Option(
-        None, "--hierarchy", help="YAML parent: [sub-classes] for --classifier chils."
+        None,
+        "--hierarchy",
+        help="YAML file mapping each parent class to a list of sub-class names, for --classifier chils.",
     ),
     template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Template for template/waffle/chils."),
     images: Path | None = typer.Option(None, "--images", help="Image root for a release *_data.json --data."),
