@@ -320,3 +320,19 @@ def test_table_markdown_shows_backbone_lr_only_when_it_differs():
         "| lite | 1e-03 (backbone 1e-04) | 2.50 s/it | 0.990 [0.980, 1.000] | 0.400 | 600 |"
     )
     assert "backbone" not in table_markdown([{**row, "backbone_lr": 1e-3}])
+
+
+def test_evaluate_chils_with_a_hierarchy_file(toy_registry, tmp_path):
+    data = make_colour_dataset(tmp_path / "data")
+    h = tmp_path / "h.yaml"
+    h.write_text("red: [crimson red, scarlet red]\nblue: [navy blue]\n")  # green stands for itself
+    out = tmp_path / "e"
+    res = _invoke("evaluate", "toy", "--data", str(data), "--out", str(out), "--classifier", "chils",
+                  "--hierarchy", str(h), "--bootstrap", "10")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["classifier"] == "chils" and m["recall@1"] == pytest.approx(16 / 18)
+    h.write_text("purple: [violet]\n")
+    res = CliRunner().invoke(app, ["evaluate", "toy", "--data", str(data), "--out", str(out), "--classifier",
+                                   "chils", "--hierarchy", str(h)])  # fmt: skip
+    assert res.exit_code == 2 and "not among the classes" in res.output

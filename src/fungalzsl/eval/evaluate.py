@@ -39,6 +39,9 @@ from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text, ens
 from fungalzsl.text.records import DescriptionSet, load_description_set
 from fungalzsl.zeroshot import embed_images, embed_texts
 
+# Classifiers that need only class names (chils uses descriptions for its parents when it has them).
+NAME_ONLY = ("template", "waffle", "chils")
+
 
 @dataclass
 class Scored:
@@ -226,7 +229,7 @@ def evaluate_run(
         if stored is None or classifier != "mean":
             if train_desc is not None:
                 sets = [load_description_set(train_desc)]
-            elif classifier not in ("template", "waffle"):
+            elif classifier not in NAME_ONLY:
                 raise fail(
                     "no descriptions to build class embeddings from",
                     "pass --descriptions FILE.jsonl (or --classifier template)",
@@ -270,7 +273,7 @@ def evaluate_run(
     if also_classifiers:
         metrics["by_classifier"] = {classifier: head.metrics}
         for name in also_classifiers:
-            only_names = name in ("template", "waffle")
+            only_names = name in ("template", "waffle")  # chils uses the set for its parents
             one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
                                **{**kw, "classifier": name})  # fmt: skip
             metrics["by_classifier"][name] = one[0].metrics
