@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix,
@@ -121,3 +125,22 @@ def test_retrieval_recall_known_case():
 def test_shape_errors_are_reported():
     with pytest.raises(ValueError):
         topk_accuracy(np.zeros(3), np.zeros((4, 2)), 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(2, 5), st.integers(0, 2**31 - 1))
+def test_metric_invariants(n, c, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c, n)
+    probs = rng.dirichlet(np.ones(c), n)
+    accs = [topk_accuracy(labels, probs, k) for k in range(1, c + 1)]
+    assert all(a <= b + 1e-12 for a, b in pairwise(accs)) and accs[-1] == 1.0
+    ece = expected_calibration_error(labels, probs)
+    assert 0.0 <= ece <= 1.0
+    # ECE is at most the mean |correct - confidence| (binning can only average errors away)
+    correct = probs.argmax(1) == labels
+    assert ece <= np.abs(correct - probs.max(1)).mean() + 1e-12
+    m = classification_metrics(labels, probs, [f"c{i}" for i in range(c)], n_boot=20, seed=seed)
+    assert np.asarray(m["confusion_matrix"]).sum() == n
+    lo, hi = m["ci95"]["recall@1"]
+    assert lo <= m["recall@1"] <= hi
