@@ -120,6 +120,23 @@ def _described_texts(ds: DescriptionSet | None, classes: list[str]) -> tuple[lis
     return texts, owners
 
 
+def retrieval_metrics(
+    model: Any, split: EmbeddedSplit, ds: DescriptionSet | None, seed: int, max_texts: int
+) -> dict[str, dict[str, float]] | None:
+    """Image↔text Recall@1/5/10 over ``ds``'s individual descriptions (None without a set)."""
+    texts, owners = _described_texts(ds, split.classes)
+    if not texts:
+        return None
+    if len(texts) > max_texts:
+        # Retrieval over thousands of captions costs a text-encoder pass each; a seeded subsample
+        # keeps the estimate unbiased and the run short.
+        pick = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
+        texts, owners = [texts[i] for i in pick], [owners[i] for i in pick]
+    return retrieval_recall(
+        split.emb.numpy(), split.labels, embed_texts(model, texts).numpy(), np.asarray(owners)
+    )
+
+
 def score_sets(
     source_model: Any,
     split: EmbeddedSplit,
@@ -160,19 +177,13 @@ def score_sets(
             hierarchy=hierarchy,
             class_emb=class_emb,
         )
-        texts, owners = _described_texts(ds, split.classes)
-        if len(texts) > max_retrieval_texts:
-            # Retrieval over thousands of captions costs a text-encoder pass each; a seeded subsample
-            # keeps the estimate unbiased and the run short.
-            pick = np.sort(np.random.default_rng(seed).choice(len(texts), max_retrieval_texts, replace=False))
-            texts, owners = [texts[i] for i in pick], [owners[i] for i in pick]
-        text_emb = embed_texts(source_model, texts) if texts else None
         name = (
             ds.name
             if ds is not None
             else ("stored class embeddings" if class_emb is not None else classifier)
         )
-        scored = score_set(split, clf, name, n_boot=n_boot, seed=seed, text_emb=text_emb, text_labels=owners)
+        scored = score_set(split, clf, name, n_boot=n_boot, seed=seed)
+        scored.metrics["retrieval"] = retrieval_metrics(source_model, split, ds, seed, max_retrieval_texts)
         scored.metrics["descriptions"] = (
             {
                 "name": ds.name,
@@ -249,8 +260,9 @@ def evaluate_run(
     scored = score_sets(source.model, split_emb, sets, stored=stored, **kw)
     td = training_description_path(source)
     if sets == [None] and td is not None:
-        extra = score_sets(source.model, split_emb, [load_description_set(td)], stored=None, **kw)
-        scored[0].metrics["retrieval"] = extra[0].metrics["retrieval"]
+        scored[0].metrics["retrieval"] = retrieval_metrics(
+            source.model, split_emb, load_description_set(td), seed, max_retrieval_texts
+        )
     head = scored[0]
     metrics: dict[str, Any] = dict(head.metrics)
     metrics.update(
