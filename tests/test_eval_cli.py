@@ -234,6 +234,11 @@ def test_compare_two_sets(toy_registry, tmp_path):
             "at least two",
         ),
         (["table", "{tmp}/missing"], "is not a directory"),
+        (["evaluate", "toy", "--data", "{tmp}/g.jsonl", "--out", "{tmp}/o"], "is a file, not a dataset"),
+        (
+            ["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/g.jsonl", "--classifier", "template"],
+            "cannot write to",
+        ),
     ],
 )
 def test_user_errors_are_one_line_exit_2(toy_registry, tmp_path, args, needle):

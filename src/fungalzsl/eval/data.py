@@ -80,6 +80,8 @@ def load_eval_images(
         return load_release_split(p, images)
     if images is not None:
         raise fail("--images is only used with a release *_data.json file", "drop --images or pass a .json")
+    if p.is_file():
+        raise fail(f"{p} is a file, not a dataset directory", "pass DIR with SPLIT/CLASS/* or a *_data.json")
     return list_split(p, split if split not in (None, "", "none", ".") else None)
 
 
