@@ -102,6 +102,9 @@ def train_run(
     rank, world, device = setup_distributed(cfg.device)
     main = rank == 0
     configure_torch_threads()
+    # Subnormal floats (AdamW's squared tiny gradients, near-zero activations) run 10-100x slower on
+    # x86 CPUs; flushing them to zero changes values below 1e-38 only and made cached epochs ~5x faster.
+    torch.set_flush_denormal(True)
     run = Path(out)
 
     # ---- inputs: images, classes, descriptions --------------------------------------------------
