@@ -153,3 +153,11 @@ def test_evaluate_several_sets_headline_is_first(colour_data, good_set, tmp_path
     )
     assert m["recall@1"] == pytest.approx(16 / 18)
     assert m["by_description_set"]["swapped"]["recall@1"] == pytest.approx(4 / 18)
+
+
+def test_evaluate_run_accepts_a_comma_list_of_classifiers(colour_data, good_set, tmp_path):
+    from fungalzsl.eval import evaluate_run
+
+    m = evaluate_run(KeywordModel(), colour_data, tmp_path / "e", descriptions=[good_set], n_boot=10,
+                     figures=False, classifier="max, template")  # fmt: skip
+    assert m["classifier"] == "max" and list(m["by_classifier"]) == ["max", "template"]

@@ -228,6 +228,9 @@ def evaluate_run(
     descriptions help. ``record`` appends the evaluation to RUN/evaluations.jsonl (for ``table``);
     protocols that score a run on other data turn it off. Returns the metrics dict that is also written
     to ``out/metrics.json``."""
+    if "," in classifier:  # 'mean,template,waffle' from a config file, as on the command line
+        first, *rest = [c.strip() for c in classifier.split(",") if c.strip()]
+        classifier, also_classifiers = first, [*rest, *also_classifiers]
     out = ensure_writable_dir(out)
     source = load_source(run_or_spec, device=device)
     found = load_eval_images(data, split, images)
