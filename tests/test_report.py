@@ -116,6 +116,16 @@ def test_training_curves_from_metrics_jsonl(tmp_path):
     fig = plots.plot_training_curves(recs, tmp_path / "t.png")
     assert fig is not None and fig.panels == 2 and fig.path.is_file()
     assert plots.plot_training_curves([{"epoch": 0}], tmp_path / "none.png") is None
+    # the trainer's mix of step and epoch records, with timings (left out: they measure the machine)
+    mixed = [
+        {"type": "step", "epoch": 0, "step": s, "loss": 1.0 / s, "lr": 1e-3, "s_per_it": 0.1} for s in (1, 2)
+    ]
+    mixed += [
+        {"type": "epoch", "epoch": 0, "step": 2, "train_loss": 0.7, "val_recall@1": 0.9, "epoch_s": 3.0},
+        {"type": "epoch", "epoch": 1, "step": 4, "train_loss": 0.5, "val_recall@1": 1.0, "epoch_s": 3.0},
+    ]
+    fig = plots.plot_training_curves(mixed, tmp_path / "m.png")
+    assert fig is not None and fig.panels == 3  # loss family, lr, recall
 
 
 def test_markdown_renderer():

@@ -215,15 +215,19 @@ def plot_reliability(bins: Sequence[dict[str, float]], ece: float, path: Path) -
 
 
 def plot_training_curves(records: Sequence[dict[str, Any]], path: Path) -> Figure | None:
-    """Every numeric series of RUN/metrics.jsonl against epoch (or step), one panel per metric family."""
+    """Every numeric series of RUN/metrics.jsonl against the optimiser step (or epoch when records have
+    no step), one panel per metric family. Timings are left out: they measure the machine, not training."""
     keys: dict[str, list[tuple[float, float]]] = {}
     for i, r in enumerate(records):
-        x = r.get("epoch", r.get("step", i))
+        # Step, not epoch: per-step and per-epoch records then share one axis without vertical jumps.
+        x = r.get("step", r.get("epoch", i))
         if not isinstance(x, (int, float)):
             continue
         for k, v in r.items():
             if (
                 k in ("epoch", "step", "time", "timestamp")
+                or k.endswith("_s")
+                or k in ("s_per_it", "sec_per_it")
                 or not isinstance(v, (int, float))
                 or isinstance(v, bool)
             ):
@@ -245,6 +249,6 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: Path) -> Figur
         ax.set_ylabel(fam, fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("epoch" if any("epoch" in r for r in records) else "step")
+    axes[-1, 0].set_xlabel("step" if any("step" in r for r in records) else "epoch")
     fig.tight_layout()
     return _save(fig, path, len(fams))
