@@ -133,3 +133,27 @@ def test_bad_hierarchy_file(tmp_path):
 def test_model_logit_scale_is_exp_and_clamped():
     assert model_logit_scale(KeywordModel(SPACE, logit_scale=math.log(7.0))) == pytest.approx(7.0)
     assert model_logit_scale(KeywordModel(SPACE, logit_scale=10.0)) == pytest.approx(100.0)
+
+
+def test_fit_logit_scale_minimises_nll_and_keeps_predictions():
+    from fungalzsl.eval.classifier import fit_logit_scale
+
+    torch.manual_seed(0)
+    model = KeywordModel(SPACE)
+    clf = build_classifier(model, ["east", "north"], "template", None, logit_scale=100.0)
+    # 40 images near the two axes, 8 of them labelled against their look: an overconfident classifier
+    x = torch.cat([torch.tensor([[1.0, 0.3, 0]]).repeat(20, 1), torch.tensor([[0.3, 1.0, 0]]).repeat(20, 1)])
+    x = x + 0.05 * torch.randn_like(x)
+    y = [0] * 16 + [1] * 4 + [1] * 16 + [0] * 4
+    s = fit_logit_scale(clf, x, y)
+    assert clf.logit_scale == 100.0  # the classifier itself is left as it was
+
+    def nll(v: float) -> float:
+        logits = torch.log_softmax(v / 100.0 * clf.logits(x), -1)
+        return float(torch.nn.functional.cross_entropy(logits, torch.tensor(y)))
+
+    grid = torch.logspace(-0.3, 3, 400).tolist()
+    assert nll(s) <= min(nll(v) for v in grid) + 1e-4
+    assert s < 100.0
+    clf2 = build_classifier(model, ["east", "north"], "template", None, logit_scale=s)
+    assert torch.equal(clf2.logits(x).argmax(1), clf.logits(x).argmax(1))

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fungalzsl.errors import FungalError
+
 COLOURS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
 
@@ -161,3 +163,22 @@ def test_evaluate_run_accepts_a_comma_list_of_classifiers(colour_data, good_set,
     m = evaluate_run(KeywordModel(), colour_data, tmp_path / "e", descriptions=[good_set], n_boot=10,
                      figures=False, classifier="max, template")  # fmt: skip
     assert m["classifier"] == "max" and list(m["by_classifier"]) == ["max", "template"]
+
+
+def test_calibrate_on_val_lowers_ece_and_keeps_recall(tmp_path, good_set):
+    from fungalzsl.eval import evaluate_run
+
+    data = make_colour_dataset(tmp_path / "d", n=6, wrong_blue=2)
+    make_colour_dataset(tmp_path / "d", n=6, wrong_blue=2, split="val")
+    overconfident = KeywordModel(logit_scale=math.log(100.0))
+    plain = evaluate_run(
+        overconfident, data, tmp_path / "a", descriptions=[good_set], n_boot=10, figures=False
+    )
+    cal = evaluate_run(overconfident, data, tmp_path / "b", descriptions=[good_set], n_boot=10, figures=False,
+                       calibrate_on="val")  # fmt: skip
+    assert cal["recall@1"] == plain["recall@1"]
+    assert cal["calibration"]["split"] == "val" and cal["calibration"]["n"] == 18
+    assert cal["calibration"]["logit_scale"] < 100.0 == cal["calibration"]["logit_scale_before"]
+    assert cal["nll"] < plain["nll"] / 2 and cal["ece"] <= plain["ece"]
+    with pytest.raises(FungalError, match="is the split being evaluated"):
+        evaluate_run(overconfident, data, tmp_path / "c", descriptions=[good_set], calibrate_on="test")

@@ -316,3 +316,32 @@ def model_logit_scale(model: Any) -> float:
         return 100.0
     value = float(s.detach().float().reshape(-1)[0]) if isinstance(s, torch.Tensor) else float(s)
     return float(torch.tensor(value).exp().clamp(max=100.0))
+
+
+def fit_logit_scale(clf: ZeroShotClassifier, image_emb: torch.Tensor, labels: Sequence[int]) -> float:
+    """Temperature scaling (Guo et al., 2017): the logit scale minimising NLL on held-out labelled images.
+
+    Only the scale changes, so predictions (the argmax) stay the same; only confidence moves. A coarse
+    log-spaced grid finds the basin, a golden-section search refines it (NLL is unimodal in the scale)."""
+    y = torch.as_tensor(list(labels), dtype=torch.long)
+    original = clf.logit_scale
+
+    def nll(log_s: float) -> float:
+        clf.logit_scale = float(torch.tensor(log_s).exp())
+        with torch.no_grad():
+            return float(F.cross_entropy(clf.logits(image_emb), y))
+
+    try:
+        grid = torch.linspace(float(torch.tensor(0.5).log()), float(torch.tensor(1000.0).log()), 60).tolist()
+        best = min(range(len(grid)), key=lambda i: nll(grid[i]))
+        lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+        ratio = (5**0.5 - 1) / 2
+        for _ in range(40):
+            a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            if nll(a) < nll(b):
+                hi = b
+            else:
+                lo = a
+        return float(torch.tensor((lo + hi) / 2).exp())
+    finally:
+        clf.logit_scale = original

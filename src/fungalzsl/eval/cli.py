@@ -80,6 +80,9 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for bootstrap, retrieval subsample and waffle words."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    calibrate_on: str | None = typer.Option(
+        None, "--calibrate-on", help="Refit the temperature on this split (e.g. val) before scoring."
+    ),
     more: list[Path] = _MORE,
 ) -> None:
     """Zero-shot evaluation: Recall@1/2, balanced accuracy, per-class P/R/F1, confusion matrix, ECE,
@@ -104,12 +107,17 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         device=device,
+        calibrate_on=calibrate_on,
     )
     lo, hi = m["ci95"]["recall@1"]
     typer.echo(
         f"Recall@1 {m['recall@1']:.4f} [{lo:.4f}, {hi:.4f}]  balanced acc {m['balanced_accuracy']:.4f}  "
         f"ECE {m['ece']:.4f}  n={m['n']}"
     )
+    if "calibration" in m:
+        c = m["calibration"]
+        typer.echo(f"temperature refitted on {calibrate_on} ({c['n']} images): logit scale "
+                   f"{c['logit_scale_before']:.2f} -> {c['logit_scale']:.2f}")  # fmt: skip
     for name, v in list(m.get("by_classifier", {}).items())[1:]:
         typer.echo(f"classifier {name}: Recall@1 {v['recall@1']:.4f}  ECE {v['ece']:.4f}")
     if "baseline" in m:

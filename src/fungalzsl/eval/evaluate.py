@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fungalzsl.errors import fail
-from fungalzsl.eval.classifier import DEFAULT_TEMPLATE, ZeroShotClassifier, build_classifier
+from fungalzsl.eval.classifier import DEFAULT_TEMPLATE, ZeroShotClassifier, build_classifier, fit_logit_scale
 from fungalzsl.eval.data import (
     ModelSource,
     align_labels,
@@ -149,9 +149,11 @@ def score_sets(
     hierarchy: dict[str, list[str]] | None,
     template: str,
     max_retrieval_texts: int,
+    calibration: EmbeddedSplit | None = None,
 ) -> list[Scored]:
     """Score an embedded split with each description set (``None``: stored embeddings when the
-    classifier is ``mean``, else class names only — template/waffle/chils)."""
+    classifier is ``mean``, else class names only — template/waffle/chils). With ``calibration`` (another
+    labelled split, embedded by the same model) each classifier's logit scale is refitted on it first."""
     out = []
     for ds in sets:
         by_class = ds.by_class if ds is not None else None
@@ -182,7 +184,14 @@ def score_sets(
             if ds is not None
             else ("stored class embeddings" if class_emb is not None else classifier)
         )
+        cal = None
+        if calibration is not None:
+            before = clf.logit_scale
+            clf.logit_scale = fit_logit_scale(clf, calibration.emb, calibration.labels.tolist())
+            cal = {"n": len(calibration.labels), "logit_scale_before": before, "logit_scale": clf.logit_scale}
         scored = score_set(split, clf, name, n_boot=n_boot, seed=seed)
+        if cal is not None:
+            scored.metrics["calibration"] = cal
         scored.metrics["retrieval"] = retrieval_metrics(source_model, split, ds, seed, max_retrieval_texts)
         scored.metrics["descriptions"] = (
             {
@@ -218,6 +227,7 @@ def evaluate_run(
     max_retrieval_texts: int = 600,
     device: str = "cpu",
     record: bool = True,
+    calibrate_on: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -225,7 +235,8 @@ def evaluate_run(
     training description set; with several, each is scored and the first is the headline.
     ``also_classifiers`` are scored too, on the same image embeddings and the headline description set
     (``metrics["by_classifier"]``), e.g. ``("template", "waffle")``: the controls for whether the
-    descriptions help. ``record`` appends the evaluation to RUN/evaluations.jsonl (for ``table``);
+    descriptions help. ``calibrate_on`` (e.g. ``"val"``) refits the temperature on that split of the
+    same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the evaluation to RUN/evaluations.jsonl (for ``table``);
     protocols that score a run on other data turn it off. Returns the metrics dict that is also written
     to ``out/metrics.json``."""
     if "," in classifier:  # 'mean,template,waffle' from a config file, as on the command line
@@ -251,6 +262,12 @@ def evaluate_run(
         if not sets:
             sets = [None]
     split_emb = embed_split(source.model, found.paths, found.labels, classes, batch_size)
+    cal_split = None
+    if calibrate_on:
+        if calibrate_on == split:
+            raise fail(f"--calibrate-on {calibrate_on} is the split being evaluated", "calibrate on val")
+        held = align_labels(load_eval_images(data, calibrate_on, images), classes)
+        cal_split = embed_split(source.model, held.paths, held.labels, classes, batch_size)
     kw = dict(
         classifier=classifier,
         n_boot=n_boot,
@@ -260,7 +277,7 @@ def evaluate_run(
         max_retrieval_texts=max_retrieval_texts,
     )
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
-    scored = score_sets(source.model, split_emb, sets, stored=stored, **kw)
+    scored = score_sets(source.model, split_emb, sets, stored=stored, calibration=cal_split, **kw)
     td = training_description_path(source)
     if sets == [None] and td is not None:
         scored[0].metrics["retrieval"] = retrieval_metrics(
@@ -281,6 +298,8 @@ def evaluate_run(
         image_seconds=round(split_emb.seconds, 3),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if cal_split is not None:
+        metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
     if len(scored) > 1:
         metrics["by_description_set"] = {s.name: s.metrics for s in scored}
     # The description set behind the headline, as text (the stored embeddings came from the training set).
@@ -290,7 +309,7 @@ def evaluate_run(
         for name in also_classifiers:
             only_names = name in ("template", "waffle")  # chils uses the set for its parents
             one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
-                               **{**kw, "classifier": name})  # fmt: skip
+                             calibration=cal_split, **{**kw, "classifier": name})  # fmt: skip
             metrics["by_classifier"][name] = one[0].metrics
     base_scored: list[Scored] = []
     if baseline and source.run_dir is not None and source.start_spec:

@@ -126,6 +126,18 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             f"logit scale {fmt(m.get('logit_scale'), 2)}. Intervals are bootstrap 95% "
             f"({m['bootstrap']['resamples']} resamples).",
         ),
+        *(
+            [
+                Block(
+                    "p",
+                    f"Temperature refitted on the {m['calibration']['split']} split "
+                    f"({m['calibration']['n']} images): logit scale {fmt(m['calibration']['logit_scale_before'], 2)}"
+                    f" → {fmt(m['calibration']['logit_scale'], 2)}.",
+                )
+            ]
+            if m.get("calibration")
+            else []
+        ),
         Block("h2", "Summary"),
         Block(
             "table",
