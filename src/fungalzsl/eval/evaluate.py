@@ -236,9 +236,9 @@ def evaluate_run(
     ``also_classifiers`` are scored too, on the same image embeddings and the headline description set
     (``metrics["by_classifier"]``), e.g. ``("template", "waffle")``: the controls for whether the
     descriptions help. ``calibrate_on`` (e.g. ``"val"``) refits the temperature on that split of the
-    same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the evaluation to RUN/evaluations.jsonl (for ``table``);
-    protocols that score a run on other data turn it off. Returns the metrics dict that is also written
-    to ``out/metrics.json``."""
+    same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the
+    evaluation to RUN/evaluations.jsonl (for ``table``); protocols that score a run on other data turn
+    it off. Returns the metrics dict that is also written to ``out/metrics.json``."""
     if "," in classifier:  # 'mean,template,waffle' from a config file, as on the command line
         first, *rest = [c.strip() for c in classifier.split(",") if c.strip()]
         classifier, also_classifiers = first, [*rest, *also_classifiers]
