@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from fungalzsl.data import ImageReadError, load_image
@@ -72,18 +73,23 @@ class FeatureCache:
         self.split, self.feats = 0, None
 
     def _from_disk(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode and run every image once. Under DDP each rank does every world-th image and the
+        results are summed across ranks (each slot is filled by exactly one rank)."""
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         feats: torch.Tensor | None = None
         valid = torch.zeros(len(self.paths), dtype=torch.bool)
         errs: list[str] = []
         with torch.no_grad():
-            n_img, bs = len(self.paths), self.batch_size
-            batches = [list(range(i, min(i + bs, n_img))) for i in range(0, n_img, bs)]
+            mine, bs = list(range(rank, len(self.paths), world)), self.batch_size
+            batches = [mine[i : i + bs] for i in range(0, len(mine), bs)]
             for idx, xs in iter_images(self.paths, batches, self.model.preprocess, self.num_workers, errs):
                 h = self.model.image_trunk(xs.to(self.device), n).float().cpu()
                 if feats is None:
                     feats = torch.zeros((len(self.paths), *h.shape[1:]))
                 feats[idx] = h
                 valid[idx] = True
+        if world > 1:
+            feats, valid, errs = _sum_across_ranks(feats, valid, errs, self.device)
         self.errors.extend(errs)
         if feats is None:
             feats = torch.zeros(len(self.paths), 0)
@@ -126,3 +132,22 @@ class FeatureCache:
             self.errors = list(dict.fromkeys(self.errors))  # a second pass reports the same files
         self.split, self.feats = split, feats
         return feats
+
+
+def _sum_across_ranks(
+    feats: torch.Tensor | None, valid: torch.Tensor, errs: list[str], device: Any
+) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
+    """Assemble a rank-sharded cache on every rank (NCCL needs the tensors on the GPU)."""
+    shapes: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(shapes, None if feats is None else tuple(feats.shape))
+    all_errs: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(all_errs, errs)
+    shape = next((s for s in shapes if s is not None), None)
+    if shape is None:
+        return None, valid, [e for es in all_errs for e in es]
+    comm = torch.device(device) if dist.get_backend() == "nccl" else torch.device("cpu")
+    out = (feats if feats is not None else torch.zeros(shape)).to(comm)
+    mask = valid.to(comm, torch.int32)
+    dist.all_reduce(out)
+    dist.all_reduce(mask)
+    return out.cpu(), mask.cpu().bool(), [e for es in all_errs for e in es]
