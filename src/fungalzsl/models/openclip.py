@@ -6,7 +6,10 @@ Spec forms: ``openclip:ARCH@TAG`` (a pretrained tag such as ``openai``), ``openc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +95,12 @@ class OpenClipModel(TwoTowerModel):
             known = ", ".join(t for n, t in open_clip.list_pretrained() if n == name) or "none"
             raise fail(f"open_clip has no pretrained tag '{tag}' for {name}", f"known tags: {known}")
         try:
-            model = open_clip.create_model(name, pretrained=tag if pretrained else None, device="cpu")
+            with _quiet_downloads():
+                model = open_clip.create_model(name, pretrained=tag if pretrained else None, device="cpu")
         except (RuntimeError, OSError, ValueError) as e:
             raise fail(
-                f"cannot load open_clip model {rest} offline ({str(e).splitlines()[0][:160]})",
-                "download the checkpoint once with network access and pass it as openclip:ARCH@/path/to/file.pt",
+                f"cannot load open_clip model {rest} offline ({str(e).splitlines()[0][:120]})",
+                f"{_where_to_get(name, tag)}, then pass it as openclip:{name}@/path/to/that/file",
             ) from None
         self.model = model
         self.arch = name
@@ -160,3 +164,29 @@ def _register_config(cfg: dict) -> str:
         (d / f"{name}.json").write_text(json.dumps(cfg))
         open_clip.add_model_config(d)
     return name
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """Offline, huggingface_hub logs every retry and open_clip logs the failure: our one line says it."""
+    loggers = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _where_to_get(name: str, tag: str | None) -> str:
+    """Name the exact file a user must fetch on a networked machine for ``name@tag``."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
+    if cfg.get("url"):
+        return f"download {cfg['url']}"
+    if cfg.get("hf_hub"):
+        return f"download open_clip_pytorch_model.bin from https://huggingface.co/{cfg['hf_hub'].rstrip('/')}"
+    return "download the checkpoint with network access"
