@@ -174,6 +174,7 @@ def test_bad_model_specs_fail_with_one_line(spec: str, message: str) -> None:
 def test_openai_weights_not_on_disk_name_the_file_to_provide(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(
-        FungalError, match=r"download https://openaipublic\S+/RN50\.pt, then pass it as openclip:RN50@"
+        FungalError,
+        match=r"open_clip_pytorch_model\.bin from https://huggingface\.co/timm/resnet50_clip\.openai, then pass it as openclip:RN50@",
     ):
         build_model("openclip:RN50@openai")

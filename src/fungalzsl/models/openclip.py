@@ -185,8 +185,8 @@ def _where_to_get(name: str, tag: str | None) -> str:
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
+    if cfg.get("hf_hub"):  # a plain state dict (OpenAI's own .pt files are TorchScript archives)
+        return f"download open_clip_pytorch_model.bin from https://huggingface.co/{cfg['hf_hub'].rstrip('/')}"
     if cfg.get("url"):
         return f"download {cfg['url']}"
-    if cfg.get("hf_hub"):
-        return f"download open_clip_pytorch_model.bin from https://huggingface.co/{cfg['hf_hub'].rstrip('/')}"
     return "download the checkpoint with network access"
