@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,8 +13,11 @@ from rich.table import Table
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, atomic_write_text
-from fungalzsl.predict import Classifier
 from fungalzsl.prediction import Prediction
+
+if TYPE_CHECKING:
+    from fungalzsl.export import OnnxClassifier
+    from fungalzsl.predict import Classifier
 
 
 def write_results(path: Path, results: list[Prediction], classes: list[str]) -> None:
@@ -35,7 +39,8 @@ def write_results(path: Path, results: list[Prediction], classes: list[str]) -> 
 
 def predict(
     run_dir: Path = typer.Argument(
-        ..., help="Run directory from 'fungalzsl train' (RUN/run after 'fungalzsl run'), or an ONNX export directory."
+        ...,
+        help="Run directory from 'fungalzsl train' (RUN/run after 'fungalzsl run'), or an ONNX export directory.",
     ),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively) or glob patterns."
@@ -59,6 +64,7 @@ def predict(
             f"unknown output format {output.suffix or '(none)'} for {output}", "use a .csv or .json file name"
         )
     from fungalzsl.export import OnnxClassifier, is_export_dir
+    from fungalzsl.predict import Classifier
     from fungalzsl.runtime import configure_torch_threads
 
     clf: Classifier | OnnxClassifier

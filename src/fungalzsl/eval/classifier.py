@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from fungalzsl.errors import fail
+from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.zeroshot import embed_texts
 
-METHODS = ("mean", "sim-mean", "max", "template", "waffle", "chils")
-DEFAULT_TEMPLATE = "a photo of a {class}."
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
 # offline and reproducible. None of these words says anything about fungi, colour or shape.
 _WAFFLE_WORDS = [
