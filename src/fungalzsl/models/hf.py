@@ -1,4 +1,6 @@
-"""``hf:ID_OR_DIR`` — a transformers CLIPModel (or SigLIP) behind the common interface."""
+"""``hf:ID_OR_DIR`` — a transformers CLIP, SigLIP, ALIGN or BLIP (ITC) model behind the common interface.
+
+Family differences (which modules pool/project, layer groups, temperature) live in hf_families.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from torch import nn
 from torchvision import transforms
 
 from fungalzsl.errors import fail
+from fungalzsl.models import hf_families as fam
 from fungalzsl.models.base import TwoTowerModel, l2norm
-from fungalzsl.models.openclip import _params
 
 
 def _load(source: str, pretrained: bool) -> tuple[nn.Module, Any, Any]:
@@ -22,10 +24,12 @@ def _load(source: str, pretrained: bool) -> tuple[nn.Module, Any, Any]:
     hf_logging.disable_progress_bar()  # our own progress output is the one users read
     local = Path(source).is_dir()
     try:
+        config = AutoConfig.from_pretrained(source)
+        cls = fam.model_class(config)
         if pretrained:
-            model = AutoModel.from_pretrained(source, local_files_only=local or None)
+            model = (cls or AutoModel).from_pretrained(source, local_files_only=local or None)
         else:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+            model = cls(config) if cls is not None else AutoModel.from_config(config)
         tok = AutoTokenizer.from_pretrained(source)
     except OSError as e:
         what = f"directory {source}" if local else f"hub id {source}"
@@ -45,17 +49,20 @@ class HFClipModel(TwoTowerModel):
     def __init__(self, source: str, pretrained: bool = True):
         super().__init__()
         model, self.tokenizer, image_proc = _load(source, pretrained)
-        if not (hasattr(model, "vision_model") and hasattr(model, "text_model")):
+        if not fam.supported(model):
             raise fail(
-                f"hf:{source} is a {type(model).__name__}, not a CLIP-style model",
-                "use a CLIP or SigLIP model",
+                f"hf:{source} is a {type(model).__name__}, not a two-tower image-text model",
+                "use a CLIP, SigLIP, ALIGN or BLIP model",
             )
         self.spec = f"hf:{source}"
         self.model = model
         self.image_proc = image_proc
+        self.family = fam.family(model)
         vc = model.config.vision_config
-        self.image_size = int(vc.image_size)
-        self.embed_dim = int(getattr(model.config, "projection_dim", 0) or vc.hidden_size)
+        # ALIGN's vision config says 600 px, but its processor (what it was trained with) crops 289.
+        crop = getattr(image_proc, "crop_size", None) if self.family == "align" else None
+        self.image_size = int(crop["height"] if isinstance(crop, dict) else vc.image_size)
+        self.embed_dim = fam.embed_dim(model)
         mean = getattr(image_proc, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         std = getattr(image_proc, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
         self.preprocess = transforms.Compose(
@@ -67,46 +74,24 @@ class HFClipModel(TwoTowerModel):
             ]
         )
         with torch.no_grad():
-            self.logit_scale.copy_(model.logit_scale.detach().reshape(()))
-        model.logit_scale.requires_grad_(False)
+            self.logit_scale.fill_(fam.init_logit_scale(model))
+        self.init_logit_bias = fam.logit_bias(model)  # SigLIP's, for the sigmoid loss
         self.max_tokens = int(getattr(model.config.text_config, "max_position_embeddings", 77))
 
     def layer_groups(self) -> dict[str, list[nn.Module]]:
-        v, t, m = self.model.vision_model, self.model.text_model, self.model
-        pre = [x for x in (getattr(v, "pre_layrnorm", None),) if x is not None]
-        vtop = [
-            getattr(v, "post_layernorm", None),
-            getattr(v, "head", None),
-            getattr(m, "visual_projection", None),
-        ]
-        ttop = [
-            getattr(t, "final_layer_norm", None),
-            getattr(t, "head", None),
-            getattr(m, "text_projection", None),
-        ]
-        return {
-            "image": [
-                _params(v.embeddings, *pre),
-                *v.encoder.layers,
-                _params(*[x for x in vtop if x is not None]),
-            ],
-            "text": [t.embeddings, *t.encoder.layers, _params(*[x for x in ttop if x is not None])],
-        }
+        return fam.layer_groups(self.model)
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.model.vision_model(pixel_values=x).pooler_output
-        proj = getattr(self.model, "visual_projection", None)
-        return proj(pooled) if proj is not None else pooled
+        return fam.image_features(self.model, x)
 
     def _text(self, texts: list[str]) -> torch.Tensor:
-        # SigLIP was trained with max_length padding; CLIP pools at EOS so plain padding is fine.
-        pad = "max_length" if "siglip" in type(self.model).__name__.lower() else True
+        # SigLIP was trained with max_length padding; CLIP pools at EOS and BERT at [CLS], so plain
+        # padding is fine for the others.
+        pad = "max_length" if self.family == "siglip" else True
         enc = self.tokenizer(
             texts, padding=pad, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(self.logit_scale.device)
-        out = self.model.text_model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
-        proj = getattr(self.model, "text_projection", None)
-        return proj(out.pooler_output) if proj is not None else out.pooler_output
+        return fam.text_features(self.model, dict(enc))
 
     def image_trunk(self, x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
         return x if n == start else self._image(x)
