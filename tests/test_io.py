@@ -52,3 +52,22 @@ def test_config_sections_and_presets(tmp_path):
     assert json.dumps(load_section("cpu-default", "train"))  # the shipped preset parses
     with pytest.raises(FungalError, match="not found"):
         resolve_config_path("no-such-preset")
+
+
+def test_atomic_files_get_normal_permissions_not_mkstemps_0600(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        import importlib
+
+        import fungalzsl.io as fio
+
+        importlib.reload(fio)
+        fio.atomic_write_text(tmp_path / "a.txt", "x")
+        with fio.atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644

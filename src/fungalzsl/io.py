@@ -14,8 +14,20 @@ from typing import Any
 from fungalzsl.errors import fail
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; outputs (datasets, checkpoints, reports) should
+# get the same permissions as any file the user creates, so temp files are widened to 0666 & ~umask.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _tmp_beside(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     return Path(tmp)
 

@@ -1,7 +1,24 @@
 """The model registry: ``build_model(spec)`` for ``lite``, ``openclip:…`` and ``hf:…``, and
-``load_run(run_dir)`` for trained runs. Every model answers the interface in :mod:`.base`."""
+``load_run(run_dir)`` for trained runs. Every model answers the interface in :mod:`.base`.
 
-from fungalzsl.models.base import TwoTowerModel
-from fungalzsl.models.registry import SPEC_HELP, build_model, load_run, load_weights, save_weights
+Imports are lazy so that building the CLI (every command's ``--help``) does not import torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPEC_HELP = "lite, openclip:ARCH@TAG (e.g. openclip:ViT-B-32@openai), openclip:hf-hub:ID, or hf:ID_OR_DIR"
 
 __all__ = ["SPEC_HELP", "TwoTowerModel", "build_model", "load_run", "load_weights", "save_weights"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TwoTowerModel":
+        from fungalzsl.models.base import TwoTowerModel
+
+        return TwoTowerModel
+    if name in ("build_model", "load_run", "load_weights", "save_weights"):
+        from fungalzsl.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(name)

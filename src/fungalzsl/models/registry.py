@@ -12,9 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path
+from fungalzsl.models import SPEC_HELP
 from fungalzsl.models.base import TwoTowerModel
-
-SPEC_HELP = "lite, openclip:ARCH@TAG (e.g. openclip:ViT-B-32@openai), openclip:hf-hub:ID, or hf:ID_OR_DIR"
 
 
 def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
