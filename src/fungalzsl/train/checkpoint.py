@@ -54,13 +54,21 @@ def restore_optimizer(
     opt.load_state_dict(sd)
 
 
-def save_last(run: Path, model: TwoTowerModel, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Write RUN/last atomically (new dir beside, then swap)."""
+def save_last(
+    run: Path,
+    model: TwoTowerModel,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    extra: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write RUN/last atomically (new dir beside, then swap). ``extra``: trained tensors that live outside
+    the model (the sigmoid loss's bias, the CatLIP head), stored as ``extra.NAME`` beside the optimiser."""
     new, old, last = run / ".last-new", run / ".last-old", run / "last"
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     save_file(state_for_saving(model), str(new / "model.safetensors"), metadata={"spec": model.spec})
     tensors, groups = optimizer_tensors(opt)
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -97,3 +105,8 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
         torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def extra_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``extra`` tensors of a resume checkpoint, under their own names."""
+    return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}

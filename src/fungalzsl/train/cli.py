@@ -48,7 +48,16 @@ def train(
         show_default=False,
     ),
     loss: str = typer.Option(
-        None, "--loss", help="multi_positive (paper Eq. 7-9) or clip.", show_default=False
+        None,
+        "--loss",
+        help="multi_positive (paper Eq. 7-9), clip, or sigmoid (SigLIP's pairwise loss).",
+        show_default=False,
+    ),
+    objective: str = typer.Option(
+        None,
+        "--objective",
+        help="contrastive, or catlip (BCE over the descriptions' vocabulary; docs/training.md).",
+        show_default=False,
     ),
     device: str = typer.Option(
         None, "--device", help="auto, cpu, cuda or cuda:N [auto].", show_default=False
@@ -99,6 +108,7 @@ def train(
         "backbone_lr": backbone_lr,
         "unfreeze_every": unfreeze_every,
         "loss": loss,
+        "objective": objective,
         "device": device,
         "amp": amp,
         "grad_accum": grad_accum,

@@ -26,6 +26,7 @@ from fungalzsl.models.registry import write_architecture_files
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.text.records import load_description_set
 from fungalzsl.train import checkpoint as ckpt
+from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
 from fungalzsl.train.data import FeatureCache, iter_images
 from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
@@ -156,18 +157,33 @@ def train_run(
         if cfg.wise_ft or cfg.wise_ft_alpha
         else None
     )
+    catlip = None
+    if cfg.objective == "catlip":
+        if cfg.wise_ft or cfg.wise_ft_alpha is not None:
+            raise fail("WiSE-FT is not defined for the catlip objective", "drop --wise-ft or use contrastive")
+        vocab = build_vocabulary(desc.by_class, classes, cfg.catlip_min_count)
+        catlip = CatlipObjective(vocab, classes, model.embed_dim).to(device)
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and main:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
     sizes = {t: len(g) for t, g in model.layer_groups().items()}
-    schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, dict(cfg.unfreeze_max), dict(cfg.unfreeze_start))
+    unfreeze_max, unfreeze_start = dict(cfg.unfreeze_max), dict(cfg.unfreeze_start)
+    if catlip is not None:  # CatLIP has no text loss: the text tower never trains
+        unfreeze_max["text"], unfreeze_start["text"] = 0, 0
+    schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, unfreeze_max, unfreeze_start)
     head_lr, body_lr = cfg.lr, cfg.backbone_lr or cfg.lr
+    loss_fn = MultiPositiveContrastiveLoss(
+        multi_positive=cfg.loss == "multi_positive",
+        sigmoid=cfg.loss == "sigmoid",
+        init_bias=getattr(model, "init_logit_bias", None),
+    ).to(device)
+    extras = catlip if catlip is not None else loss_fn  # trained tensors outside the model
+    heads = [*model.head_parameters(), model.logit_scale, *extras.parameters()]
     opt = torch.optim.AdamW(
-        param_groups("head", [*model.head_parameters(), model.logit_scale], head_lr, cfg.weight_decay),
+        param_groups("head", heads, head_lr, cfg.weight_decay),
         lr=head_lr,
         foreach=True,  # one kernel per group; the CPU default loops over tensors in Python
     )
     in_optimizer: set[str] = set()
-    loss_fn = MultiPositiveContrastiveLoss(multi_positive=cfg.loss == "multi_positive")
     amp_dtype = None
     if device.type == "cuda" and cfg.amp != "off":
         amp_dtype = (
@@ -205,6 +221,7 @@ def train_run(
                     for g in param_groups(name, params, body_lr, cfg.weight_decay):
                         opt.add_param_group(g)
         ckpt.restore_optimizer(opt, tensors, state["param_groups"])
+        extras.load_state_dict({k: v.to(device) for k, v in ckpt.extra_state(tensors).items()})
         ckpt.restore_rng(tensors)
         if main:  # drop log lines of the epoch that was cut short
             write_jsonl(
@@ -261,7 +278,7 @@ def train_run(
         isplit = model.cache_split("image", frozen["image"]) if cfg.cache else 0
         tsplit = model.cache_split("text", frozen["text"]) if cfg.cache else 0
         feats = train_cache.at(isplit)
-        tfeats = text_feats.at(tsplit)
+        tfeats = text_feats.at(tsplit) if catlip is None else None
 
         # ---- pairs: fresh permutation and fresh description per image (same on every rank) -----
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -295,8 +312,11 @@ def train_run(
             t_in = tfeats[tidx] if tfeats is not None else [texts[i] for i in tidx.tolist()]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 img = model.image_head(x.to(device, non_blocking=True), isplit)
-                txt = model.text_head(t_in.to(device) if torch.is_tensor(t_in) else t_in, tsplit)
-                losses = loss_fn(img, txt, labels_all[idx].to(device), model.clamped_logit_scale())
+                if catlip is not None:
+                    losses = catlip.loss(img, labels_all[idx].to(device))
+                else:
+                    txt = model.text_head(t_in.to(device) if torch.is_tensor(t_in) else t_in, tsplit)
+                    losses = loss_fn(img, txt, labels_all[idx].to(device), model.clamped_logit_scale())
             scaler.scale(losses["loss"] / cfg.grad_accum).backward()
             if (b + 1) % cfg.grad_accum and b + 1 != len(local):
                 continue
@@ -333,7 +353,10 @@ def train_run(
 
         # ---- validation Recall@1 with the training description set ---------------------------
         val = val_conf = None
-        if val_cache is not None:
+        if val_cache is not None and catlip is not None:  # the head-derived zero-shot classifier
+            val, val_conf = catlip_val_score(catlip, model, val_cache, isplit, val_set.labels, cfg)
+            apply_unfreeze(model, now)
+        elif val_cache is not None:
             val, val_conf = recall_at_1(
                 model, val_cache, isplit, text_feats, tsplit, val_set.labels, desc.by_class, classes, cfg
             )
@@ -356,12 +379,14 @@ def train_run(
                 writer.add_scalar("val/recall@1", val, epoch)
             if improved:
                 save_weights(model, run / "model.safetensors", {"epoch": str(epoch)})
+                if catlip is not None:
+                    catlip.save_head(run)
             state = {
                 "model": cfg.model, "classes": classes, "descriptions_hash": desc.hash, "epoch": epoch,
                 "step": step, "best": best, "best_epoch": best_epoch, "stale": stale, "unfrozen": now,
                 "stopped": bool(cfg.patience and stale >= cfg.patience),
             }  # fmt: skip
-            ckpt.save_last(run, model, opt, state)
+            ckpt.save_last(run, model, opt, state, extras.state_dict())
             progress.log_epoch(rec)
         if on_epoch_end is not None:
             on_epoch_end(rec)
@@ -383,8 +408,15 @@ def train_run(
             result["wise_ft"] = wise_ft_state(
                 model, theta0, cfg, run, val_cache, text_feats, final_frozen, val_set, desc, classes
             )
-        cache = text_feats if text_frozen_always and cfg.cache else None
-        write_class_embeddings(model, desc.by_class, classes, run / "class_embeddings.safetensors", cache)
+        if catlip is not None:  # classifier from the best epoch's head; vocabulary beside it
+            catlip.load_head(run)
+            catlip.write(run)
+            result["catlip_vocabulary_size"] = len(catlip.vocab["items"])
+        else:
+            cache = text_feats if text_frozen_always and cfg.cache else None
+            write_class_embeddings(model, desc.by_class, classes, run / "class_embeddings.safetensors", cache)
+        if loss_fn.sigmoid:
+            result["logit_bias"] = float(loss_fn.logit_bias.detach())
         atomic_write_json(run / "config.json", result)
     if writer:
         writer.close()

@@ -8,6 +8,13 @@ instead average the log-softmax over every same-class text (P_q) or image (P_r):
     L_text  = -1/N Σ_r 1/|P_r| Σ_{q∈P_r} log softmax_q(S_qr / τ)
     L_total = L_image + L_text                                    (Eq. 9: a sum, not a mean)
 
+``loss: sigmoid`` is SigLIP's pairwise binary loss (Zhai et al. 2023) with the same multi-positive
+labels: every (image, text) pair of the batch is an independent binary problem, positive when both are
+of the same class, with a learnable bias b (SigLIP checkpoints bring theirs; other models start at −10,
+the paper's value, so the many negatives do not dominate the first steps):
+
+    L = -1/N Σ_q Σ_r log σ(z_qr · (S_qr / τ + b)),   z_qr = +1 if same class else −1
+
 Under DDP, features and labels of every rank are gathered *with gradients*
 (``torch.distributed.nn.functional.all_gather``) so the negatives span the global batch."""
 
@@ -56,19 +63,49 @@ def clip_loss(
     return F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)
 
 
-class MultiPositiveContrastiveLoss(nn.Module):
-    """L_total = L_image + L_text over the (global) batch; ``multi_positive=False`` gives the CLIP loss."""
+SIGMOID_INIT_BIAS = -10.0
 
-    def __init__(self, multi_positive: bool = True, gather: bool = True):
+
+def sigmoid_loss(
+    image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """SigLIP's loss with same-class pairs as positives, summed over pairs and averaged over images."""
+    logits = scale * image.float() @ text.float().T + bias
+    sign = 2.0 * (labels[:, None] == labels[None, :]).float() - 1.0
+    return -F.logsigmoid(sign * logits).sum() / logits.shape[0]
+
+
+class MultiPositiveContrastiveLoss(nn.Module):
+    """L_total = L_image + L_text over the (global) batch; ``multi_positive=False`` gives the CLIP loss;
+    ``sigmoid=True`` the multi-positive sigmoid loss, whose learnable bias is this module's parameter
+    (the trainer optimises it with the temperature and keeps it in the resume checkpoint)."""
+
+    def __init__(
+        self,
+        multi_positive: bool = True,
+        gather: bool = True,
+        sigmoid: bool = False,
+        init_bias: float | None = None,
+    ):
         super().__init__()
         self.multi_positive = multi_positive
         self.gather = gather
+        self.sigmoid = sigmoid
+        if sigmoid:
+            self.logit_bias = nn.Parameter(
+                torch.tensor(SIGMOID_INIT_BIAS if init_bias is None else float(init_bias))
+            )
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         if self.gather:
             image, text, labels = gather_with_grad(image), gather_with_grad(text), gather_labels(labels)
+        if self.sigmoid:
+            # the pair sum is symmetric in images and texts: report half on each side so that
+            # loss = loss_image + loss_text holds as for the contrastive losses
+            total = sigmoid_loss(image, text, labels, scale, self.logit_bias)
+            return {"loss": total, "loss_image": total / 2, "loss_text": total / 2}
         if self.multi_positive:
             l_image, l_text = multi_positive_loss(image, text, labels, scale)
         else:

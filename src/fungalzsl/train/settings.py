@@ -26,7 +26,16 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     grad_checkpointing: bool = False
-    loss: Literal["multi_positive", "clip"] = "multi_positive"
+    loss: Literal["multi_positive", "clip", "sigmoid"] = Field(
+        "multi_positive",
+        description="contrastive loss; sigmoid = SigLIP's pairwise loss, same-class positives",
+    )
+    objective: Literal["contrastive", "catlip"] = Field(
+        "contrastive", description="catlip: BCE over the descriptions' vocabulary (train/catlip.py)"
+    )
+    catlip_min_count: int = Field(
+        2, ge=1, description="catlip: keep words in at least this many descriptions"
+    )
     unfreeze_every: int = Field(5, ge=0, description="epochs per unfreezing stage; 0 = never")
     unfreeze_max: dict[Literal["image", "text"], int | None] = Field(default_factory=dict)
     unfreeze_start: dict[Literal["image", "text"], int] = Field(default_factory=dict)
