@@ -82,6 +82,17 @@ def seconds_per_iteration(records: Iterable[dict[str, Any]]) -> float | None:
     return None
 
 
+def objective_name(config: dict[str, Any]) -> str | None:
+    """How a run was trained: ``catlip``, or the contrastive loss (multi_positive, clip, sigmoid);
+    runs from before the option existed were contrastive with their ``loss``."""
+    train = config.get("train")
+    if not isinstance(train, dict):
+        return None
+    if train.get("objective") == "catlip":
+        return "catlip"
+    return str(train.get("loss") or "multi_positive")
+
+
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
     """One Table 1 row from a run directory or an evaluation directory."""
     path = Path(path)
@@ -121,6 +132,7 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "n": m.get("n"),
         "split": m.get("split"),
         "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
+        "objective": objective_name(config),
         "metrics": str(metrics_file),
     }
 
@@ -136,8 +148,11 @@ def _lr(v: Any) -> str:
 
 
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions |"
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    head = (
+        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions "
+        "| objective |"
+    )
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -147,7 +162,7 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lr += f" (backbone {_lr(r['backbone_lr'])})"
         lines.append(
             f"| {r['model']} | {lr} | {rate} | {rec} | "
-            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} |"
+            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} | {fmt(r.get('objective'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -169,6 +184,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "split",
             "descriptions",
             "backbone_lr",
+            "objective",
         ]
     )
     for r in rows:
@@ -187,6 +203,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r["split"],
                 r["descriptions"],
                 r.get("backbone_lr"),
+                r.get("objective"),
             ]
         )
     return buf.getvalue()
