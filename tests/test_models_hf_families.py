@@ -84,6 +84,9 @@ def tiny_dir(tmp: Path, kind: str) -> Path:
                   "expand_ratios": [1, 2], "hidden_dim": 32, "depthwise_padding": []}  # fmt: skip
         model = tf.AlignModel(tf.AlignConfig(text_config=BERT_TEXT, vision_config=vision, projection_dim=32))
         tok = bert_tokenizer(d)
+        # ALIGN's own processor: squash to `size`, crop, normalise, then /std again (include_top)
+        proc = tf.EfficientNetImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32},
+                                             do_center_crop=True)  # fmt: skip
     elif kind == "blip":
         model = tf.BlipModel(tf.BlipConfig(text_config=BERT_TEXT, vision_config=VIT, projection_dim=16))
         tok = bert_tokenizer(d)
@@ -141,3 +144,19 @@ def test_hf_family_trains_reloads_and_evaluates(tmp_path: Path, kind: str) -> No
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert 0.0 <= m["recall@1"] <= 1.0
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["recall@1"] == m["recall@1"]
+
+
+def test_align_preprocess_matches_its_image_processor(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    d = tiny_dir(tmp_path, "align")
+    model = build_model(f"hf:{d}")
+    assert model.image_size == 32
+    ramp = np.linspace(0, 255, 48 * 48 * 3).reshape(48, 48, 3).astype(np.uint8)  # smooth: resizers agree
+    image = Image.fromarray(ramp)
+    ours = model.preprocess(image)
+    theirs = AutoProcessor.from_pretrained(d)(images=image, return_tensors="pt")["pixel_values"][0]
+    assert ours.shape == theirs.shape == (3, 32, 32)
+    assert float((ours - theirs).abs().mean()) < 0.05 * float(theirs.abs().mean())

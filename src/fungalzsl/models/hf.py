@@ -45,6 +45,26 @@ def _load(source: str, pretrained: bool) -> tuple[nn.Module, Any, Any]:
     return model, tok, image_proc
 
 
+# PIL resample codes used by transformers image processors → torchvision modes
+_INTERPOLATION = {
+    0: transforms.InterpolationMode.NEAREST,
+    2: transforms.InterpolationMode.BILINEAR,
+    3: transforms.InterpolationMode.BICUBIC,
+}
+
+
+def _hw(size: Any) -> tuple[int, int] | None:
+    """(height, width) of an image processor's size (a dict or a SizeDict), or None."""
+    for get in (lambda d, k: d[k], getattr):
+        try:
+            h, w = get(size, "height"), get(size, "width")
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if h and w:
+            return int(h), int(w)
+    return None
+
+
 class HFClipModel(TwoTowerModel):
     def __init__(self, source: str, pretrained: bool = True):
         super().__init__()
@@ -59,20 +79,35 @@ class HFClipModel(TwoTowerModel):
         self.image_proc = image_proc
         self.family = fam.family(model)
         vc = model.config.vision_config
-        # ALIGN's vision config says 600 px, but its processor (what it was trained with) crops 289.
-        crop = getattr(image_proc, "crop_size", None) if self.family == "align" else None
-        self.image_size = int(crop["height"] if isinstance(crop, dict) else vc.image_size)
         self.embed_dim = fam.embed_dim(model)
         mean = getattr(image_proc, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
         std = getattr(image_proc, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
-        self.preprocess = transforms.Compose(
-            [
-                transforms.Resize(self.image_size, interpolation=transforms.InterpolationMode.BICUBIC),
-                transforms.CenterCrop(self.image_size),
+        crop = _hw(getattr(image_proc, "crop_size", None)) if self.family == "align" else None
+        if crop is not None:
+            # ALIGN's vision config says 600 px, but its EfficientNet processor (what it was trained
+            # with) squashes to `size` (346²), crops 289² and, with include_top, divides by std twice.
+            self.image_size = crop[0]
+            resample = getattr(image_proc, "resample", None)
+            mode = _INTERPOLATION.get(3 if resample is None else int(resample), _INTERPOLATION[3])
+            steps = [
+                transforms.Resize(_hw(getattr(image_proc, "size", None)) or crop, interpolation=mode),
+                transforms.CenterCrop(crop),
                 transforms.ToTensor(),
                 transforms.Normalize(mean, std),
             ]
-        )
+            if getattr(image_proc, "include_top", False):
+                steps.append(transforms.Normalize((0.0, 0.0, 0.0), std))
+            self.preprocess = transforms.Compose(steps)
+        else:
+            self.image_size = int(vc.image_size)
+            self.preprocess = transforms.Compose(
+                [
+                    transforms.Resize(self.image_size, interpolation=_INTERPOLATION[3]),
+                    transforms.CenterCrop(self.image_size),
+                    transforms.ToTensor(),
+                    transforms.Normalize(mean, std),
+                ]
+            )
         with torch.no_grad():
             self.logit_scale.fill_(fam.init_logit_scale(model))
         self.init_logit_bias = fam.logit_bias(model)  # SigLIP's, for the sigmoid loss
