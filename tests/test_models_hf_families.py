@@ -98,6 +98,8 @@ def tiny_dir(tmp: Path, kind: str) -> Path:
     else:
         text = {k: v for k, v in BERT_TEXT.items() if k != "pad_token_id"} | {"max_position_embeddings": 16}
         model = tf.SiglipModel(tf.SiglipConfig(text_config=text, vision_config=VIT))
+        with torch.no_grad():  # not the −10 we use for models without one: the test can tell them apart
+            model.logit_bias.fill_(-3.0)
         tok = siglip_tokenizer()
     model.save_pretrained(d)
     tok.save_pretrained(d)
@@ -132,7 +134,13 @@ def test_hf_family_trains_reloads_and_evaluates(tmp_path: Path, kind: str) -> No
     # the top group of each tower trains from the first step: gradients flow through the family's heads
     cfg = {"epochs": 1, "batch_size": 6, "unfreeze_every": 0, "unfreeze_start": {"image": 1, "text": 1},
            "lr": 1e-3, "warmup_steps": 0, "progress": False}  # fmt: skip
-    assert train_run(data, desc, run, spec, cfg)["status"] == "done"
+    if kind == "siglip":  # SigLIP with its own loss, starting from the checkpoint's bias
+        cfg["loss"] = "sigmoid"
+    result = train_run(data, desc, run, spec, cfg)
+    assert result["status"] == "done"
+    if kind == "siglip":
+        assert result["logit_bias"] != model.init_logit_bias
+        assert result["logit_bias"] == pytest.approx(-3.0, abs=0.1)
     before = build_model(spec).layer_groups()["image"][-1]
     reloaded, cfg_run = load_run(run)
     assert cfg_run["model"] == spec and reloaded.family == kind

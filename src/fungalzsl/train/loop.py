@@ -415,7 +415,7 @@ def train_run(
         else:
             cache = text_feats if text_frozen_always and cfg.cache else None
             write_class_embeddings(model, desc.by_class, classes, run / "class_embeddings.safetensors", cache)
-        if loss_fn.sigmoid:
+        if loss_fn.sigmoid and catlip is None:
             result["logit_bias"] = float(loss_fn.logit_bias.detach())
         atomic_write_json(run / "config.json", result)
     if writer:
