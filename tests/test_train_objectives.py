@@ -153,3 +153,15 @@ def test_sigmoid_bias_survives_resume(tmp_path: Path) -> None:
     resumed = train_run(data, desc, tmp_path / "b", "lite", cfg, resume=True)
     assert resumed["logit_bias"] == pytest.approx(straight["logit_bias"], rel=1e-5)
     assert straight["logit_bias"] != -10.0
+
+
+def test_catlip_bad_settings_fail_before_a_run_directory_exists(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 2})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    with pytest.raises(FungalError, match="vocabulary is empty"):
+        train_run(
+            data, desc, tmp_path / "run", "lite", {**CFG, "objective": "catlip", "catlip_min_count": 99}
+        )
+    with pytest.raises(FungalError, match="WiSE-FT is not defined"):
+        train_run(data, desc, tmp_path / "run", "lite", {**CFG, "objective": "catlip", "wise_ft": [0.5]})
+    assert not (tmp_path / "run").exists()

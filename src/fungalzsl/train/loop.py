@@ -100,6 +100,8 @@ def train_run(
 
     Writes the run directory of docs/architecture.md and returns the summary written to config.json."""
     cfg = resolve_config(config, {**(overrides or {}), "model": model_spec})
+    if cfg.objective == "catlip" and (cfg.wise_ft or cfg.wise_ft_alpha is not None):
+        raise fail("WiSE-FT is not defined for the catlip objective", "drop --wise-ft or use contrastive")
     rank, world, device = setup_distributed(cfg.device)
     main = rank == 0
     configure_torch_threads()
@@ -120,6 +122,9 @@ def train_run(
             f"description set {descriptions} names class(es) not in the data: {', '.join(unknown)}",
             f"the data's classes are {', '.join(classes)}; fix the set or the data",
         )
+    vocab = (
+        build_vocabulary(desc.by_class, classes, cfg.catlip_min_count) if cfg.objective == "catlip" else None
+    )
     if main:
         ensure_writable_dir(run)  # after the input checks: bad input leaves no run directory behind
     texts = [t for c in classes for t in desc.by_class[c]]
@@ -157,12 +162,7 @@ def train_run(
         if cfg.wise_ft or cfg.wise_ft_alpha
         else None
     )
-    catlip = None
-    if cfg.objective == "catlip":
-        if cfg.wise_ft or cfg.wise_ft_alpha is not None:
-            raise fail("WiSE-FT is not defined for the catlip objective", "drop --wise-ft or use contrastive")
-        vocab = build_vocabulary(desc.by_class, classes, cfg.catlip_min_count)
-        catlip = CatlipObjective(vocab, classes, model.embed_dim).to(device)
+    catlip = CatlipObjective(vocab, classes, model.embed_dim).to(device) if vocab is not None else None
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and main:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
     sizes = {t: len(g) for t, g in model.layer_groups().items()}
