@@ -54,14 +54,35 @@ def main() -> None:
     if not (args.run / "model.safetensors").is_file():
         sys.exit(f"no trained run at {args.run}: run 'fungalzsl run' first or pass --run")
 
-    from fungalzsl import Classifier
     from fungalzsl.data import expand_inputs
+
+    paths = expand_inputs([args.images])[0][: args.limit]
+    rows = []
+    # Cold starts first, while this process is small: a forked child's peak RSS counts what it inherits.
+    exe = [sys.executable, "-m", "fungalzsl"]
+    wall, rss = _timed_child([*exe, "predict", str(args.run), str(paths[0])])
+    rows.append({"what": "cold start: predict one image, s", "value": wall})
+    rows.append({"what": "cold start: predict peak RSS, MB", "value": rss})
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=1).status == 200
+        except OSError:
+            return False
+
+    wall, rss = _timed_child([*exe, "serve", str(args.run), "--port", str(port)], ready=up)
+    rows.append({"what": "cold start: serve until first answer, s", "value": wall})
+    rows.append({"what": "serve peak RSS, MB", "value": rss})
+
+    from fungalzsl import Classifier
     from fungalzsl.export import OnnxClassifier, export_onnx
     from fungalzsl.runtime import configure_torch_threads
 
     configure_torch_threads()
-    paths = expand_inputs([args.images])[0][: args.limit]
-    rows = []
     clf = Classifier.load(args.run)
     clf.predict(paths[:8], batch_size=args.batch_size)  # warm-up
     t0 = time.perf_counter()
@@ -81,25 +102,6 @@ def main() -> None:
     agree = sum(a.prediction == b.prediction for a, b in zip(torch_results, onnx_results)) / len(paths)
     rows.append({"what": "top-1 agreement PyTorch vs ONNX", "value": agree})
     rows.append({"what": "peak RSS of this process, MB", "value": _rss_mb()})
-
-    exe = [sys.executable, "-m", "fungalzsl"]
-    wall, rss = _timed_child([*exe, "predict", str(args.run), str(paths[0])])
-    rows.append({"what": "cold start: predict one image, s", "value": wall})
-    rows.append({"what": "cold start: predict peak RSS, MB", "value": rss})
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def up() -> bool:
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=1).status == 200
-        except OSError:
-            return False
-
-    wall, rss = _timed_child([*exe, "serve", str(args.run), "--port", str(port)], ready=up)
-    rows.append({"what": "cold start: serve until first answer, s", "value": wall})
-    rows.append({"what": "serve peak RSS, MB", "value": rss})
 
     width = max(len(r["what"]) for r in rows)
     print(f"{'measure':<{width}}  value")
