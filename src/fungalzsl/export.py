@@ -22,8 +22,14 @@ from fungalzsl.prediction import Prediction
 
 ENCODER = "image_encoder.onnx"
 SPEC = "classifier.json"
-_PIL_INTERP = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-               "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+_PIL_INTERP = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
 
 
 def describe_transform(transform: Any) -> list[dict[str, Any]]:
@@ -37,19 +43,24 @@ def describe_transform(transform: Any) -> list[dict[str, Any]]:
             size = t.size if isinstance(t.size, int) else list(t.size)
             if isinstance(size, list) and len(size) == 1:
                 size = size[0]
-            steps.append({"op": "resize", "size": size, "interpolation": t.interpolation.value,
-                          "max_size": t.max_size})
+            steps.append(
+                {"op": "resize", "size": size, "interpolation": t.interpolation.value, "max_size": t.max_size}
+            )
         elif isinstance(t, T.CenterCrop):
             steps.append({"op": "center_crop", "size": list(t.size)})
         elif isinstance(t, T.ToTensor):
             steps.append({"op": "to_tensor"})
         elif isinstance(t, T.Normalize):
-            steps.append({"op": "normalize", "mean": list(map(float, t.mean)), "std": list(map(float, t.std))})
+            steps.append(
+                {"op": "normalize", "mean": list(map(float, t.mean)), "std": list(map(float, t.std))}
+            )
         elif callable(t) and getattr(t, "__name__", "") in ("_convert_to_rgb", "convert_to_rgb"):
             continue  # every image is RGB already (fungalzsl.data.to_rgb)
         else:
-            raise fail(f"cannot export preprocessing step {type(t).__name__} to ONNX",
-                       "use the PyTorch predictor for this model")
+            raise fail(
+                f"cannot export preprocessing step {type(t).__name__} to ONNX",
+                "use the PyTorch predictor for this model",
+            )
     return steps
 
 
@@ -113,19 +124,27 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
 
     with atomic_path(out / ENCODER) as tmp:
         torch.onnx.export(
-            _ImageEncoder(clf.model).eval(), (example,), str(tmp), input_names=["pixels"],
-            output_names=["embedding"], dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=opset, dynamo=False,
+            _ImageEncoder(clf.model).eval(),
+            (example,),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["embedding"],
+            dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
         )
-    atomic_write_json(out / SPEC, {
-        "format": "fungalzsl-onnx-v1",
-        "classes": clf.classes,
-        "class_embeddings": clf.class_embeddings.tolist(),
-        "logit_scale": clf.logit_scale,
-        "preprocess": steps,
-        "source_run": str(run_dir),
-        "model": clf.config.get("model"),
-    })
+    atomic_write_json(
+        out / SPEC,
+        {
+            "format": "fungalzsl-onnx-v1",
+            "classes": clf.classes,
+            "class_embeddings": clf.class_embeddings.tolist(),
+            "logit_scale": clf.logit_scale,
+            "preprocess": steps,
+            "source_run": str(run_dir),
+            "model": clf.config.get("model"),
+        },
+    )
     return out / ENCODER
 
 
@@ -141,7 +160,9 @@ class OnnxClassifier:
 
         export_dir = Path(export_dir)
         if not is_export_dir(export_dir):
-            raise fail(f"{export_dir} is not an ONNX export", "create one with 'fungalzsl export RUN_DIR --out DIR'")
+            raise fail(
+                f"{export_dir} is not an ONNX export", "create one with 'fungalzsl export RUN_DIR --out DIR'"
+            )
         spec = json.loads((export_dir / SPEC).read_text())
         self.classes: list[str] = spec["classes"]
         emb = np.asarray(spec["class_embeddings"], dtype=np.float32)
@@ -151,7 +172,9 @@ class OnnxClassifier:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(export_dir / ENCODER), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(export_dir / ENCODER), opts, providers=["CPUExecutionProvider"]
+        )
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         emb = self.session.run(["embedding"], {"pixels": batch.astype(np.float32)})[0]

@@ -77,7 +77,10 @@ def embed_images(
 def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """L2-normalised text embeddings, computed in batches without gradients."""
     model.eval()
-    out = [model.encode_text(list(texts[i : i + batch_size])).float().cpu() for i in range(0, len(texts), batch_size)]
+    out = [
+        model.encode_text(list(texts[i : i + batch_size])).float().cpu()
+        for i in range(0, len(texts), batch_size)
+    ]
     return F.normalize(torch.cat(out), dim=-1)
 
 

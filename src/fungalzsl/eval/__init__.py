@@ -20,6 +20,7 @@ def __getattr__(name: str) -> Any:
         return compare_sets
     raise AttributeError(name)
 
+
 # Kept here, free of torch, so that building the CLI (every command's --help) does not import torch.
 METHODS = ("mean", "sim-mean", "max", "template", "waffle", "chils")
 DEFAULT_TEMPLATE = "a photo of a {class}."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fungalzsl.models.registry import SPEC_HELP
+from fungalzsl.models import SPEC_HELP
 
 
 def train(
