@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 from fungalzsl.data import ImageReadError, load_image
 
 
-class _ImagePaths(Dataset):
+class ImagePaths(Dataset):
+    """Images from disk through a transform; an unreadable file yields its error instead of a tensor."""
+
     def __init__(self, paths: Sequence[Path], transform: Callable[[Any], torch.Tensor]):
         self.paths = list(paths)
         self.transform = transform
@@ -32,7 +34,7 @@ class _ImagePaths(Dataset):
             return i, None, str(e)
 
 
-def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]):
+def collate_images(batch: list[tuple[int, torch.Tensor | None, str | None]]):
     ok = [(i, x) for i, x, _ in batch if x is not None]
     errors = [(i, e) for i, x, e in batch if x is None]
     idx = [i for i, _ in ok]
@@ -54,10 +56,10 @@ def embed_images(
     model.eval()
     device = next(model.parameters()).device
     loader = DataLoader(
-        _ImagePaths([Path(p) for p in paths], model.preprocess),
+        ImagePaths([Path(p) for p in paths], model.preprocess),
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=_collate,
+        collate_fn=collate_images,
     )
     feats: list[torch.Tensor] = []
     kept: list[int] = []

@@ -13,32 +13,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from fungalzsl.data import ImageReadError, load_image
-
-
-class _Images(Dataset):
-    def __init__(self, paths: Sequence[Path], transform: Callable[[Any], torch.Tensor]):
-        self.paths, self.transform = list(paths), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
-        try:
-            return i, self.transform(load_image(self.paths[i])), None
-        except ImageReadError as e:
-            return i, None, str(e)
-
-
-def _collate(batch: list) -> tuple[list[int], torch.Tensor | None, list[str]]:
-    ok = [(i, x) for i, x, _ in batch if x is not None]
-    return (
-        [i for i, _ in ok],
-        (torch.stack([x for _, x in ok]) if ok else None),
-        [e for _, x, e in batch if x is None],
-    )
+from fungalzsl.zeroshot import ImagePaths, collate_images
 
 
 def iter_images(
@@ -50,11 +28,14 @@ def iter_images(
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Yield (indices, pixel batch) per batch of indices; unreadable files go to ``bad`` and are skipped."""
     loader = DataLoader(
-        _Images(paths, transform), batch_sampler=batches, num_workers=num_workers, collate_fn=_collate
+        ImagePaths(paths, transform),
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=collate_images,
     )
     for idx, xs, errors in loader:
         if bad is not None:
-            bad.extend(errors)
+            bad.extend(e for _, e in errors)
         if xs is not None:
             yield idx, xs
 
