@@ -157,3 +157,9 @@ def test_fit_logit_scale_minimises_nll_and_keeps_predictions():
     assert s < 100.0
     clf2 = build_classifier(model, ["east", "north"], "template", None, logit_scale=s)
     assert torch.equal(clf2.logits(x).argmax(1), clf.logits(x).argmax(1))
+
+
+def test_the_shipped_fungi_hierarchy_covers_the_paper_classes():
+    hier = load_hierarchy("fungi")
+    assert set(hier) == {"spore", "hyphae", "mycelium"}
+    assert all(len(subs) >= 2 for subs in hier.values())

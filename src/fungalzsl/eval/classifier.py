@@ -181,10 +181,17 @@ def waffle_descriptors(count: int = 16, seed: int = 0) -> list[str]:
 
 
 def load_hierarchy(path: str | Path) -> dict[str, list[str]]:
-    """Read a CHiLS hierarchy file: YAML mapping parent class → list of sub-class names."""
+    """Read a CHiLS hierarchy file: YAML mapping parent class → list of sub-class names.
+
+    A bare name (``fungi``) picks a hierarchy shipped in ``fungalzsl/eval/hierarchies/``."""
+    from importlib import resources
+
     import yaml
 
     path = Path(path)
+    shipped = resources.files("fungalzsl") / "eval" / "hierarchies" / f"{path}.yaml"
+    if not path.is_file() and path.suffix == "" and shipped.is_file():
+        path = Path(str(shipped))
     if not path.is_file():
         raise fail(f"hierarchy file {path} does not exist", "give a YAML file: parent: [sub-class, ...]")
     try:

@@ -67,7 +67,8 @@ def evaluate(
     hierarchy: Path | None = typer.Option(
         None,
         "--hierarchy",
-        help="YAML file mapping each parent class to a list of sub-class names, for --classifier chils.",
+        help="YAML file mapping each parent class to a list of sub-class names, for --classifier chils "
+        "('fungi': the shipped hierarchy for spore/hyphae/mycelium).",
     ),
     template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Template for template/waffle/chils."),
     images: Path | None = typer.Option(None, "--images", help="Image root for a release *_data.json --data."),
