@@ -75,7 +75,7 @@ def run_pipeline(
 
     out = Path(out)
     data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
-    set_name = describe.set_name or describe.backend.split(":", 1)[0]
+    set_name = describe.set_name or describe.backend.split(":", 1)(0)
     desc_file = out / "descriptions" / f"{set_name}.jsonl"
     classes = [c.name for c in preset.classes]
     describe = describe.model_copy(update={"classes": classes, "set_name": set_name})
@@ -159,9 +159,9 @@ def run(
         help="Preset name (cpu-default, paper) or a YAML file with generate/describe/train/evaluate sections.",
     ),
     llm: str | None = typer.Option(
-        None, "--llm", help="Description backend spec, e.g. ollama:llama3.2 or openai:gpt-4o [config: bank]."
+        None, "--llm", help="Description backend spec, e.g. ollama:llama3.2 or openai:gpt-4o (config: bank)."
     ),
-    workers: int | None = typer.Option(None, "--workers", help="Processes for image generation [all cores]."),
+    workers: int | None = typer.Option(None, "--workers", help="Processes for image generation (all cores)."),
     num_images: int | None = typer.Option(
         None, "--num-images", help="Override the dataset size (quick tries)."
     ),

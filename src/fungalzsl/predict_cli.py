@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fungalzsl.errors import fail
@@ -87,9 +88,11 @@ def predict(
         table.add_column(c, justify="right")
     for r in results[:show]:
         if r.ok:
-            table.add_row(r.path, r.prediction or "", *[f"{r.probabilities[c]:.3f}" for c in clf.classes])
+            table.add_row(
+                escape(r.path), r.prediction or "", *[f"{r.probabilities[c]:.3f}" for c in clf.classes]
+            )
         else:
-            table.add_row(r.path, "[red]error[/red]", *["" for _ in clf.classes])
+            table.add_row(escape(r.path), "[red]error[/red]", *["" for _ in clf.classes])
     console.print(table)
     errors = [r for r in results if not r.ok]
     for r in errors:

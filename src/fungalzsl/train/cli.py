@@ -20,7 +20,7 @@ def train(
         ..., "--out", "-o", help="Run directory to write (checkpoints, config, metrics)."
     ),
     model: str = typer.Option(
-        None, "--model", "-m", help=f"Model spec: {SPEC_HELP} [preset: lite].", show_default=False
+        None, "--model", "-m", help=f"Model spec: {SPEC_HELP} (preset: lite).", show_default=False
     ),
     config: str = typer.Option(
         "cpu-default",
@@ -31,15 +31,15 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from RUN/last (same model, data, descriptions)."
     ),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs [preset].", show_default=False),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (preset).", show_default=False),
     batch_size: int = typer.Option(
-        None, "--batch-size", "-b", help="Global batch size [preset].", show_default=False
+        None, "--batch-size", "-b", help="Global batch size (preset).", show_default=False
     ),
     lr: float = typer.Option(
-        None, "--lr", help="Peak lr of heads and temperature [preset].", show_default=False
+        None, "--lr", help="Peak lr of heads and temperature (preset).", show_default=False
     ),
     backbone_lr: float = typer.Option(
-        None, "--backbone-lr", help="Peak lr of unfrozen layers [preset].", show_default=False
+        None, "--backbone-lr", help="Peak lr of unfrozen layers (preset).", show_default=False
     ),
     unfreeze_every: int = typer.Option(
         None,
@@ -60,10 +60,10 @@ def train(
         show_default=False,
     ),
     device: str = typer.Option(
-        None, "--device", help="auto, cpu, cuda or cuda:N [auto].", show_default=False
+        None, "--device", help="auto, cpu, cuda or cuda:N (auto).", show_default=False
     ),
     amp: str = typer.Option(
-        None, "--amp", help="auto, bf16, fp16 or off (CUDA only) [auto].", show_default=False
+        None, "--amp", help="auto, bf16, fp16 or off (CUDA only) (auto).", show_default=False
     ),
     grad_accum: int = typer.Option(
         None, "--grad-accum", help="Micro-batches per optimiser step.", show_default=False
@@ -75,10 +75,10 @@ def train(
         None, "--patience", help="Early stop after N epochs without val gain.", show_default=False
     ),
     seed: int = typer.Option(
-        None, "--seed", help="Seed for init, pairing and order [preset: 0].", show_default=False
+        None, "--seed", help="Seed for init, pairing and order (preset: 0).", show_default=False
     ),
     workers: int = typer.Option(
-        None, "--workers", "-j", help="Image-loading processes [0].", show_default=False
+        None, "--workers", "-j", help="Image-loading processes (0).", show_default=False
     ),
     wise_ft: float = typer.Option(
         None,
