@@ -75,7 +75,7 @@ def run_pipeline(
 
     out = Path(out)
     data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
-    set_name = describe.set_name or describe.backend.split(":", 1)(0)
+    set_name = describe.set_name or describe.backend.split(":", 1)[0]
     desc_file = out / "descriptions" / f"{set_name}.jsonl"
     classes = [c.name for c in preset.classes]
     describe = describe.model_copy(update={"classes": classes, "set_name": set_name})
