@@ -13,7 +13,7 @@ from fungalzsl.errors import FungalError
 from fungalzsl.models import build_model, load_run
 from fungalzsl.train.loop import train_run
 from fungalzsl.zeroshot import embed_images
-from test_train_fixtures import make_dataset, make_descriptions
+from test_train_fixtures import TINY_WORDS, make_dataset, make_descriptions
 
 TINY_OPENCLIP = {
     "embed_dim": 16,
@@ -43,35 +43,7 @@ def tiny_hf_clip_dir(tmp: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
-    words = [
-        "spore",
-        "hyphae",
-        "mycelium",
-        "stage",
-        "small",
-        "round",
-        "yellow",
-        "dots",
-        "scattered",
-        "orange",
-        "thin",
-        "branching",
-        "threads",
-        "dense",
-        "deep",
-        "red",
-        "network",
-        "of",
-        "filaments",
-        "0",
-        "1",
-        "2",
-        "3",
-        "4",
-        "5",
-        ":",
-        ",",
-    ]
+    words = TINY_WORDS
     vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, **{w: i + 4 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])

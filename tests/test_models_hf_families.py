@@ -13,37 +13,9 @@ import torch
 from fungalzsl.eval import evaluate_run
 from fungalzsl.models import build_model, load_run
 from fungalzsl.train.loop import train_run
-from test_train_fixtures import make_dataset, make_descriptions
+from test_train_fixtures import TINY_WORDS, make_dataset, make_descriptions
 
-WORDS = [
-    "spore",
-    "hyphae",
-    "mycelium",
-    "stage",
-    "small",
-    "round",
-    "yellow",
-    "dots",
-    "scattered",
-    "orange",
-    "thin",
-    "branching",
-    "threads",
-    "dense",
-    "deep",
-    "red",
-    "network",
-    "of",
-    "filaments",
-    "0",
-    "1",
-    "2",
-    "3",
-    "4",
-    "5",
-    ":",
-    ",",
-]
+WORDS = TINY_WORDS
 BERT_TEXT = {"vocab_size": len(WORDS) + 5, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
              "num_attention_heads": 2, "max_position_embeddings": 32, "pad_token_id": 0}  # fmt: skip
 VIT = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

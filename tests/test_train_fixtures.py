@@ -55,3 +55,36 @@ def make_descriptions(path: Path, classes=CLASSES, per_class: int = 3) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# The vocabulary of the tiny tokenizers built for transformers test models (CLIP, ALIGN, BLIP, SigLIP):
+# the words of make_descriptions' texts, so the tiny text towers see real tokens.
+TINY_WORDS = [
+    "spore",
+    "hyphae",
+    "mycelium",
+    "stage",
+    "small",
+    "round",
+    "yellow",
+    "dots",
+    "scattered",
+    "orange",
+    "thin",
+    "branching",
+    "threads",
+    "dense",
+    "deep",
+    "red",
+    "network",
+    "of",
+    "filaments",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    ":",
+    ",",
+]
