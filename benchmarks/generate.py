@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fungalzsl.runtime import tuned_allocator_for_children
 from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes
 from fungalzsl.synth.sample import make_png
 
@@ -52,7 +53,9 @@ def measure(n: int, size: int, renderer: str, workers: int, encode_only: bool = 
     excluded for every renderer alike, so the ratios compare drawing work only."""
     jobs = plan_classes(load_preset("paper"), n)
     chunks = [jobs[w::workers] for w in range(workers)]
-    with mp.get_context("spawn").Pool(workers) as pool:
+    # The workers run with the glibc malloc tunables, as `fungalzsl generate`'s workers do (the CLI
+    # re-executes itself with them): every measurement below, the encode floor included.
+    with tuned_allocator_for_children(), mp.get_context("spawn").Pool(workers) as pool:
         parts = pool.map(_time_chunk, [(c, size, renderer, encode_only) for c in chunks])
     wall = max(p["wall"] for p in parts)
     cpu = max(p["cpu"] for p in parts)

@@ -136,8 +136,11 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         if self.workers > 1:
             # spawn: safe even when the caller already runs threads (torch, rich) that fork would copy.
+            from fungalzsl.runtime import tuned_allocator_for_children
+
             ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.state, True))
+            with tuned_allocator_for_children():
+                self.pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.state, True))
         else:
             _init_worker(self.state)
         return self
