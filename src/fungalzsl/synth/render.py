@@ -1,8 +1,9 @@
 """Rasterisers for a :class:`~fungalzsl.synth.geometry.Scene`, and PNG encoding.
 
-* ``fast`` — skia (anti-aliased). Segments are batched into one path per (structure, width bucket)
-  and the path is built straight from numpy bytes in skia's serialisation format, so a 50,000-segment
-  mycelium costs a few hundred draw calls instead of 50,000 Python calls.
+* ``fast`` — skia (anti-aliased), on a BGRA canvas (skia's native order). Segments are batched into
+  one path per (structure, width bucket) and the path is built straight from numpy bytes in skia's
+  serialisation format, so a 10,000-segment mycelium costs ~60 draw calls instead of 10,000 Python
+  calls.
 * ``matplotlib`` — the authors' way (one ``ax.plot`` per segment, ``Circle`` patches, Agg), kept as the
   slow reference that draws the same geometry.
 
@@ -26,17 +27,33 @@ Renderer = Literal["fast", "matplotlib"]
 _PT_PER_SIDE = REFERENCE_PX * 72.0 / 300.0
 # Widths within 4% of each other share one path, and below 1 px widths are rounded to 1/8 px (skia
 # draws such lines as hairlines whose opacity scales with the width, so this is a ≤6% change in the
-# opacity of a sub-pixel twig): invisible, and it keeps draw calls few (~20 µs each).
+# opacity of a sub-pixel twig): invisible, and it keeps draw calls few (~60 per mycelium at 224 px).
 _WIDTH_STEP = np.log(1.04)
 _THIN_PX, _THIN_GRID = 1.0, 8.0
 
 
 def quantize_width(wpx: np.ndarray) -> np.ndarray:
     """The width each segment is drawn with (pixels)."""
-    wpx = np.maximum(np.asarray(wpx, dtype=np.float64), 1e-6)
-    thin = np.maximum(np.round(wpx * _THIN_GRID), 1.0) / _THIN_GRID
-    thick = np.exp(np.round(np.log(wpx) / _WIDTH_STEP) * _WIDTH_STEP)
-    return np.where(wpx < _THIN_PX, thin, thick)
+    return width_from_code(width_code(wpx))
+
+
+def width_code(wpx: np.ndarray) -> np.ndarray:
+    """A small integer per drawn width, increasing with it: 1..8 for k/8 px below 1 px, then
+    9 + j for 1.04^j px. Segments with one code share one path."""
+    wpx = np.asarray(wpx, dtype=np.float32)
+    code = np.rint(wpx * np.float32(_THIN_GRID))
+    np.clip(code, 1, _THIN_GRID, out=code)
+    thick = wpx >= _THIN_PX
+    if thick.any():  # rare at 224 px, the rule at full resolution
+        code[thick] = _THIN_GRID + 1 + np.maximum(np.rint(np.log(wpx[thick]) / np.float32(_WIDTH_STEP)), 0)
+    return code.astype(np.int64)
+
+
+def width_from_code(code: np.ndarray) -> np.ndarray:
+    """The drawn width (pixels) of each :func:`width_code`."""
+    code = np.asarray(code, dtype=np.float64)
+    thick = np.exp((code - _THIN_GRID - 1) * _WIDTH_STEP)
+    return np.where(code <= _THIN_GRID, code / _THIN_GRID, thick)
 
 
 # matplotlib patches have a 1 pt edge in the face colour (the authors' discs too): it widens a disc
@@ -53,32 +70,34 @@ def _path_bytes(pts32: np.ndarray) -> bytes:
     segment. ``pts32`` is (n, 4) float32 pixel coordinates, C-contiguous."""
     n = pts32.shape[0]
     header = struct.pack("<4i", 5, 2 * n, 0, 2 * n)
-    verbs = b"\x00\x01" * n  # move, line
-    return header + pts32.tobytes() + verbs + b"\0" * (-2 * n % 4)
+    return b"".join((header, pts32.data, b"\x00\x01" * n, b"\0" * (-2 * n % 4)))  # verbs: move, line
 
 
 def render_skia(scene: Scene, size: int) -> np.ndarray:
     """Rasterise with skia; returns (size, size, 3) uint8 RGB."""
     buf = np.empty((size, size, 4), dtype=np.uint8)
     draw_skia(scene, size, buf)
-    return np.ascontiguousarray(buf[:, :, :3])
+    return np.ascontiguousarray(buf[:, :, 2::-1])
 
 
 def draw_skia(scene: Scene, size: int, buf: np.ndarray) -> None:
-    """Rasterise into ``buf``, a (size, size, 4) uint8 RGBA array (opaque: alpha ends up 255)."""
+    """Rasterise into ``buf``, a (size, size, 4) uint8 **BGRA** array (opaque: alpha ends up 255).
+
+    BGRA is skia's native order on little-endian machines: its hand-tuned blitters serve it, while
+    RGBA goes through the generic raster pipeline, 2.3x slower on a mycelium's 9,000 hairlines."""
     import skia
 
-    surface = skia.Surface(buf, colorType=skia.kRGBA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
+    surface = skia.Surface(buf, colorType=skia.kBGRA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
     canvas = surface.getCanvas()
-    bg = scene.background
-    canvas.clear(skia.Color4f(float(bg[0]), float(bg[1]), float(bg[2]), 1.0))
+    bg = scene.background.tolist()
+    canvas.clear(skia.Color4f(bg[0], bg[1], bg[2], 1.0))
     layout = PixelLayout(scene, size)
     disc = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style)
     line = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeCap=skia.Paint.kSquare_Cap)
-    for s in range(len(scene.struct_kind)):
-        r, g, b = (float(v) for v in scene.struct_rgb[s])
+    alpha = float(scene.line_alpha)
+    for s, (r, g, b) in enumerate(np.asarray(scene.struct_rgb, dtype=np.float64).tolist()):
         disc.setColor4f(skia.Color4f(r, g, b, 1.0))
-        line.setColor4f(skia.Color4f(r, g, b, scene.line_alpha))
+        line.setColor4f(skia.Color4f(r, g, b, alpha))
         layout.draw_structure(canvas, s, disc, line)
     del canvas, surface
 
@@ -89,50 +108,66 @@ class PixelLayout:
 
     def __init__(self, scene: Scene, size: int):
         self.scene, self.size = scene, size
+        n_struct = len(scene.struct_kind)
+        self.edge = float(width_px(DISC_EDGE_PT, size))
+        # Discs: centre and radius in pixels (y down), as plain floats for the draw calls.
+        radius = np.asarray(scene.circle_r, dtype=np.float64)
+        cx = np.asarray(scene.circle_xy, dtype=np.float64).reshape(-1, 2) * size
+        self._discs = [
+            (x, size - y, r * size + 0.5 * self.edge) if r > 0 else None
+            for (x, y), r in zip(cx.tolist(), radius.tolist())
+        ]
+        if scene.n_segments == 0:
+            self.seg = np.zeros((0, 4), np.float32)
+            self.starts = self.ends = np.zeros(0, np.int64)
+            self.group_width = self.wq = np.zeros(0)
+            self._groups = [[] for _ in range(n_struct)]
+            return
         # Unit square, y up → pixels, y down.
-        seg = scene.seg_xy * size
+        seg = scene.seg_xy.astype(np.float32) * np.float32(size)
         seg[:, 1] = size - seg[:, 1]
         seg[:, 3] = size - seg[:, 3]
         # Group segments by (structure, drawn width) once. Within a structure the colour is the same,
-        # so reordering its segments does not change the picture.
-        wq = quantize_width(width_px(scene.seg_width, size))
-        order = np.lexsort((wq, scene.seg_struct))
-        self.seg = np.ascontiguousarray(seg[order], dtype=np.float32)
-        self.wq, owner = wq[order], scene.seg_struct[order]
-        cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(self.wq) != 0)) + 1
-        self.starts = np.concatenate([[0], cut]) if owner.size else np.zeros(0, np.int64)
-        self.ends = np.concatenate([cut, [owner.size]]) if owner.size else np.zeros(0, np.int64)
-        self.group_bounds = np.searchsorted(owner[self.starts], np.arange(len(scene.struct_kind) + 1))
-        self.edge = float(width_px(DISC_EDGE_PT, size))
+        # so reordering its segments does not change the picture. One integer key; when it fits in
+        # 16 bits numpy's stable sort is a radix sort (~15 µs for a 9,000-segment mycelium).
+        code = width_code(width_px(scene.seg_width, size))
+        span = int(code.max()) + 1
+        key = np.asarray(scene.seg_struct, dtype=np.int64) * span + code
+        order = np.argsort(key.astype(np.uint16) if key.max() < 65536 else key, kind="stable")
+        self.seg = np.take(seg, order, axis=0)
+        key = np.take(key, order)
+        cut = np.flatnonzero(np.diff(key) != 0) + 1
+        self.starts = np.concatenate([[0], cut])
+        self.ends = np.concatenate([cut, [key.size]])
+        self.group_width = width_from_code(key[self.starts] % span)
+        self.wq = np.repeat(self.group_width, self.ends - self.starts)
+        # Per structure: its groups as (first, end, width), ready for the draw loop.
+        bounds = np.searchsorted(key[self.starts] // span, np.arange(n_struct + 1)).tolist()
+        groups = list(zip(self.starts.tolist(), self.ends.tolist(), self.group_width.tolist()))
+        self._groups = [groups[bounds[s] : bounds[s + 1]] for s in range(n_struct)]
 
     def disc(self, s: int) -> tuple[float, float, float] | None:
         """Centre x, y and radius (pixels) of structure ``s``'s disc, or None."""
-        if self.scene.circle_r[s] <= 0:
-            return None
-        cx, cy = self.scene.circle_xy[s]
-        radius = self.scene.circle_r[s] * self.size + 0.5 * self.edge
-        return float(cx * self.size), float((1 - cy) * self.size), float(radius)
+        return self._discs[s]
 
     def segments(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Structure ``s``'s segments (n, 4) in pixels and their drawn widths (n,)."""
-        g0, g1 = self.group_bounds[s], self.group_bounds[s + 1]
-        if g1 <= g0:
+        groups = self._groups[s]
+        if not groups:
             return self.seg[:0], self.wq[:0]
-        lo, hi = int(self.starts[g0]), int(self.ends[g1 - 1])
+        lo, hi = groups[0][0], groups[-1][1]
         return self.seg[lo:hi], self.wq[lo:hi]
 
     def draw_structure(self, canvas: Any, s: int, disc: Any, line: Any) -> None:
         """Structure ``s``: its disc with paint ``disc``, then its branches with paint ``line``."""
         import skia
 
-        d = self.disc(s)
+        d = self._discs[s]
         if d is not None:
             canvas.drawCircle(*d, disc)
-        g0, g1 = self.group_bounds[s], self.group_bounds[s + 1]
-        for lo, hi in zip(self.starts[g0:g1].tolist(), self.ends[g0:g1].tolist()):
-            path = skia.Path()
+        path = skia.Path()
+        for lo, hi, w in self._groups[s]:
             path.readFromMemory(_path_bytes(self.seg[lo:hi]))
-            w = float(self.wq[lo])
             # matplotlib's 'projecting' (square) caps close the joints of thick lines; below 1 px the
             # cap is invisible and butt caps let skia take its much faster hairline path.
             line.setStrokeCap(skia.Paint.kSquare_Cap if w >= 1.0 else skia.Paint.kButt_Cap)
@@ -156,14 +191,16 @@ def render_matplotlib(scene: Scene, size: int) -> np.ndarray:
     ax.axis("off")
     lw_pt = width_px(scene.seg_width, size) * 72.0 / dpi
     edge_pt = float(width_px(DISC_EDGE_PT, size)) * 72.0 / dpi
-    bounds = np.searchsorted(scene.seg_struct, np.arange(len(scene.struct_kind) + 1))
+    order = np.argsort(scene.seg_struct, kind="stable")  # structure by structure, level order within
+    owner = scene.seg_struct[order]
+    bounds = np.searchsorted(owner, np.arange(len(scene.struct_kind) + 1))
     for s in range(len(scene.struct_kind)):
         colour = tuple(float(v) for v in scene.struct_rgb[s])
         if scene.circle_r[s] > 0:
             ax.add_patch(
                 Circle(tuple(scene.circle_xy[s]), float(scene.circle_r[s]), color=colour, linewidth=edge_pt)
             )
-        for i in range(bounds[s], bounds[s + 1]):
+        for i in order[bounds[s] : bounds[s + 1]]:
             x0, y0, x1, y1 = scene.seg_xy[i]
             ax.plot([x0, x1], [y0, y1], color=colour, alpha=scene.line_alpha, linewidth=lw_pt[i])
     canvas.draw()
@@ -193,8 +230,8 @@ def render_skia_png(scene: Scene, size: int, compress_level: int = 1) -> bytes:
         _CANVAS.clear()  # keep one size only
         buf = _CANVAS[size] = np.empty((size, size, 4), dtype=np.uint8)
     draw_skia(scene, size, buf)
-    # Pillow maps the RGBA memory as RGBX without copying; convert packs it to RGB in C.
-    image = Image.frombuffer("RGB", (size, size), buf, "raw", "RGBX", 0, 1).convert("RGB")
+    # Pillow reads the BGRA memory as raw mode BGRX, unpacking it to RGB in C.
+    image = Image.frombuffer("RGB", (size, size), buf, "raw", "BGRX", 0, 1)
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=compress_level)
     return out.getvalue()
