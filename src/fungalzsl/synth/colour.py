@@ -15,15 +15,15 @@ def hex_to_rgb(h: str) -> np.ndarray:
 
 
 def rgb_to_hex(rgb: np.ndarray) -> str:
-    r, g, b = (round(float(np.clip(c, 0, 1)) * 255) for c in rgb)
+    r, g, b = (round(min(max(float(c), 0.0), 1.0) * 255) for c in rgb)
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def ramp_colours(start: np.ndarray, end: np.ndarray, position: np.ndarray) -> np.ndarray:
     """Linear interpolation start → end at each position in [0, 1] (the authors colour a structure by
-    the height of its centre), shape (n, 3)."""
+    the height of its centre), shape (n, 3). ``start``/``end``: one colour (3,) or one per position (n, 3)."""
     t = np.clip(np.asarray(position, dtype=np.float64), 0.0, 1.0)[:, None]
-    return start[None, :] + (end - start)[None, :] * t
+    return start + (end - start) * t
 
 
 def random_ramp(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
