@@ -190,6 +190,22 @@ def test_resume_after_a_hard_kill(tmp_path):
     assert tree_hashes(tmp_path / "k") == tree_hashes(tmp_path / "ref")
 
 
+def test_resume_of_a_run_started_by_an_older_image_algorithm_is_refused(clean, tmp_path):
+    """A half-made set from a fungalzsl whose images differed (settings without "algorithm" are
+    from algorithm 1) is not finished with different pixels; --overwrite starts it again."""
+    out = tmp_path / "old"
+    gen(out, seed=3, num_images=6)
+    for name in (f"{PROGRESS_DIR}/settings.json", "dataset.json"):
+        f = out / name
+        if f.is_file():
+            data = json.loads(f.read_text())
+            data.pop("algorithm", None)
+            f.write_text(json.dumps(data))
+    with pytest.raises(Exception, match=r"older fungalzsl.*image algorithm 1, now 2"):
+        gen(out, seed=3, num_images=6, resume=True)
+    assert gen(out, seed=3, num_images=6, overwrite=True)["algorithm"] == 2
+
+
 def test_resume_with_other_settings_is_refused(clean, tmp_path):
     out = tmp_path / "r"
     gen(out, seed=3, num_images=6)

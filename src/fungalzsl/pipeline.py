@@ -36,6 +36,7 @@ def _generator_inputs(config: Path, section: dict[str, Any]) -> tuple[Any, int, 
     The section is either a whole generator preset (it has ``classes``, as in configs/paper.yaml) or a
     reference to one (``preset: paper``) plus overrides (num_images, size, palette, ...)."""
     from fungalzsl.synth.generate import resolve_preset
+    from fungalzsl.synth.plan import IMAGE_ALGORITHM
     from fungalzsl.synth.preset import GeneratorPreset
 
     section = dict(section)
@@ -45,7 +46,15 @@ def _generator_inputs(config: Path, section: dict[str, Any]) -> tuple[Any, int, 
         preset = validate(GeneratorPreset, section, f"{config.name}: generate")
     else:
         preset = resolve_preset(section.pop("preset", "paper"), **section)
-    return preset, seed, mode, {"preset": preset.model_dump(mode="json"), "seed": seed, "mode": mode}
+    # The image algorithm is part of the stage key: after an upgrade that changes the pixels, the
+    # data (and everything trained on it) is made again instead of mixing two versions.
+    settings = {
+        "preset": preset.model_dump(mode="json"),
+        "seed": seed,
+        "mode": mode,
+        "algorithm": IMAGE_ALGORITHM,
+    }
+    return preset, seed, mode, settings
 
 
 def run_pipeline(

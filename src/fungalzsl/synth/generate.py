@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fungalzsl import __version__
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_json
-from fungalzsl.synth.plan import Job, parse_shard, plan_classes, plan_sequences
+from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.writer import (
     PROGRESS_DIR,
@@ -121,6 +121,7 @@ def generate_dataset(
         "format": fmt,
         "renderer": renderer,
         "generator": f"fungalzsl {__version__}",
+        "algorithm": IMAGE_ALGORITHM,
     }
     if fmt == "webdataset":
         settings["samples_per_shard"] = samples_per_shard
@@ -128,7 +129,7 @@ def generate_dataset(
         settings["masks"] = True
     settings_hash = sha256_json(settings)[:16]
     jobs = plan(cfg, mode, seed)
-    prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1)
+    prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1, algorithm=IMAGE_ALGORITHM)
     manifest_path = out / "dataset.json"
     if manifest_path.is_file():
         return json.loads(manifest_path.read_text())  # already complete with these settings
@@ -265,6 +266,7 @@ class _Run:
             "preset": {"name": self.preset_name, "hash": cfg.hash(), "settings": cfg.to_dict()},
             "settings_hash": self.settings_hash,
             "generator": f"fungalzsl {__version__}",
+            "algorithm": IMAGE_ALGORITHM,
             "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
             "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
             "masks": self.masks,

@@ -38,6 +38,12 @@ class Job:
         return asdict(self)
 
 
+# Which sampling and drawing code made the pixels. The same preset and seed give byte-identical images
+# only under one value: bump it whenever a change alters them, so that --resume and --shard refuse to
+# mix images from two versions. 1: float64 sampler, RGBA canvas; 2: float32 sampler, BGRA canvas.
+IMAGE_ALGORITHM = 2
+
+
 def image_rng(seed: int, *key: int) -> np.random.Generator:
     """The random stream of one image (or one sequence cell), independent of all others."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), *(int(k) for k in key)]))

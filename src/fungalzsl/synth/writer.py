@@ -250,8 +250,12 @@ def _remove_previous_output(out: Path, previous: dict[str, Any]) -> None:
         shutil.rmtree(p)
 
 
-def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool, joining: bool) -> None:
-    """Check the output directory before any work: refuse to mix runs or clobber data we did not write."""
+def prepare_output(
+    out: Path, settings_hash: str, resume: bool, overwrite: bool, joining: bool, algorithm: int | None = None
+) -> None:
+    """Check the output directory before any work: refuse to mix runs or clobber data we did not write.
+
+    ``algorithm`` (``plan.IMAGE_ALGORITHM``) names the image code; runs that recorded none used 1."""
     if resume and overwrite:
         raise fail("--resume and --overwrite contradict each other", "pass only one")
     if out.exists() and not out.is_dir():
@@ -269,6 +273,13 @@ def prepare_output(out: Path, settings_hash: str, resume: bool, overwrite: bool,
         _remove_previous_output(out, previous)
         return
     if resume or joining:
+        before = previous.get("algorithm", 1)
+        if algorithm is not None and before != algorithm:
+            raise fail(
+                f"--out {out} was started by an older fungalzsl whose images differ from this one's "
+                f"(image algorithm {before}, now {algorithm})",
+                "pass --overwrite to generate it again, or finish it with the fungalzsl version that started it",
+            )
         if previous["settings_hash"] != settings_hash:
             raise fail(
                 f"--out {out} was generated with different settings (preset, seed, size, count, mode or format)",
