@@ -201,7 +201,9 @@ def test_resume_of_a_run_started_by_an_older_image_algorithm_is_refused(clean, t
             data = json.loads(f.read_text())
             data.pop("algorithm", None)
             f.write_text(json.dumps(data))
-    with pytest.raises(Exception, match=r"older fungalzsl.*image algorithm 1, now 2"):
+    with pytest.raises(
+        Exception, match=r"fungalzsl version whose images differ.*image algorithm 1, this version 2"
+    ):
         gen(out, seed=3, num_images=6, resume=True)
     assert gen(out, seed=3, num_images=6, overwrite=True)["algorithm"] == 2
 

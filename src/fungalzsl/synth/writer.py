@@ -276,8 +276,8 @@ def prepare_output(
         before = previous.get("algorithm", 1)
         if algorithm is not None and before != algorithm:
             raise fail(
-                f"--out {out} was started by an older fungalzsl whose images differ from this one's "
-                f"(image algorithm {before}, now {algorithm})",
+                f"--out {out} was started by a fungalzsl version whose images differ from this one's "
+                f"(image algorithm {before}, this version {algorithm})",
                 "pass --overwrite to generate it again, or finish it with the fungalzsl version that started it",
             )
         if previous["settings_hash"] != settings_hash:
