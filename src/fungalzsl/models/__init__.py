@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SPEC_HELP = "lite, openclip:ARCH@TAG (e.g. openclip:ViT-B-32@openai), openclip:hf-hub:ID, or hf:ID_OR_DIR"
+from fungalzsl.models.specs import SPEC_HELP
 
 __all__ = ["SPEC_HELP", "TwoTowerModel", "build_model", "load_run", "load_weights", "save_weights"]
 

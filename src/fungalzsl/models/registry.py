@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path
-from fungalzsl.models import SPEC_HELP
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.models.specs import SPEC_HELP
 
 
 def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
