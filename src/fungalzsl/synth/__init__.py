@@ -9,9 +9,10 @@ Python API::
 
 from fungalzsl.synth.generate import generate_dataset
 from fungalzsl.synth.masks import label_map, render_masks
-from fungalzsl.synth.plan import Job, image_rng, plan_classes, plan_sequences
+from fungalzsl.synth.plan import Job, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.render import encode_png, render, render_matplotlib, render_skia
+from fungalzsl.synth.rng import image_rng
 from fungalzsl.synth.sample import make_files, make_image, make_masks, make_png, make_scene
 
 __all__ = [
