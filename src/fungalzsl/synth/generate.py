@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from fungalzsl import __version__
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_json
+from fungalzsl.runtime import available_cpus
 from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes, plan_sequences
 from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
 from fungalzsl.synth.writer import (
@@ -35,10 +35,6 @@ from fungalzsl.synth.writer import (
 
 Mode = Literal["classes", "sequence"]
 Format = Literal["folder", "webdataset"]
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: Any) -> GeneratorPreset:
@@ -99,7 +95,7 @@ def generate_dataset(
         raise fail(
             f"--samples-per-shard {samples_per_shard} is out of range", "use 1 to 1,000,000 (default 1000)"
         )
-    workers = default_workers() if workers is None else workers
+    workers = available_cpus() if workers is None else workers
     if workers < 1 or workers > 1024:
         raise fail(f"--workers {workers} is out of range", "use 1 or more")
     cfg = resolve_preset(
