@@ -24,6 +24,9 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 # saved at 300 dpi with a tight bounding box.
 REFERENCE_PX = 2310
 MAX_SIZE = 8192
+# The paper's classes in label order: the classes of the shipped ``paper`` preset, and the defaults of
+# every stage that needs class names before it has a dataset (describe, the release importers).
+PAPER_CLASSES = ("spore", "hyphae", "mycelium")
 
 
 class _Strict(BaseModel):
