@@ -35,9 +35,8 @@ def _generator_inputs(config: Path, section: dict[str, Any]) -> tuple[Any, int, 
 
     The section is either a whole generator preset (it has ``classes``, as in configs/paper.yaml) or a
     reference to one (``preset: paper``) plus overrides (num_images, size, palette, ...)."""
-    from fungalzsl.synth.generate import resolve_preset
     from fungalzsl.synth.plan import IMAGE_ALGORITHM
-    from fungalzsl.synth.preset import GeneratorPreset
+    from fungalzsl.synth.preset import GeneratorPreset, resolve_preset
 
     section = dict(section)
     seed = int(section.pop("seed", 0))

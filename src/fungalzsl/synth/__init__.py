@@ -1,5 +1,11 @@
 """Synthetic fungi images (spore, hyphae, mycelium) as in the FungalZSL paper §2.1, and the dataset writer.
 
+Modules: ``preset`` (the settings), ``plan`` (which image goes where), ``rng`` (per-image random
+streams), ``geometry``/``sequence``/``colour`` (what is drawn), ``render``/``masks`` (pixels),
+``sample`` (one image's files and metadata row), ``workers`` (the process pool that makes them),
+``layout`` (where files go on disk, metadata, manifest, resume), ``generate`` (``generate_dataset``),
+``release`` (importing the authors' published dataset), ``cli`` (``fungalzsl generate``).
+
 Python API::
 
     from fungalzsl.synth import generate_dataset, load_preset

@@ -222,6 +222,12 @@ def load_preset(name_or_path: str | Path = "paper") -> GeneratorPreset:
     return validate(GeneratorPreset, data, f"preset {path.name}")
 
 
+def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: object) -> GeneratorPreset:
+    """A preset given by name, file or object, with ``overrides`` applied as in :func:`with_overrides`."""
+    base = preset if isinstance(preset, GeneratorPreset) else load_preset(preset)
+    return with_overrides(base, **overrides)
+
+
 def with_overrides(preset: GeneratorPreset, **changes: object) -> GeneratorPreset:
     """A copy with top-level or ``variation.*`` fields replaced, re-validated (None means keep)."""
     data = preset.to_dict()

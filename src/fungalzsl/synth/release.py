@@ -19,8 +19,8 @@ from typing import Any
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_file
+from fungalzsl.synth.layout import prepare_output, split_summary, write_metadata
 from fungalzsl.synth.preset import PAPER_CLASSES
-from fungalzsl.synth.writer import prepare_output, split_summary, write_metadata
 
 _REQUIRED = ("image_path", "class_label")
 
