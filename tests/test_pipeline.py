@@ -80,12 +80,12 @@ def test_generate_stage_key_follows_the_image_algorithm(tmp_path, monkeypatch):
     """After an upgrade that changes the pixels, `fungalzsl run` regenerates instead of reusing or
     resuming a dataset made by the older code."""
     import fungalzsl.synth.plan as plan
-    from fungalzsl.pipeline import _generator_inputs
+    from fungalzsl.synth.settings import load_generate_settings
 
     section = {"preset": "paper", "num_images": 30, "size": 32}
-    now = _generator_inputs(tmp_path / "c.yaml", section)[3]
+    now = load_generate_settings(tmp_path / "c.yaml", section)[3]
     monkeypatch.setattr(plan, "IMAGE_ALGORITHM", plan.IMAGE_ALGORITHM - 1)
-    before = _generator_inputs(tmp_path / "c.yaml", section)[3]
+    before = load_generate_settings(tmp_path / "c.yaml", section)[3]
     assert now["algorithm"] == before["algorithm"] + 1
     assert {k: v for k, v in now.items() if k != "algorithm"} == {
         k: v for k, v in before.items() if k != "algorithm"

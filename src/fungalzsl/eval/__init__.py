@@ -1,6 +1,8 @@
-"""Zero-shot evaluation: classifiers built from text, metrics, figures, reports, and the protocols
-(description-set comparison, leave-one-class-out, shift robustness). Imports are lazy so that
-``import fungalzsl.eval`` stays cheap for the CLI."""
+"""Zero-shot evaluation: classifiers built from text, metrics, figures, reports, and the description-set
+comparison. It scores models on data that exists; the protocols that also train or generate
+(leave-one-class-out, shift robustness) live in :mod:`fungalzsl.pipeline.protocols`, so ``eval``
+imports neither ``train``, ``synth`` nor the pipeline. Imports are lazy so that ``import fungalzsl.eval``
+stays cheap for the CLI."""
 
 from __future__ import annotations
 

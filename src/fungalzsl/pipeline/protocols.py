@@ -1,4 +1,5 @@
-"""Evaluation protocols beyond the paper.
+"""Evaluation protocols beyond the paper. They train and generate before they evaluate, so they sit
+beside the pipeline rather than in ``eval`` (which only scores what exists).
 
 - Leave-one-class-out (true zero-shot): for each class, fine-tune on the other classes only, then
   classify test images of *all* classes, the held-out one known only through its descriptions. The
