@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare_sets", "evaluate_run"]
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
+
+__all__ = ["DEFAULT_TEMPLATE", "METHODS", "compare_sets", "evaluate_run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,8 +23,3 @@ def __getattr__(name: str) -> Any:
 
         return compare_sets
     raise AttributeError(name)
-
-
-# Kept here, free of torch, so that building the CLI (every command's --help) does not import torch.
-METHODS = ("mean", "sim-mean", "max", "template", "waffle", "chils")
-DEFAULT_TEMPLATE = "a photo of a {class}."

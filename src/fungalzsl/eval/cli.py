@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
-from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
 
 
 def _check_classifier(name: str) -> str:
