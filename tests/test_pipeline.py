@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from conftest import write_tiny_config
 from fungalzsl.cli import app
 from fungalzsl.pipeline import run_pipeline
+from test_generate_golden import dataset_digests
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,19 @@ def test_full_run_writes_every_stage_and_a_second_run_does_no_work(tiny_pipeline
     assert all("up to date" in line for line in lines), lines
     assert len(lines) == 4
     assert again["recall@1"] == metrics["recall@1"]
+
+
+# data/ of the tiny `fungalzsl run` (conftest.TINY_CONFIG), recorded with commit 23d505b; the manifest's
+# version-dependent fields are left out, test_generate_golden checks them with the version pinned.
+GOLDEN_RUN_DATA = {
+    "images": "e4242524bd3c2771d6780193b1d151a3e732190be4e8efa41fadd913ae2800e9",
+    "metadata": "6e8f1b32eb7ba5330e9976306c7ef5aae133babdfb0f2c09f9a6da2571922d33",
+    "manifest": "de691712ee0b56223740396aadc31748a0056702cea046e0cda3ab52e4009f58",
+}
+
+
+def test_run_generates_the_same_bytes_as_before(tiny_pipeline):
+    assert dataset_digests(tiny_pipeline / "data", ("generator", "settings_hash")) == GOLDEN_RUN_DATA
 
 
 def test_killed_run_restarts_at_the_unfinished_stage_and_changes_rerun_only_later_stages(
