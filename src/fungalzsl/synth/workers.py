@@ -151,29 +151,50 @@ def useful_workers(workers: int, n: int) -> int:
     return max(1, min(workers, n // 8))
 
 
-def _bar(enabled: bool) -> Any:
-    """A rich progress bar on stderr (stdout stays for the result line); inert when not ``enabled``."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class _Progress:
+    """The progress bar (rich, on stderr: stdout stays for the result line) and the caller's
+    ``on_progress``, advanced one finished image at a time."""
 
-    return Progress(
-        TextColumn("[bold]generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-        console=Console(stderr=True),
-    )
+    def __init__(self, total: int, done: int, enabled: bool, on_progress: OnProgress) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            disable=not enabled,
+            transient=False,
+            console=Console(stderr=True),
+        )
+        self.total, self.done0, self.n = total, done, 0
+        self.on_progress = on_progress
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("images", total=self.total, completed=self.done0, rate="")
+        self.t0 = time.perf_counter()
+        return self
+
+    def tick(self) -> None:
+        self.n += 1
+        rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(self.task, advance=1, rate=f"{rate:,.0f} img/s")
+        if self.on_progress:
+            self.on_progress(self.done0 + self.n, self.total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
 
 
 def run_folder(
@@ -186,16 +207,13 @@ def run_folder(
     on_progress: OnProgress,
 ) -> None:
     """Make the ImageFolder images ``todo`` (of ``total`` in this part), journalling each row as it lands."""
-    done0 = total - len(todo)
-    with _bar(progress) as bar, WorkerPool(useful_workers(workers, len(todo)), state) as pool:
-        task = bar.add_task("images", total=total, completed=done0, rate="")
-        t0 = time.perf_counter()
-        for n, row in enumerate(pool.map(write_job, todo, ordered=False), start=1):
+    with (
+        _Progress(total, total - len(todo), progress, on_progress) as bar,
+        WorkerPool(useful_workers(workers, len(todo)), state) as pool,
+    ):
+        for row in pool.map(write_job, todo, ordered=False):
             journal.add([row])
-            rate = n / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
-            if on_progress:
-                on_progress(done0 + n, total)
+            bar.tick()
 
 
 def run_shards(
@@ -211,18 +229,15 @@ def run_shards(
     """Make the WebDataset shards ``todo`` ((path, jobs) pairs), one whole shard at a time: its images
     are rendered in order, the tar is renamed into place, then its rows are journalled."""
     remaining = sum(len(js) for _, js in todo)
-    done0 = total - remaining
-    with _bar(progress) as bar, WorkerPool(useful_workers(workers, remaining), state) as pool:
-        task = bar.add_task("images", total=total, completed=done0, rate="")
-        t0, n = time.perf_counter(), 0
+    with (
+        _Progress(total, total - remaining, progress, on_progress) as bar,
+        WorkerPool(useful_workers(workers, remaining), state) as pool,
+    ):
         for path, js in todo:
             samples = []
             for row, files in pool.map(render_job, js, ordered=True):
                 samples.append((row, files))
-                n += 1
-                bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")
-                if on_progress:
-                    on_progress(done0 + n, total)
+                bar.tick()
             write_shard(out / path, samples, Path(state["tmp_dir"]))
             journal.add([r for r, _ in samples])
             journal.flush()
