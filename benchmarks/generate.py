@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fungalzsl.runtime import tuned_allocator_for_children
+from fungalzsl.runtime import available_cpus, tuned_allocator_for_children
 from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes
 from fungalzsl.synth.sample import make_png
 
@@ -80,7 +80,7 @@ def full_set(workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--workers", type=int, default=available_cpus())
     ap.add_argument("--n-fast", type=int, default=1200, help="fast renderer images at 224 px")
     ap.add_argument("--n-mpl", type=int, default=30, help="matplotlib images at 224 px")
     ap.add_argument("--n-fast-full", type=int, default=60, help="fast renderer images at full resolution")
@@ -105,7 +105,7 @@ def main() -> None:
     result = {
         "benchmark": "generate",
         "machine": {
-            "cpus": len(os.sched_getaffinity(0)),
+            "cpus": available_cpus(),
             "python": platform.python_version(),
             "load_avg_before": os.getloadavg(),
         },

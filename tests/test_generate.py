@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fungalzsl.synth import generate_dataset
-from fungalzsl.synth.writer import PROGRESS_DIR
+from fungalzsl.synth.layout import PROGRESS_DIR
 
 N, SIZE = 30, 32
 
@@ -96,10 +96,10 @@ def test_metadata_schema(clean):
 
 
 def test_same_output_for_1_or_2_workers_and_for_shards(clean, tmp_path):
-    from fungalzsl.synth.generate import _useful_workers
+    from fungalzsl.synth.workers import useful_workers
 
     ref = tree_hashes(clean)
-    assert _useful_workers(2, N) == 2  # really two processes
+    assert useful_workers(2, N) == 2  # really two processes
     gen(tmp_path / "w2", seed=3, workers=2)
     assert tree_hashes(tmp_path / "w2") == ref
     part0 = gen(tmp_path / "parts", seed=3, shard="0/2")

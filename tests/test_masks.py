@@ -21,9 +21,9 @@ from fungalzsl.synth import (
     plan_classes,
     with_overrides,
 )
+from fungalzsl.synth.layout import PROGRESS_DIR
 from fungalzsl.synth.masks import COVERAGE_THRESHOLD, render_masks
 from fungalzsl.synth.sample import make_scene
-from fungalzsl.synth.writer import PROGRESS_DIR
 
 PAPER = load_preset("paper")
 LABELS = {"spore": 1, "hyphae": 2, "mycelium": 3}

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from conftest import write_tiny_config
 from fungalzsl.cli import app
 from fungalzsl.pipeline import run_pipeline
+from test_generate_golden import dataset_digests
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,19 @@ def test_full_run_writes_every_stage_and_a_second_run_does_no_work(tiny_pipeline
     assert all("up to date" in line for line in lines), lines
     assert len(lines) == 4
     assert again["recall@1"] == metrics["recall@1"]
+
+
+# data/ of the tiny `fungalzsl run` (conftest.TINY_CONFIG), recorded with commit 23d505b; the manifest's
+# version-dependent fields are left out, test_generate_golden checks them with the version pinned.
+GOLDEN_RUN_DATA = {
+    "images": "e4242524bd3c2771d6780193b1d151a3e732190be4e8efa41fadd913ae2800e9",
+    "metadata": "6e8f1b32eb7ba5330e9976306c7ef5aae133babdfb0f2c09f9a6da2571922d33",
+    "manifest": "de691712ee0b56223740396aadc31748a0056702cea046e0cda3ab52e4009f58",
+}
+
+
+def test_run_generates_the_same_bytes_as_before(tiny_pipeline):
+    assert dataset_digests(tiny_pipeline / "data", ("generator", "settings_hash")) == GOLDEN_RUN_DATA
 
 
 def test_killed_run_restarts_at_the_unfinished_stage_and_changes_rerun_only_later_stages(
@@ -80,12 +94,12 @@ def test_generate_stage_key_follows_the_image_algorithm(tmp_path, monkeypatch):
     """After an upgrade that changes the pixels, `fungalzsl run` regenerates instead of reusing or
     resuming a dataset made by the older code."""
     import fungalzsl.synth.plan as plan
-    from fungalzsl.pipeline import _generator_inputs
+    from fungalzsl.synth.settings import load_generate_settings
 
     section = {"preset": "paper", "num_images": 30, "size": 32}
-    now = _generator_inputs(tmp_path / "c.yaml", section)[3]
+    now = load_generate_settings(tmp_path / "c.yaml", section)[3]
     monkeypatch.setattr(plan, "IMAGE_ALGORITHM", plan.IMAGE_ALGORITHM - 1)
-    before = _generator_inputs(tmp_path / "c.yaml", section)[3]
+    before = load_generate_settings(tmp_path / "c.yaml", section)[3]
     assert now["algorithm"] == before["algorithm"] + 1
     assert {k: v for k, v in now.items() if k != "algorithm"} == {
         k: v for k, v in before.items() if k != "algorithm"

@@ -1,6 +1,6 @@
 import pytest
 
-from fungalzsl.stages import Stage, StageRunner
+from fungalzsl.pipeline.stages import Stage, StageRunner
 
 
 def _pipeline(tmp_path, calls, settings, crash_in=None):

@@ -13,6 +13,14 @@ from fungalzsl.synth.plan import parse_shard, split_counts
 PAPER = load_preset("paper")
 
 
+def test_paper_classes_are_the_paper_presets_in_label_order():
+    from fungalzsl.synth.preset import PAPER_CLASSES
+    from fungalzsl.text import PAPER_CLASSES as text_classes
+
+    assert PAPER.class_names == list(PAPER_CLASSES) == ["spore", "hyphae", "mycelium"]
+    assert text_classes is PAPER_CLASSES  # one definition, not a copy that could drift
+
+
 @given(n=st.integers(0, 100_000), a=st.integers(0, 100), b=st.integers(0, 100), c=st.integers(1, 100))
 def test_split_counts_sum_and_stay_close_to_the_fractions(n, a, b, c):
     total = a + b + c

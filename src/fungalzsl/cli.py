@@ -54,7 +54,7 @@ def _root(
 
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
-    from fungalzsl.pipeline import run
+    from fungalzsl.pipeline.cli import loco, run, shift
     from fungalzsl.predict_cli import export, predict
     from fungalzsl.serve.cli import serve
     from fungalzsl.synth.cli import app as generate_app
@@ -67,8 +67,8 @@ def _register() -> None:
     app.command("evaluate")(eval_cli.evaluate)
     app.command("compare")(eval_cli.compare)
     app.command("table")(eval_cli.table)
-    app.command("loco")(eval_cli.loco)
-    app.command("shift")(eval_cli.shift)
+    app.command("loco")(loco)
+    app.command("shift")(shift)
     app.command("predict")(predict)
     app.command("serve")(serve)
     app.command("export")(export)

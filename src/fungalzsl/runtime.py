@@ -18,6 +18,12 @@ GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_thres
 _MARK = "FUNGALZSL_REEXECED"
 
 
+def available_cpus() -> int:
+    """Cores this process may run on: the affinity mask where the OS has one (containers, ``taskset``),
+    else every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def wants_allocator_tuning() -> bool:
     if os.environ.get("FUNGALZSL_NO_REEXEC") or os.environ.get(_MARK):
         return False
@@ -67,6 +73,5 @@ def configure_torch_threads() -> None:
     """Use every core for intra-op work, but not more (oversubscription hurts small CPUs)."""
     import torch
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, n))
+        torch.set_num_threads(max(1, available_cpus()))

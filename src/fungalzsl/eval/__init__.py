@@ -1,12 +1,16 @@
-"""Zero-shot evaluation: classifiers built from text, metrics, figures, reports, and the protocols
-(description-set comparison, leave-one-class-out, shift robustness). Imports are lazy so that
-``import fungalzsl.eval`` stays cheap for the CLI."""
+"""Zero-shot evaluation: classifiers built from text, metrics, figures, reports, and the description-set
+comparison. It scores models on data that exists; the protocols that also train or generate
+(leave-one-class-out, shift robustness) live in :mod:`fungalzsl.pipeline.protocols`, so ``eval``
+imports neither ``train``, ``synth`` nor the pipeline. Imports are lazy so that ``import fungalzsl.eval``
+stays cheap for the CLI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare_sets", "evaluate_run"]
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
+
+__all__ = ["DEFAULT_TEMPLATE", "METHODS", "compare_sets", "evaluate_run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,8 +23,3 @@ def __getattr__(name: str) -> Any:
 
         return compare_sets
     raise AttributeError(name)
-
-
-# Kept here, free of torch, so that building the CLI (every command's --help) does not import torch.
-METHODS = ("mean", "sim-mean", "max", "template", "waffle", "chils")
-DEFAULT_TEMPLATE = "a photo of a {class}."

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from fungalzsl.errors import fail
-from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.zeroshot import embed_texts
 
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control

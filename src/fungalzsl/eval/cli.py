@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
-from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
 
 
 def _check_classifier(name: str) -> str:
@@ -195,83 +195,3 @@ def table(
         atomic_write_text(out.with_suffix(".csv"), table_csv(rows))
         typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
     typer.echo(md, nl=False)
-
-
-def loco(
-    data: Path = typer.Option(..., "--data", help="Dataset directory with train/ (val/) and the test split."),
-    descriptions: Path = typer.Option(..., "--descriptions", help="Training description set (JSONL)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Output directory: views/, runs/, evals/, loco.md/.csv/.json."
-    ),
-    model: str = typer.Option("lite", "--model", help="Model spec to fine-tune."),
-    config: str = typer.Option("cpu-default", "--config", help="Training preset name or YAML file."),
-    eval_descriptions: Path | None = typer.Option(
-        None,
-        "--eval-descriptions",
-        help="Set used at test time (must describe every class); default: training set.",
-    ),
-    hold_out: list[str] = typer.Option(
-        None, "--hold-out", help="Class(es) to hold out (default: each in turn)."
-    ),
-    split: str = typer.Option("test", "--split"),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the preset's epochs."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
-) -> None:
-    """Leave-one-class-out (true zero-shot): fine-tune without each class, evaluate on all classes with
-    the held-out one known only through its descriptions; reports per held-out class."""
-    from fungalzsl.eval.protocols import leave_one_class_out
-
-    res = leave_one_class_out(
-        data,
-        descriptions,
-        out,
-        model=model,
-        config=config,
-        eval_descriptions=eval_descriptions,
-        classes=hold_out or None,
-        split=split,
-        overrides={"epochs": epochs} if epochs else None,
-        n_boot=bootstrap,
-    )
-    for r in res["rows"]:
-        typer.echo(
-            f"without {r['held_out']:<12} Recall@1 {r['recall@1']:.4f}  held-out recall "
-            f"{r['held_out_recall']:.4f}  seen recall {r['seen_recall']:.4f}"
-        )
-    typer.echo(f"wrote {out / 'loco.md'} and {out / 'report.html'}")
-
-
-def shift(
-    run: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory to test."),
-    out: Path = typer.Option(..., "--out", help="Output directory: data/, evals/, shift.md/.csv/.json."),
-    variant: list[str] = typer.Option(
-        None,
-        "--variant",
-        help="Variant(s): reference, random-palette, grayscale, noise, blur, sequence (default: all).",
-    ),
-    num_images: int = typer.Option(300, "--num-images", min=3, help="Images per generated test set."),
-    seed: int = typer.Option(1000, "--seed", help="Generator seed (must differ from the training data's)."),
-    descriptions: list[Path] = typer.Option(
-        None, "--descriptions", help="Default: the run's class embeddings."
-    ),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
-    workers: int = typer.Option(1, "--workers", min=1, help="Generator processes."),
-) -> None:
-    """Shift robustness: evaluate a run on freshly generated variants of its training preset (random palette,
-    grayscale, noise, blur, sequence mode) and report the drop from the in-distribution reference."""
-    from fungalzsl.eval.protocols import shift_robustness
-
-    res = shift_robustness(
-        run,
-        out,
-        variants=variant or None,
-        num_images=num_images,
-        seed=seed,
-        descriptions=descriptions or None,
-        n_boot=bootstrap,
-        workers=workers,
-    )
-    for r in res["rows"]:
-        drop = "" if r["drop"] is None else f"  drop {r['drop']:+.4f}"
-        typer.echo(f"{r['variant']:<16} Recall@1 {r['recall@1']:.4f}{drop}")
-    typer.echo(f"wrote {out / 'shift.md'}")

@@ -159,6 +159,11 @@ def generate(
             err=True,
         )
         raise typer.Exit(130) from None
+    _report(result, out, num_images)
+
+
+def _report(result: dict, out: Path, num_images: int | None) -> None:
+    """The result line on stdout (and a note on stderr when sequences rounded the image count)."""
     if result.get("complete") is False:
         typer.echo(
             f"part {result['part'][0]}/{result['part'][1]} done; {result['missing']} images belong to other parts. "

@@ -1,11 +1,14 @@
-"""``generate_dataset``: the Python entry point behind ``fungalzsl generate``."""
+"""``generate_dataset``: the Python entry point behind ``fungalzsl generate``.
+
+One call checks the request, fixes the settings whose hash guards ``--resume`` and ``--shard``,
+prepares the output directory (:mod:`fungalzsl.synth.layout`), makes this part's missing images with
+the worker pool (:mod:`fungalzsl.synth.workers`) and, once every image of every part exists, writes the
+metadata files and then the manifest."""
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -13,40 +16,31 @@ from typing import Any, Literal
 from fungalzsl import __version__
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_json
-from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes, plan_sequences
-from fungalzsl.synth.preset import GeneratorPreset, load_preset, with_overrides
-from fungalzsl.synth.writer import (
+from fungalzsl.runtime import available_cpus
+from fungalzsl.synth.layout import (
     PROGRESS_DIR,
     SAMPLES_PER_SHARD,
     Journal,
-    WorkerPool,
     clean_temp_files,
     finalize,
-    mask_file_name,
+    image_files,
     part_tmp_dir,
+    point_rows_into_shards,
     prepare_output,
-    render_job,
     shard_groups,
     split_summary,
-    worker_state,
-    write_job,
-    write_shard,
 )
+from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes, plan_sequences
+from fungalzsl.synth.preset import GeneratorPreset, resolve_preset
+from fungalzsl.synth.workers import OnProgress, run_folder, run_shards, worker_state
 
 Mode = Literal["classes", "sequence"]
 Format = Literal["folder", "webdataset"]
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: Any) -> GeneratorPreset:
-    base = preset if isinstance(preset, GeneratorPreset) else load_preset(preset)
-    return with_overrides(base, **overrides)
+GENERATOR = f"fungalzsl {__version__}"  # recorded in the settings and the manifest
 
 
 def plan(preset: GeneratorPreset, mode: Mode, seed: int) -> list[Job]:
+    """Every image of the dataset, in index order (see :mod:`fungalzsl.synth.plan`)."""
     if mode == "sequence":
         return plan_sequences(preset, preset.num_images, seed)
     if mode != "classes":
@@ -75,7 +69,7 @@ def generate_dataset(
     background: str | None = None,
     samples_per_shard: int = SAMPLES_PER_SHARD,
     progress: bool = True,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress = None,
     masks: bool = False,
 ) -> dict[str, Any]:
     """Generate (or finish) a synthetic dataset in ``out``; returns the manifest (``dataset.json``).
@@ -84,24 +78,7 @@ def generate_dataset(
     part i of n is made; the part that completes the set writes metadata and manifest. For a shard
     part that does not complete the set, the returned dict has ``"complete": False``."""
     out = Path(out)
-    if fmt not in ("folder", "webdataset"):
-        raise fail(f"unknown --format {fmt!r}", "use 'folder' or 'webdataset'")
-    if renderer not in ("fast", "matplotlib"):
-        raise fail(f"unknown --renderer {renderer!r}", "use 'fast' or 'matplotlib'")
-    if seed < 0 or seed >= 2**63:
-        raise fail(f"--seed {seed} is out of range", "use a non-negative integer below 2**63")
-    part = shard if isinstance(shard, tuple) else parse_shard(shard)
-    if not (
-        isinstance(part[0], int) and isinstance(part[1], int) and part[1] >= 1 and 0 <= part[0] < part[1]
-    ):
-        raise fail(f"shard {part} is invalid", "use (i, n) with 0 <= i < n")
-    if not 1 <= samples_per_shard <= 1_000_000:
-        raise fail(
-            f"--samples-per-shard {samples_per_shard} is out of range", "use 1 to 1,000,000 (default 1000)"
-        )
-    workers = default_workers() if workers is None else workers
-    if workers < 1 or workers > 1024:
-        raise fail(f"--workers {workers} is out of range", "use 1 or more")
+    part, workers = _check_request(fmt, renderer, seed, shard, samples_per_shard, workers)
     cfg = resolve_preset(
         preset,
         num_images=num_images,
@@ -114,19 +91,7 @@ def generate_dataset(
     )
     if masks:
         _check_masks(cfg, renderer)
-    settings = {
-        "preset": cfg.to_dict(),
-        "seed": seed,
-        "mode": mode,
-        "format": fmt,
-        "renderer": renderer,
-        "generator": f"fungalzsl {__version__}",
-        "algorithm": IMAGE_ALGORITHM,
-    }
-    if fmt == "webdataset":
-        settings["samples_per_shard"] = samples_per_shard
-    if masks:  # only when on: datasets made without masks keep their settings hash
-        settings["masks"] = True
+    settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
     settings_hash = sha256_json(settings)[:16]
     jobs = plan(cfg, mode, seed)
     prepare_output(out, settings_hash, resume, overwrite, joining=part[1] > 1, algorithm=IMAGE_ALGORITHM)
@@ -161,6 +126,63 @@ def generate_dataset(
         ) from None
 
 
+def _check_request(
+    fmt: str,
+    renderer: str,
+    seed: int,
+    shard: str | tuple[int, int] | None,
+    samples_per_shard: int,
+    workers: int | None,
+) -> tuple[tuple[int, int], int]:
+    """Refuse, before reading the preset, what no preset can make valid; returns (part, workers)."""
+    if fmt not in ("folder", "webdataset"):
+        raise fail(f"unknown --format {fmt!r}", "use 'folder' or 'webdataset'")
+    if renderer not in ("fast", "matplotlib"):
+        raise fail(f"unknown --renderer {renderer!r}", "use 'fast' or 'matplotlib'")
+    if seed < 0 or seed >= 2**63:
+        raise fail(f"--seed {seed} is out of range", "use a non-negative integer below 2**63")
+    part = shard if isinstance(shard, tuple) else parse_shard(shard)
+    if not (
+        isinstance(part[0], int) and isinstance(part[1], int) and part[1] >= 1 and 0 <= part[0] < part[1]
+    ):
+        raise fail(f"shard {part} is invalid", "use (i, n) with 0 <= i < n")
+    if not 1 <= samples_per_shard <= 1_000_000:
+        raise fail(
+            f"--samples-per-shard {samples_per_shard} is out of range", "use 1 to 1,000,000 (default 1000)"
+        )
+    workers = available_cpus() if workers is None else workers
+    if workers < 1 or workers > 1024:
+        raise fail(f"--workers {workers} is out of range", "use 1 or more")
+    return part, workers
+
+
+def _settings(
+    cfg: GeneratorPreset,
+    seed: int,
+    mode: str,
+    fmt: str,
+    renderer: str,
+    samples_per_shard: int,
+    masks: bool,
+) -> dict[str, Any]:
+    """Everything that decides the dataset's bytes. Its hash is recorded in ``.fungalzsl-progress`` and
+    the manifest, and a ``--resume`` or another ``--shard`` part with a different hash is refused."""
+    settings: dict[str, Any] = {
+        "preset": cfg.to_dict(),
+        "seed": seed,
+        "mode": mode,
+        "format": fmt,
+        "renderer": renderer,
+        "generator": GENERATOR,
+        "algorithm": IMAGE_ALGORITHM,
+    }
+    if fmt == "webdataset":
+        settings["samples_per_shard"] = samples_per_shard
+    if masks:  # only when on: datasets made without masks keep their settings hash
+        settings["masks"] = True
+    return settings
+
+
 @dataclass
 class _Run:
     """One checked generation request: does the missing work, then finalises if the set is whole."""
@@ -179,19 +201,33 @@ class _Run:
     per_shard: int
     masks: bool = False
 
-    def image_files(self, job: Job) -> list[Path]:
-        """The files a finished folder-format image has: the image and, with masks, its two masks."""
-        files = [self.out / job.file_name]
-        if self.masks:
-            files += [self.out / mask_file_name(job, e) for e in ("mask.png", "inst.png")]
-        return files
-
     def image_done(self, job: Job, rows: dict[int, dict]) -> bool:
-        return job.index in rows and all(p.is_file() for p in self.image_files(job))
+        """A folder-format image is done when its row is journalled and all its files exist."""
+        return job.index in rows and all(p.is_file() for p in image_files(self.out, job, self.masks))
 
-    def execute(self, progress: bool, on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-        out, jobs, part = self.out, self.jobs, self.part
-        journal = Journal(out, part)
+    def execute(self, progress: bool, on_progress: OnProgress) -> dict[str, Any]:
+        journal = Journal(self.out, self.part)
+        started = time.perf_counter()
+        try:
+            self.make_my_part(journal, progress, on_progress)
+        finally:
+            journal.flush()  # interrupted or not, finished images stay finished
+        elapsed = time.perf_counter() - started
+
+        rows = journal.rows()
+        missing = self.missing(rows)
+        if missing:
+            return {"complete": False, "missing": missing, "part": list(self.part), "seconds": elapsed}
+        manifest = self.manifest()
+        if self.fmt == "webdataset":
+            point_rows_into_shards(self.jobs, rows, self.per_shard, self.masks)
+        finalize(self.out, self.jobs, rows, manifest)
+        manifest["seconds"] = elapsed
+        return manifest
+
+    def make_my_part(self, journal: Journal, progress: bool, on_progress: OnProgress) -> None:
+        """Make what this ``--shard`` part owns and is not finished: images (folder) or whole shards."""
+        out, (i, n) = self.out, self.part
         done_rows = journal.rows()
         state = worker_state(
             self.cfg,
@@ -200,54 +236,32 @@ class _Run:
             self.renderer,
             self.mode,
             out,
-            part_tmp_dir(out, part),
+            part_tmp_dir(out, self.part),
             masks=self.masks,
         )
-        started = time.perf_counter()
-        try:
-            if self.fmt == "folder":
-                mine = [j for j in jobs if j.index % part[1] == part[0]]
-                todo = [j for j in mine if not self.image_done(j, done_rows)]
-                _run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
-            else:
-                groups = [
-                    g for k, g in enumerate(shard_groups(jobs, self.per_shard)) if k % part[1] == part[0]
-                ]
-                todo_g = [
-                    (p, js)
-                    for p, js in groups
-                    if not (out / p).is_file() or any(j.index not in done_rows for j in js)
-                ]
-                total = sum(len(js) for _, js in groups)
-                _run_shards(out, todo_g, total, self.workers, state, journal, progress, on_progress)
-        finally:
-            journal.flush()  # interrupted or not, finished images stay finished
-        elapsed = time.perf_counter() - started
-
-        rows = journal.rows()
         if self.fmt == "folder":
-            missing = [j for j in jobs if not self.image_done(j, rows)]
-        else:
-            missing = [
-                j
-                for p, js in shard_groups(jobs, self.per_shard)
-                for j in js
-                if j.index not in rows or not (out / p).is_file()
-            ]
-        if missing:
-            return {"complete": False, "missing": len(missing), "part": list(part), "seconds": elapsed}
-        manifest = self.manifest()
-        if self.fmt == "webdataset":
-            for p, js in shard_groups(jobs, self.per_shard):
-                for j in js:
-                    rows[j.index].update(file_name=f"{p}#{j.key}.png", shard=p, key=j.key)
-                    if self.masks:
-                        rows[j.index].update(
-                            mask_file_name=f"{p}#{j.key}.mask.png", instance_file_name=f"{p}#{j.key}.inst.png"
-                        )
-        finalize(out, jobs, rows, manifest)
-        manifest["seconds"] = elapsed
-        return manifest
+            mine = [j for j in self.jobs if j.index % n == i]
+            todo = [j for j in mine if not self.image_done(j, done_rows)]
+            run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
+            return
+        groups = [g for k, g in enumerate(shard_groups(self.jobs, self.per_shard)) if k % n == i]
+        todo_groups = [
+            (p, js)
+            for p, js in groups
+            if not (out / p).is_file() or any(j.index not in done_rows for j in js)
+        ]
+        total = sum(len(js) for _, js in groups)
+        run_shards(out, todo_groups, total, self.workers, state, journal, progress, on_progress)
+
+    def missing(self, rows: dict[int, dict]) -> int:
+        """How many images of the whole set (every part) are not finished yet."""
+        if self.fmt == "folder":
+            return sum(not self.image_done(j, rows) for j in self.jobs)
+        return sum(
+            j.index not in rows or not (self.out / p).is_file()
+            for p, js in shard_groups(self.jobs, self.per_shard)
+            for j in js
+        )
 
     def manifest(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -265,7 +279,7 @@ class _Run:
             "palette": cfg.variation.palette,
             "preset": {"name": self.preset_name, "hash": cfg.hash(), "settings": cfg.to_dict()},
             "settings_hash": self.settings_hash,
-            "generator": f"fungalzsl {__version__}",
+            "generator": GENERATOR,
             "algorithm": IMAGE_ALGORITHM,
             "metadata": ["metadata.parquet", "metadata.jsonl", "metadata.csv"],
             "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
@@ -316,64 +330,3 @@ def _preflight(cfg: GeneratorPreset, seed: int, jobs: list[Job], mode: str) -> N
         if j.label not in seen:
             seen.add(j.label)
             make_scene(cfg, seed, j, mode)
-
-
-def _useful_workers(workers: int, n: int) -> int:
-    """Starting a worker costs ~0.5 s of imports; below ~8 images each it is not worth it."""
-    return max(1, min(workers, n // 8))
-
-
-def _bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-        console=Console(stderr=True),  # stdout stays for the result line
-    )
-
-
-def _run_folder(todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
-    done0 = total - len(todo)
-    with _bar(total, progress) as bar, WorkerPool(_useful_workers(workers, len(todo)), state) as pool:
-        task = bar.add_task("images", total=total, completed=done0, rate="")
-        t0 = time.perf_counter()
-        for n, row in enumerate(pool.map(write_job, todo, ordered=False), start=1):
-            journal.add([row])
-            rate = n / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:,.0f} img/s")
-            if on_progress:
-                on_progress(done0 + n, total)
-
-
-def _run_shards(out, todo, total, workers, state, journal, progress, on_progress) -> None:  # type: ignore[no-untyped-def]
-    remaining = sum(len(js) for _, js in todo)
-    done0 = total - remaining
-    with _bar(total, progress) as bar, WorkerPool(_useful_workers(workers, remaining), state) as pool:
-        task = bar.add_task("images", total=total, completed=done0, rate="")
-        t0, n = time.perf_counter(), 0
-        for path, js in todo:
-            samples = []
-            for row, files in pool.map(render_job, js, ordered=True):
-                samples.append((row, files))
-                n += 1
-                bar.update(task, advance=1, rate=f"{n / max(time.perf_counter() - t0, 1e-9):,.0f} img/s")
-                if on_progress:
-                    on_progress(done0 + n, total)
-            write_shard(out / path, samples, Path(state["tmp_dir"]))
-            journal.add([r for r, _ in samples])
-            journal.flush()

@@ -2,8 +2,8 @@
 
 The plan depends only on the preset, the image count and the seed, so every worker, every
 ``--shard i/n`` part and every ``--resume`` agrees on it without talking to each other. Each image's
-randomness is ``numpy.random.default_rng(SeedSequence([seed, index]))``: the same image comes out
-whatever the number of workers or parts."""
+randomness is ``numpy.random.default_rng(SeedSequence([seed, index]))`` (:mod:`fungalzsl.synth.rng`):
+the same image comes out whatever the number of workers or parts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from fungalzsl.errors import fail
 from fungalzsl.synth.preset import GeneratorPreset
+from fungalzsl.synth.sequence import frame_labels
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,6 @@ class Job:
 IMAGE_ALGORITHM = 2
 
 
-def image_rng(seed: int, *key: int) -> np.random.Generator:
-    """The random stream of one image (or one sequence cell), independent of all others."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), *(int(k) for k in key)]))
-
-
 def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
     """Integer counts summing to ``n``, as close to ``n·fraction`` as possible (largest remainder)."""
     names = list(fractions)
@@ -78,8 +74,6 @@ def plan_classes(preset: GeneratorPreset, num_images: int) -> list[Job]:
 def plan_sequences(preset: GeneratorPreset, num_images: int, seed: int) -> list[Job]:
     """Whole sequences of ``frames`` images, each sequence in one split (no leakage between splits);
     a frame's label is the stage most of its cells are in."""
-    from fungalzsl.synth.sequence import frame_labels
-
     frames = preset.sequence.frames
     if num_images < frames:
         raise fail(

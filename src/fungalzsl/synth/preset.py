@@ -24,6 +24,9 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 # saved at 300 dpi with a tight bounding box.
 REFERENCE_PX = 2310
 MAX_SIZE = 8192
+# The paper's classes in label order: the classes of the shipped ``paper`` preset, and the defaults of
+# every stage that needs class names before it has a dataset (describe, the release importers).
+PAPER_CLASSES = ("spore", "hyphae", "mycelium")
 
 
 class _Strict(BaseModel):
@@ -217,6 +220,12 @@ def load_preset(name_or_path: str | Path = "paper") -> GeneratorPreset:
     if not data:
         raise fail(f"{path} has no 'generate:' section", "see configs/paper.yaml for the layout")
     return validate(GeneratorPreset, data, f"preset {path.name}")
+
+
+def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: object) -> GeneratorPreset:
+    """A preset given by name, file or object, with ``overrides`` applied as in :func:`with_overrides`."""
+    base = preset if isinstance(preset, GeneratorPreset) else load_preset(preset)
+    return with_overrides(base, **overrides)
 
 
 def with_overrides(preset: GeneratorPreset, **changes: object) -> GeneratorPreset:

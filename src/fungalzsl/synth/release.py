@@ -19,9 +19,9 @@ from typing import Any
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_file
-from fungalzsl.synth.writer import prepare_output, split_summary, write_metadata
+from fungalzsl.synth.layout import prepare_output, split_summary, write_metadata
+from fungalzsl.synth.preset import PAPER_CLASSES
 
-PAPER_CLASSES = ["spore", "hyphae", "mycelium"]
 _REQUIRED = ("image_path", "class_label")
 
 

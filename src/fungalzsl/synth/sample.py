@@ -8,9 +8,10 @@ import numpy as np
 
 from fungalzsl.synth.colour import apply_pixel_variation, background_colour, random_ramp, rgb_to_hex
 from fungalzsl.synth.geometry import Scene, build_scene, class_batches
-from fungalzsl.synth.plan import Job, image_rng
+from fungalzsl.synth.plan import Job
 from fungalzsl.synth.preset import GeneratorPreset
 from fungalzsl.synth.render import Renderer, encode_png, render, render_skia_png
+from fungalzsl.synth.rng import image_rng
 
 
 def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, dict, np.random.Generator]:

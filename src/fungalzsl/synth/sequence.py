@@ -15,8 +15,7 @@ import numpy as np
 from fungalzsl.synth.colour import hex_to_rgb, ramp_colours, random_ramp
 from fungalzsl.synth.geometry import Scene, grow_branches
 from fungalzsl.synth.preset import GeneratorPreset
-
-_SEQ_STREAM = 1 << 20  # keeps a sequence's own stream apart from any image index
+from fungalzsl.synth.rng import SEQUENCE_STREAM, image_rng
 
 
 def frame_time(preset: GeneratorPreset, frame: int) -> float:
@@ -37,9 +36,7 @@ def temperature_at(preset: GeneratorPreset, t: float) -> float:
 
 def _cells(preset: GeneratorPreset, seed: int, q: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
     """Per sequence: its random stream, cell centres (P, 2) and switch times (P, C-1), sorted."""
-    from fungalzsl.synth.plan import image_rng
-
-    rng = image_rng(seed, _SEQ_STREAM, q)
+    rng = image_rng(seed, SEQUENCE_STREAM, q)
     P, sd = preset.sequence.population, preset.sequence.transition_sd_s
     lo, hi = preset.placement
     centres = rng.uniform(lo, hi, size=(P, 2))
@@ -68,8 +65,6 @@ def sequence_scene(
     preset: GeneratorPreset, seed: int, q: int, frame: int, background: np.ndarray
 ) -> tuple[Scene, dict]:
     """The geometry of one frame and its extra metadata (time, temperature, stage ratios)."""
-    from fungalzsl.synth.plan import image_rng
-
     rng, centres, switches = _cells(preset, seed, q)
     C = len(preset.classes)
     if preset.variation.palette == "random":
@@ -89,7 +84,7 @@ def sequence_scene(
         if spec.depth == 0 or spec.branch_length == 0:
             continue
         # The same tree every frame: its stream depends on the cell and the stage only.
-        tree_rng = image_rng(seed, _SEQ_STREAM, q, cell, k)
+        tree_rng = image_rng(seed, SEQUENCE_STREAM, q, cell, k)
         seg, w, _, lev = grow_branches(
             tree_rng,
             preset.branching,

@@ -20,12 +20,11 @@ from typing import Any
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.io import append_jsonl
+from fungalzsl.synth.preset import PAPER_CLASSES
 from fungalzsl.text.backends import Backend, BackendOptions, Request, Sampling, open_backend
 from fungalzsl.text.cleanup import NearDuplicateIndex, clean_text, mask_names, name_forms, word_count
 from fungalzsl.text.prompts import PromptSet, load_prompts
 from fungalzsl.text.records import make_record, read_records_if_any
-
-PAPER_CLASSES = ("spore", "hyphae", "mycelium")
 
 
 @dataclass

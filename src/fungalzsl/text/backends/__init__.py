@@ -11,18 +11,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fungalzsl.errors import fail
-from fungalzsl.text.backends.base import Backend, BackendOptions, Request, Sampling
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    base_url: str | None  # None: the openai client's default (api.openai.com) unless OPENAI_BASE_URL is set
-    key_env: str | None  # environment variable holding the key; None: the server needs no key
-    key_required: bool
-
+from fungalzsl.text.backends.base import Backend, BackendOptions, Endpoint, Request, Sampling
 
 # Shortcuts for OpenAI-compatible servers: where they listen by default and which key they want.
 ENDPOINTS: dict[str, Endpoint] = {

@@ -57,6 +57,16 @@ class BackendOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an OpenAI-compatible server listens by default and which key it wants (the shortcuts in
+    ``ENDPOINTS``)."""
+
+    base_url: str | None  # None: the openai client's default (api.openai.com) unless OPENAI_BASE_URL is set
+    key_env: str | None  # environment variable holding the key; None: the server needs no key
+    key_required: bool
+
+
 class Backend(ABC):
     """``complete`` returns, per request, the raw text or the exception that request ended with (after the
     backend's own retries), so finished texts in a half-failed batch are still saved."""

@@ -17,8 +17,7 @@ import time
 from urllib.parse import urlparse
 
 from fungalzsl.errors import FungalError, fail
-from fungalzsl.text.backends import Endpoint
-from fungalzsl.text.backends.base import Backend, BackendOptions, Request, Sampling
+from fungalzsl.text.backends.base import Backend, BackendOptions, Endpoint, Request, Sampling
 
 # Hosts that always want a key; any other (local) server gets a placeholder when no key is set.
 _KEYED_HOSTS = ("api.openai.com", "generativelanguage.googleapis.com", "api.anthropic.com")

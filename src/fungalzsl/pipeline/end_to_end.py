@@ -1,60 +1,23 @@
-"""``fungalzsl run``: generate → describe → train → evaluate, cached and resumable stage by stage.
+"""``run_pipeline``: generate → describe → train → evaluate, cached and resumable stage by stage.
 
 Each stage writes under ``OUT/``: ``data/`` (images + metadata), ``descriptions/<set>.jsonl``, ``run/``
 (the trained model) and ``eval/`` (metrics.json, report.md, report.html, figures). The stage cache lives
-in ``OUT/pipeline.json`` (see :mod:`fungalzsl.stages`)."""
+in ``OUT/pipeline.json`` (see :mod:`fungalzsl.pipeline.stages`). Each section of the config is read by
+its own stage's settings (``synth.settings``, ``text.settings``, ``train``, ``eval.settings``)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import typer
-from pydantic import BaseModel, ConfigDict, Field
-
 from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
-from fungalzsl.stages import Stage, StageRunner
+from fungalzsl.eval.settings import EvaluateSettings
+from fungalzsl.pipeline.stages import Stage, StageRunner
 
 DEFAULT_CONFIG = "cpu-default"
-
-
-class EvaluateSettings(BaseModel):
-    """The ``evaluate:`` section used by ``fungalzsl run``."""
-
-    model_config = ConfigDict(extra="forbid")
-    split: str = "test"
-    baseline: bool = True
-    classifier: str = "mean"
-    n_boot: int = Field(1000, ge=0)
-
-
-def _generator_inputs(config: Path, section: dict[str, Any]) -> tuple[Any, int, str, dict[str, Any]]:
-    """(preset, seed, mode, fully resolved settings) from a ``generate:`` section.
-
-    The section is either a whole generator preset (it has ``classes``, as in configs/paper.yaml) or a
-    reference to one (``preset: paper``) plus overrides (num_images, size, palette, ...)."""
-    from fungalzsl.synth.generate import resolve_preset
-    from fungalzsl.synth.plan import IMAGE_ALGORITHM
-    from fungalzsl.synth.preset import GeneratorPreset
-
-    section = dict(section)
-    seed = int(section.pop("seed", 0))
-    mode = str(section.pop("mode", "classes"))
-    if "classes" in section:
-        preset = validate(GeneratorPreset, section, f"{config.name}: generate")
-    else:
-        preset = resolve_preset(section.pop("preset", "paper"), **section)
-    # The image algorithm is part of the stage key: after an upgrade that changes the pixels, the
-    # data (and everything trained on it) is made again instead of mixing two versions.
-    settings = {
-        "preset": preset.model_dump(mode="json"),
-        "seed": seed,
-        "mode": mode,
-        "algorithm": IMAGE_ALGORITHM,
-    }
-    return preset, seed, mode, settings
 
 
 def run_pipeline(
@@ -68,6 +31,7 @@ def run_pipeline(
     """Run every stage that is not already up to date; returns the evaluation metrics."""
     from fungalzsl.eval.evaluate import evaluate_run
     from fungalzsl.synth.generate import generate_dataset
+    from fungalzsl.synth.settings import load_generate_settings
     from fungalzsl.text.settings import describe_from_settings, load_describe_settings
     from fungalzsl.train.loop import resolve_config, train_run
 
@@ -77,7 +41,7 @@ def run_pipeline(
         name: {**load_section(cfg_path, name), **overrides.get(name, {})}
         for name in ("generate", "describe", "train", "evaluate")
     }
-    preset, seed, mode, gen_settings = _generator_inputs(cfg_path, sections["generate"])
+    preset, seed, mode, gen_settings = load_generate_settings(cfg_path, sections["generate"])
     describe = load_describe_settings(None, {**sections["describe"], **({"backend": llm} if llm else {})})
     train_cfg = resolve_config(sections["train"], None)
     evaluate = validate(EvaluateSettings, sections["evaluate"], f"{cfg_path.name}: evaluate")
@@ -154,54 +118,4 @@ def run_pipeline(
     ]
     for stage in stages:
         runner.run(stage)
-    import json
-
     return json.loads((eval_dir / "metrics.json").read_text())
-
-
-def run(
-    out: Path = typer.Option(Path("runs/default"), "--out", "-o", help="Directory for every stage's output."),
-    config: str = typer.Option(
-        DEFAULT_CONFIG,
-        "--config",
-        "-c",
-        help="Preset name (cpu-default, paper) or a YAML file with generate/describe/train/evaluate sections.",
-    ),
-    llm: str | None = typer.Option(
-        None, "--llm", help="Description backend spec, e.g. ollama:llama3.2 or openai:gpt-4o (config: bank)."
-    ),
-    workers: int | None = typer.Option(None, "--workers", help="Processes for image generation (all cores)."),
-    num_images: int | None = typer.Option(
-        None, "--num-images", help="Override the dataset size (quick tries)."
-    ),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the training epochs."),
-) -> None:
-    """Run the whole pipeline: generate images, describe classes, fine-tune, evaluate, report.
-
-    Stages already done with the same settings are skipped; a killed run picks up where it stopped;
-    changing one stage's settings reruns that stage and the ones after it."""
-    overrides: dict[str, dict[str, Any]] = {}
-    if num_images is not None:
-        overrides["generate"] = {"num_images": num_images}
-    if epochs is not None:
-        overrides["train"] = {"epochs": epochs}
-    metrics = run_pipeline(
-        out,
-        config,
-        llm=llm,
-        workers=workers,
-        overrides=overrides,
-        log=lambda m: typer.secho(m, fg=typer.colors.CYAN, err=True),
-    )
-    typer.echo(_summary(metrics, Path(out)))
-
-
-def _summary(metrics: dict[str, Any], out: Path) -> str:
-    r1 = metrics.get("recall@1")
-    lines = [f"test Recall@1 = {r1:.4f}" if isinstance(r1, float) else "test Recall@1 = n/a"]
-    if isinstance(metrics.get("ece"), float):
-        lines.append(f"ECE = {metrics['ece']:.4f}")
-    report = out / "eval" / "report.html"
-    lines.append(f"report: {report}")
-    lines.append(f"predict: fungalzsl predict {out / 'run'} IMAGES...   serve: fungalzsl serve {out / 'run'}")
-    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Evaluation protocols beyond the paper.
+"""Evaluation protocols beyond the paper. They train and generate before they evaluate, so they sit
+beside the pipeline rather than in ``eval`` (which only scores what exists).
 
 - Leave-one-class-out (true zero-shot): for each class, fine-tune on the other classes only, then
   classify test images of *all* classes, the held-out one known only through its descriptions. The
@@ -145,27 +146,9 @@ def leave_one_class_out(
         "classes": all_classes,
         "rows": rows,
     }
-    atomic_write_json(out / "loco.json", result)
-    blocks = loco_blocks(result)
-    atomic_write_text(out / "loco.md", render_markdown(blocks))
-    atomic_write_text(
-        out / "loco.csv",
-        _csv(
-            ["held_out", "recall@1", "held_out_recall", "held_out_precision", "seen_recall", "n"],
-            [
-                [
-                    r["held_out"],
-                    r["recall@1"],
-                    r["held_out_recall"],
-                    r["held_out_precision"],
-                    r["seen_recall"],
-                    r["n"],
-                ]
-                for r in rows
-            ],
-        ),
-    )
-    write_blocks(out, blocks, "fungalzsl leave-one-class-out")
+    columns = ["held_out", "recall@1", "held_out_recall", "held_out_precision", "seen_recall", "n"]
+    table = [[r[c] for c in columns] for r in rows]
+    _write_result(out, "loco", result, loco_blocks(result), columns, table, "fungalzsl leave-one-class-out")
     return result
 
 
@@ -210,6 +193,22 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     w.writerow(header)
     w.writerows([[f"{v:.6f}" if isinstance(v, float) else v for v in r] for r in rows])
     return buf.getvalue()
+
+
+def _write_result(
+    out: Path,
+    name: str,
+    result: dict[str, Any],
+    blocks: list[Block],
+    columns: list[str],
+    table: list[list[Any]],
+    title: str,
+) -> None:
+    """A protocol's files: NAME.json (the result), NAME.md, NAME.csv (floats to 6 places), report.md/html."""
+    atomic_write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", render_markdown(blocks))
+    atomic_write_text(out / f"{name}.csv", _csv(columns, table))
+    write_blocks(out, blocks, title)
 
 
 def _training_preset(run: Path) -> tuple[Any, int]:
@@ -300,20 +299,11 @@ def shift_robustness(
         "num_images": num_images,
         "rows": rows,
     }
-    atomic_write_json(out / "shift.json", result)
-    blocks = shift_blocks(result)
-    atomic_write_text(out / "shift.md", render_markdown(blocks))
-    atomic_write_text(
-        out / "shift.csv",
-        _csv(
-            ["variant", "recall@1", "ci_low", "ci_high", "drop", "ece", "n"],
-            [
-                [r["variant"], r["recall@1"], r["ci95"][0], r["ci95"][1], r["drop"], r["ece"], r["n"]]
-                for r in rows
-            ],
-        ),
-    )
-    write_blocks(out, blocks, "fungalzsl shift robustness")
+    columns = ["variant", "recall@1", "ci_low", "ci_high", "drop", "ece", "n"]
+    table = [
+        [r["variant"], r["recall@1"], r["ci95"][0], r["ci95"][1], r["drop"], r["ece"], r["n"]] for r in rows
+    ]
+    _write_result(out, "shift", result, shift_blocks(result), columns, table, "fungalzsl shift robustness")
     return result
 
 
