@@ -102,11 +102,6 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-# models/registry.py imports SPEC_HELP from models/__init__.py, which imports the registry lazily:
-# models/ belongs to another change; remove this entry (the xfail below turns red) once it is broken.
-KNOWN = [["fungalzsl.models", "fungalzsl.models.registry"]]
-
-
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
     assert "fungalzsl.synth.generate" in graph["fungalzsl.synth.cli"]  # imported inside the command
@@ -115,11 +110,6 @@ def test_the_graph_sees_function_level_imports():
 
 
 def test_no_import_cycles():
-    assert [c for c in cycles(import_graph()) if c not in KNOWN] == []
-
-
-@pytest.mark.xfail(strict=True, reason="models/__init__ <-> models/registry, owned by the models change")
-def test_no_known_import_cycles_left():
     assert cycles(import_graph()) == []
 
 
