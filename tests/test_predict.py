@@ -155,7 +155,7 @@ def test_new_label_set_at_predict_time(run_dir, test_images, tmp_path):
 
 
 def test_onnx_export_matches_pytorch(run_dir, clf, test_images, tmp_path):
-    from fungalzsl.export import OnnxClassifier, apply_steps, describe_transform, export_onnx
+    from fungalzsl.predict.onnx import OnnxClassifier, apply_steps, describe_transform, export_onnx
 
     export_onnx(run_dir, tmp_path / "onnx")
     onnx_clf = OnnxClassifier(tmp_path / "onnx")

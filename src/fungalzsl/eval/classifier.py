@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from fungalzsl.errors import fail
 from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
-from fungalzsl.zeroshot import embed_texts
+from fungalzsl.predict.embed import embed_texts
 
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
 # offline and reproducible. None of these words says anything about fungi, colour or shape.

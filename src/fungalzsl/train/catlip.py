@@ -166,8 +166,8 @@ def catlip_val_score(
 ) -> tuple[float, float]:
     """Validation for the catlip objective: accuracy and mean p(true class) of the head-derived
     classifier on the readable images of ``cache`` (the text tower plays no part)."""
+    from fungalzsl.predict.zeroshot import class_probabilities
     from fungalzsl.train.evaluate import image_embeddings
-    from fungalzsl.zeroshot import class_probabilities
 
     img = image_embeddings(model, cache, split, cfg.eval_batch_size)
     y = torch.tensor(list(labels))[cache.scan()]

@@ -1,6 +1,6 @@
 """Scoring during training: validation Recall@1, WiSE-FT interpolation and the run's class embeddings.
 
-All three go through ``fungalzsl.zeroshot`` (class = normalised mean of normalised description
+All three go through ``fungalzsl.predict.zeroshot`` (class = normalised mean of normalised description
 embeddings; softmax(logit_scale · cos)), so training, ``evaluate`` and ``predict`` agree. When the text
 tower is frozen, descriptions are embedded from cached backbone features instead of re-running it."""
 
@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 from fungalzsl.io import atomic_path
 from fungalzsl.models import save_weights
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.predict.zeroshot import class_embeddings, class_probabilities
 from fungalzsl.train.data import FeatureCache, iter_images
-from fungalzsl.zeroshot import class_embeddings, class_probabilities
 
 
 class TextFeatures:

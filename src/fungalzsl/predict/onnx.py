@@ -18,7 +18,7 @@ from PIL import Image
 from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
-from fungalzsl.prediction import Prediction
+from fungalzsl.predict.result import Prediction
 
 ENCODER = "image_encoder.onnx"
 SPEC = "classifier.json"
@@ -106,7 +106,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Export the run's image encoder and class embeddings to ``out``; returns the ONNX file path."""
     import torch
 
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
 
     clf = Classifier.load(run_dir)
     out = Path(out)

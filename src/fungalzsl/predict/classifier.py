@@ -19,7 +19,7 @@ from PIL import Image
 
 from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
-from fungalzsl.prediction import Prediction
+from fungalzsl.predict.result import Prediction
 
 
 class Classifier:
@@ -86,7 +86,7 @@ class Classifier:
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, C) class probabilities for a batch of preprocessed images."""
-        from fungalzsl.zeroshot import class_probabilities
+        from fungalzsl.predict.zeroshot import class_probabilities
 
         device = self.class_embeddings.device
         emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
@@ -134,8 +134,8 @@ class Classifier:
 
 def label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:
     """Class names and their embeddings from a descriptions file or a {class: [texts]} mapping."""
+    from fungalzsl.predict.zeroshot import class_embeddings
     from fungalzsl.text.records import load_description_set
-    from fungalzsl.zeroshot import class_embeddings
 
     by_class = (
         load_description_set(descriptions).by_class if isinstance(descriptions, (str, Path)) else descriptions
