@@ -3,6 +3,7 @@
     zeroshot    the rule shared by training, evaluation and prediction (class embeddings, probabilities,
                 the logit-scale clamp, the stored class_embeddings.safetensors)
     embed       embedding images and texts in batches
+    inputs      the one path from files / folders / globs / PIL images to ``Prediction`` rows
     classifier  ``Classifier``: a trained run, PyTorch
     onnx        ``fungalzsl export`` and ``OnnxClassifier``: the same on onnxruntime, without torch
     result      ``Prediction``, the row every path returns (torch-free)

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
+from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
 
 
@@ -92,44 +91,15 @@ class Classifier:
         emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
         return class_probabilities(emb, self.class_embeddings, self.logit_scale)
 
-    def predict(
-        self, images: Sequence[str | Path | Image.Image] | str | Path | Image.Image, batch_size: int = 32
-    ) -> list[Prediction]:
+    def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
         """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
-        items: list[tuple[str, Image.Image | Path | None, str | None]] = []
-        for obj in images:
-            if isinstance(obj, Image.Image):
-                items.append((getattr(obj, "filename", "") or "<image>", obj, None))
-            else:
-                paths, problems = expand_inputs([obj])
-                items.extend((str(p), p, None) for p in paths)
-                items.extend((msg.split(":")[0], None, msg) for msg in problems)
-        results = [Prediction(path=name, error=err) for name, _, err in items]
-        pending: list[tuple[int, torch.Tensor]] = []
-        for i, (_, obj, err) in enumerate(items):
-            if err is not None:
-                continue
-            try:
-                im = to_rgb(obj) if isinstance(obj, Image.Image) else load_image(obj)  # type: ignore[arg-type]
-                pending.append((i, self.model.preprocess(im)))
-            except ImageReadError as e:
-                results[i].error = str(e)
-            except Exception as e:  # a transform that chokes on a degenerate image
-                results[i].error = f"{items[i][0]}: could not preprocess ({e})"
-            if len(pending) == batch_size:
-                self._fill(pending, results)
-                pending = []
-        if pending:
-            self._fill(pending, results)
-        return results
-
-    def _fill(self, pending: list[tuple[int, torch.Tensor]], results: list[Prediction]) -> None:
-        probs = self.probabilities(torch.stack([x for _, x in pending])).cpu()
-        for (i, _), row in zip(pending, probs):
-            results[i].probabilities = {c: float(p) for c, p in zip(self.classes, row)}
-            results[i].prediction = self.classes[int(row.argmax())]
+        return classify(
+            images,
+            self.model.preprocess,
+            lambda batch: self.probabilities(torch.stack(batch)).cpu(),
+            self.classes,
+            batch_size,
+        )
 
 
 def label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:

@@ -8,16 +8,15 @@ classify images with neither torch nor a text model installed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
+from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
 
 ENCODER = "image_encoder.onnx"
@@ -184,27 +183,12 @@ class OnnxClassifier:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def predict(self, images: Sequence[str | Path | Image.Image], batch_size: int = 32) -> list[Prediction]:
-        results: list[Prediction] = []
-        arrays: list[tuple[int, np.ndarray]] = []
-        for obj in images:
-            if isinstance(obj, Image.Image):
-                entries: list[tuple[str, Image.Image | Path | None, str | None]] = [("<image>", obj, None)]
-            else:
-                paths, problems = expand_inputs([obj])
-                entries = [(str(p), p, None) for p in paths] + [(m.split(":")[0], None, m) for m in problems]
-            for name, src, err in entries:
-                results.append(Prediction(path=name, error=err))
-                if err is None:
-                    try:
-                        im = to_rgb(src) if isinstance(src, Image.Image) else load_image(src)  # type: ignore[arg-type]
-                        arrays.append((len(results) - 1, apply_steps(im, self.steps)))
-                    except ImageReadError as e:
-                        results[-1].error = str(e)
-        for start in range(0, len(arrays), batch_size):
-            chunk = arrays[start : start + batch_size]
-            probs = self.probabilities(np.stack([a for _, a in chunk]))
-            for (i, _), row in zip(chunk, probs):
-                results[i].probabilities = {c: float(p) for c, p in zip(self.classes, row)}
-                results[i].prediction = self.classes[int(row.argmax())]
-        return results
+    def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
+        """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
+        return classify(
+            images,
+            lambda im: apply_steps(im, self.steps),
+            lambda batch: self.probabilities(np.stack(batch)),
+            self.classes,
+            batch_size,
+        )
