@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from fungalzsl.errors import fail
 from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.predict.embed import embed_texts
+from fungalzsl.predict.zeroshot import class_embeddings, model_logit_scale
 
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
 # offline and reproducible. None of these words says anything about fungi, colour or shape.
@@ -248,10 +249,7 @@ def build_classifier(
     own = torch.arange(len(classes))
     if method == "mean":
         if class_emb is None:
-            texts = _need(by_class, classes, method)
-            class_emb = torch.stack(
-                [F.normalize(embed_texts(model, texts[c]).mean(0), dim=-1) for c in classes]
-            )
+            class_emb = class_embeddings(model, _need(by_class, classes, method), classes)
         return ZeroShotClassifier(classes, method, class_emb, own, logit_scale)
     if method in ("sim-mean", "max"):
         texts = _need(by_class, classes, method)
@@ -271,11 +269,10 @@ def build_classifier(
     if method == "waffle":
         descriptors = waffle_descriptors(waffle_count, seed)
         base = template.rstrip(". ")
-        rows = []
-        for c in classes:
-            prompts = [f"{base.replace('{class}', c)}, which has {d}." for d in descriptors]
-            rows.append(F.normalize(embed_texts(model, prompts).mean(0), dim=-1))
-        return ZeroShotClassifier(classes, method, torch.stack(rows), own, logit_scale)
+        prompts = {c: [f"{base.replace('{class}', c)}, which has {d}." for d in descriptors] for c in classes}
+        return ZeroShotClassifier(
+            classes, method, class_embeddings(model, prompts, classes), own, logit_scale
+        )
     # chils
     if not hierarchy:
         raise fail(
@@ -313,15 +310,6 @@ def build_classifier(
         parent_prototypes=parent,
         prototype_names=names,
     )
-
-
-def model_logit_scale(model: Any) -> float:
-    """exp(logit_scale) of a model whose ``logit_scale`` is the log of 1/τ (tensor, parameter or float)."""
-    s = getattr(model, "logit_scale", None)
-    if s is None:
-        return 100.0
-    value = float(s.detach().float().reshape(-1)[0]) if isinstance(s, torch.Tensor) else float(s)
-    return float(torch.tensor(value).exp().clamp(max=100.0))
 
 
 def fit_logit_scale(clf: ZeroShotClassifier, image_emb: torch.Tensor, labels: Sequence[int]) -> float:

@@ -48,9 +48,8 @@ class Classifier:
     @classmethod
     def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
         """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
-        from safetensors.torch import load_file
-
         from fungalzsl.models import load_run
+        from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, load_class_embeddings, model_logit_scale
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -60,18 +59,17 @@ class Classifier:
             )
         model, config = load_run(run_dir)
         model = model.to(device)
-        scale = float(model.logit_scale.exp().clamp(max=100).item())
-        emb_file = run_dir / "class_embeddings.safetensors"
         if classes is not None:
             names, emb = label_set(model, classes)
-        elif emb_file.is_file():
-            emb, names = load_file(str(emb_file))["embeddings"], list(config["classes"])
         else:
-            raise fail(
-                f"{run_dir} has no class_embeddings.safetensors",
-                "pass --classes FILE.jsonl with descriptions",
-            )
-        return cls(model, names, emb, scale, run_dir=run_dir, config=config)
+            stored = load_class_embeddings(run_dir / CLASS_EMBEDDINGS_FILE, config.get("classes"))
+            if stored is None:
+                raise fail(
+                    f"{run_dir} has no class_embeddings.safetensors",
+                    "pass --classes FILE.jsonl with descriptions",
+                )
+            names, emb = stored
+        return cls(model, names, emb, model_logit_scale(model), run_dir=run_dir, config=config)
 
     def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
         """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""

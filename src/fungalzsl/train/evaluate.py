@@ -6,18 +6,15 @@ tower is frozen, descriptions are embedded from cached backbone features instead
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from fungalzsl.io import atomic_path
 from fungalzsl.models import save_weights
 from fungalzsl.models.base import TwoTowerModel
-from fungalzsl.predict.zeroshot import class_embeddings, class_probabilities
+from fungalzsl.predict.zeroshot import class_embeddings, class_probabilities, save_class_embeddings
 from fungalzsl.train.data import FeatureCache, iter_images
 
 
@@ -150,7 +147,4 @@ def write_class_embeddings(
 ) -> torch.Tensor:
     """RUN/class_embeddings.safetensors: key ``embeddings`` (C × D), rows in ``classes`` order."""
     encoder = text_feats.encoder(len(model.layer_groups()["text"])) if text_feats is not None else model
-    emb = class_embeddings(encoder, by_class, classes).contiguous()
-    with atomic_path(path) as tmp:
-        save_file({"embeddings": emb}, str(tmp), metadata={"classes": json.dumps(list(classes))})
-    return emb
+    return save_class_embeddings(path, class_embeddings(encoder, by_class, classes), classes)
