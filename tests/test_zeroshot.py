@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,22 @@ from fungalzsl.predict.zeroshot import (
     model_logit_scale,
     save_class_embeddings,
 )
-from test_eval_toy import KeywordModel
+from test_eval_toy import KeywordModel, make_colour_dataset
+
+
+class ProjectedModel(KeywordModel):
+    """KeywordModel in 32 dimensions: random keyword vectors, images as a random projection of their
+    pixels. Irregular numbers, so a path that normalised twice or multiplied in another order would
+    differ in the last bits (the plain RGB space is too tidy to show it)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        super().__init__({w: torch.randn(32, generator=g).tolist() for w in ("red", "green", "blue")}, 3.6)
+        self.proj = torch.randn(3 * 8 * 8, 32, generator=g)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x.float().flatten(1) @ self.proj, dim=-1)
+
 
 SPACE = {"east": (1.0, 0.0, 0.0), "north": (0.0, 1.0, 0.0), "up": (0.0, 0.0, 1.0)}
 
@@ -85,6 +101,7 @@ def test_the_reader_takes_names_from_the_config_and_says_none_when_it_cannot(tmp
 
 def test_training_writes_what_evaluation_and_prediction_read(tmp_path):
     from fungalzsl.eval.data import ModelSource, stored_class_embeddings
+    from fungalzsl.predict.classifier import Classifier
     from fungalzsl.predict.zeroshot import class_embeddings
     from fungalzsl.train.evaluate import write_class_embeddings
 
@@ -93,6 +110,51 @@ def test_training_writes_what_evaluation_and_prediction_read(tmp_path):
     written = write_class_embeddings(model, by_class, ["A", "B"], tmp_path / CLASS_EMBEDDINGS_FILE)
     assert torch.equal(written, class_embeddings(model, by_class, ["A", "B"]))
     names, for_eval = stored_class_embeddings(ModelSource(model, "toy", tmp_path, {"classes": ["A", "B"]}))
-    assert names == ["A", "B"] and torch.equal(for_eval, written)
+    stored = load_class_embeddings(tmp_path / CLASS_EMBEDDINGS_FILE, ["A", "B"])
+    clf = Classifier(model, *stored, model_logit_scale(model))
+    assert names == clf.classes == ["A", "B"]
+    assert torch.equal(for_eval, written) and torch.equal(clf.class_embeddings, written)
     # a count mismatch: evaluation falls back to descriptions, prediction refuses
     assert stored_class_embeddings(ModelSource(model, "toy", tmp_path, {"classes": ["A"]})) is None
+
+
+def test_evaluation_prediction_and_training_validation_give_identical_probabilities(tmp_path):
+    """Same model, same descriptions: every path scores through the rule, so not one bit differs."""
+    from fungalzsl.eval.classifier import build_classifier
+    from fungalzsl.predict.classifier import Classifier
+    from fungalzsl.predict.embed import embed_images
+    from fungalzsl.train.data import FeatureCache
+    from fungalzsl.train.evaluate import TextFeatures, recall_at_1, write_class_embeddings
+
+    make_colour_dataset(tmp_path / "data")
+    paths = sorted((tmp_path / "data" / "test").rglob("*.png"))
+    classes = ["red", "green", "blue"]
+    y = torch.tensor([classes.index(p.parent.name) for p in paths])
+    model = ProjectedModel()
+    by_class = {
+        "red": ["red", "red blue"],
+        "green": ["green", "green green red"],
+        "blue": ["blue", "blue green"],
+    }
+
+    # evaluation (fungalzsl evaluate): from the descriptions, and from the run's stored embeddings
+    img, _, _ = embed_images(model, paths)
+    evaluated = build_classifier(model, classes, "mean", by_class).probabilities(img)
+    f = tmp_path / CLASS_EMBEDDINGS_FILE
+    write_class_embeddings(model, by_class, classes, f)
+    names, stored = load_class_embeddings(f, classes)
+    from_file = build_classifier(model, names, "mean", class_emb=stored).probabilities(img)
+    # prediction (fungalzsl predict / serve): the run's embeddings, and the same descriptions via --classes
+    clf = Classifier(model, names, stored, model_logit_scale(model))
+    predicted = torch.tensor([[r.probabilities[c] for c in classes] for r in clf.predict(paths)])
+    clf.set_classes(by_class)
+    relabelled = torch.tensor([[r.probabilities[c] for c in classes] for r in clf.predict(paths)])
+    assert torch.equal(from_file, evaluated) and torch.equal(predicted, evaluated)
+    assert torch.equal(relabelled, evaluated)
+    # training validation reports the accuracy and mean p(true class) of those same probabilities
+    cache = FeatureCache(model, paths, 0, 64, 0, "cpu")
+    texts = TextFeatures(model, [t for c in classes for t in by_class[c]], 64)
+    cfg = SimpleNamespace(eval_batch_size=64)
+    recall, p_true = recall_at_1(model, cache, 0, texts, 0, y.tolist(), by_class, classes, cfg)
+    assert p_true == float(evaluated.gather(1, y[:, None]).mean())
+    assert recall == float((evaluated.argmax(1) == y).float().mean())

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from fungalzsl.errors import fail
 from fungalzsl.eval import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.predict.embed import embed_texts
-from fungalzsl.predict.zeroshot import class_embeddings, model_logit_scale
+from fungalzsl.predict.zeroshot import class_embeddings, class_logits, model_logit_scale
 
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
 # offline and reproducible. None of these words says anything about fungi, colour or shape.
@@ -134,9 +134,13 @@ class ZeroShotClassifier:
 
     def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
         """(N, C) class scores; for ``chils`` these are log-probabilities of the reweighted scores."""
+        c = len(self.classes)
+        if self.reduce == "single":  # one prototype per class: the zero-shot rule itself
+            out = torch.empty(image_emb.shape[0], c)
+            out[:, self.owner] = class_logits(image_emb, self.prototypes, self.logit_scale)
+            return out
         x = F.normalize(image_emb.float(), dim=-1)
         sims = x @ F.normalize(self.prototypes.float(), dim=-1).T  # (N, P)
-        c = len(self.classes)
         if self.method == "chils":
             assert self.parent_prototypes is not None
             parent = (self.logit_scale * x @ F.normalize(self.parent_prototypes.float(), dim=-1).T).softmax(
@@ -151,10 +155,6 @@ class ZeroShotClassifier:
             # and the row is a distribution we can calibrate and plot like the other methods.
             best = best / best.sum(-1, keepdim=True).clamp_min(1e-30)
             return best.clamp_min(1e-30).log()
-        if self.reduce == "single":
-            out = torch.empty(x.shape[0], c)
-            out[:, self.owner] = sims
-            return self.logit_scale * out
         idx = self.owner.expand(x.shape[0], -1)
         if self.reduce == "mean":
             total = torch.zeros(x.shape[0], c).scatter_add(1, idx, sims)

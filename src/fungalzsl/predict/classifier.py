@@ -40,7 +40,9 @@ class Classifier:
             )
         self.model = model.eval()
         self.classes = list(classes)
-        self.class_embeddings = torch.nn.functional.normalize(class_embeddings.float(), dim=-1)
+        # Kept as stored: the rule normalises when it scores, so evaluation, training and this score the
+        # very same tensor (normalising twice moves the last bit).
+        self.class_embeddings = class_embeddings.float()
         self.logit_scale = float(logit_scale)
         self.run_dir = run_dir
         self.config = config or {}
@@ -74,7 +76,7 @@ class Classifier:
     def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
         """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""
         self.classes, emb = label_set(self.model, descriptions)
-        self.class_embeddings = torch.nn.functional.normalize(emb.float(), dim=-1)
+        self.class_embeddings = emb.float()
 
     def with_label_set(self, classes: Sequence[str], class_embeddings: torch.Tensor) -> Classifier:
         """A classifier sharing this one's model but scoring another label set (no copy of the weights)."""

@@ -18,6 +18,7 @@ from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
 from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
+from fungalzsl.predict.zeroshot import class_probabilities_numpy
 
 ENCODER = "image_encoder.onnx"
 SPEC = "classifier.json"
@@ -137,7 +138,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
         {
             "format": "fungalzsl-onnx-v1",
             "classes": clf.classes,
-            "class_embeddings": clf.class_embeddings.tolist(),
+            "class_embeddings": torch.nn.functional.normalize(clf.class_embeddings, dim=-1).tolist(),
             "logit_scale": clf.logit_scale,
             "preprocess": steps,
             "source_run": str(run_dir),
@@ -164,8 +165,7 @@ class OnnxClassifier:
             )
         spec = json.loads((export_dir / SPEC).read_text())
         self.classes: list[str] = spec["classes"]
-        emb = np.asarray(spec["class_embeddings"], dtype=np.float32)
-        self.class_embeddings = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        self.class_embeddings = np.asarray(spec["class_embeddings"], dtype=np.float32)
         self.logit_scale = float(spec["logit_scale"])
         self.steps = spec["preprocess"]
         opts = ort.SessionOptions()
@@ -176,12 +176,9 @@ class OnnxClassifier:
         )
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C) class probabilities for a batch of preprocessed images (B, 3, H, W)."""
         emb = self.session.run(["embedding"], {"pixels": batch.astype(np.float32)})[0]
-        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-        logits = self.logit_scale * emb @ self.class_embeddings.T
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return class_probabilities_numpy(emb, self.class_embeddings, self.logit_scale)
 
     def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
         """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""

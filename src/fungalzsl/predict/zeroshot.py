@@ -62,12 +62,17 @@ def class_embeddings(model: Any, by_class: dict[str, list[str]], classes: Sequen
     return torch.stack(rows)
 
 
-def class_probabilities(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale: float) -> torch.Tensor:
-    """softmax over classes of logit_scale * cosine(image, class)."""
+def class_logits(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """(N, C) logits s · cos(image, class) of (N, D) image and (C, D) class embeddings."""
     import torch.nn.functional as F
 
-    logits = logit_scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
-    return logits.softmax(dim=-1)
+    x, c = F.normalize(image_emb.float(), dim=-1), F.normalize(class_emb.float(), dim=-1)
+    return logit_scale * (x @ c.T)
+
+
+def class_probabilities(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """(N, C) probabilities p(k | x) = softmax_k(s · cos(image, class_k))."""
+    return class_logits(image_emb, class_emb, logit_scale).softmax(dim=-1)
 
 
 def class_probabilities_numpy(image_emb: np.ndarray, class_emb: np.ndarray, logit_scale: float) -> np.ndarray:

@@ -30,7 +30,12 @@ from torch import nn
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
-from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, class_probabilities, save_class_embeddings
+from fungalzsl.predict.zeroshot import (
+    CLASS_EMBEDDINGS_FILE,
+    class_probabilities,
+    model_logit_scale,
+    save_class_embeddings,
+)
 
 VOCAB_FILE = "catlip_vocabulary.json"
 HEAD_FILE = "catlip_head.safetensors"
@@ -168,5 +173,5 @@ def catlip_val_score(
 
     img = image_embeddings(model, cache, split, cfg.eval_batch_size)
     y = torch.tensor(list(labels))[cache.scan()]
-    probs = class_probabilities(img, objective.class_embeddings(), float(model.clamped_logit_scale()))
+    probs = class_probabilities(img, objective.class_embeddings(), model_logit_scale(model))
     return float((probs.argmax(1) == y).float().mean()), float(probs.gather(1, y[:, None]).mean())

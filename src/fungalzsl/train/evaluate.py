@@ -14,7 +14,12 @@ import torch
 
 from fungalzsl.models import save_weights
 from fungalzsl.models.base import TwoTowerModel
-from fungalzsl.predict.zeroshot import class_embeddings, class_probabilities, save_class_embeddings
+from fungalzsl.predict.zeroshot import (
+    class_embeddings,
+    class_probabilities,
+    model_logit_scale,
+    save_class_embeddings,
+)
 from fungalzsl.train.data import FeatureCache, iter_images
 
 
@@ -93,7 +98,7 @@ def recall_at_1(
     cls = class_embeddings(text_feats.encoder(tsplit), by_class, classes)
     img = image_embeddings(model, cache, isplit, cfg.eval_batch_size)
     y = torch.tensor(labels)[cache.scan()]
-    probs = class_probabilities(img, cls, float(model.clamped_logit_scale()))
+    probs = class_probabilities(img, cls, model_logit_scale(model))
     p_true = probs.gather(1, y[:, None]).mean()
     return float((probs.argmax(1) == y).float().mean()), float(p_true)
 
