@@ -1,7 +1,7 @@
 """Zero-shot classifiers built from text: the ways of turning class names and descriptions into scores.
 
 - ``mean``: a class is the normalised mean of its descriptions' normalised embeddings (CuPL ensemble;
-  the same rule as training's validation and ``fungalzsl predict``, via ``zeroshot.class_embeddings``).
+  the same rule as training's validation and ``fungalzsl predict``, via ``predict.zeroshot.class_embeddings``).
 - ``sim-mean``: the mean of the image's similarities to each description (Menon & Vondrick, 2023).
 - ``max``: the best-matching single description.
 - ``template``: the class name in a plain template ("a photo of a {class}.") — the no-LLM baseline.
