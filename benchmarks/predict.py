@@ -79,7 +79,7 @@ def main() -> None:
     rows.append({"what": "serve peak RSS, MB", "value": rss})
 
     from fungalzsl import Classifier
-    from fungalzsl.export import OnnxClassifier, export_onnx
+    from fungalzsl.predict.onnx import OnnxClassifier, export_onnx
     from fungalzsl.runtime import configure_torch_threads
 
     configure_torch_threads()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fungalzsl.errors import FungalError
-from fungalzsl.eval.classifier import build_classifier, load_hierarchy, model_logit_scale, waffle_descriptors
+from fungalzsl.eval.classifier import build_classifier, load_hierarchy, waffle_descriptors
 from test_eval_toy import KeywordModel
 
 # Keyword directions in 3-D: "east" = x, "north" = y, "up" = z.
@@ -128,11 +128,6 @@ def test_bad_hierarchy_file(tmp_path):
         load_hierarchy(f)
     with pytest.raises(FungalError, match="does not exist"):
         load_hierarchy(tmp_path / "missing.yaml")
-
-
-def test_model_logit_scale_is_exp_and_clamped():
-    assert model_logit_scale(KeywordModel(SPACE, logit_scale=math.log(7.0))) == pytest.approx(7.0)
-    assert model_logit_scale(KeywordModel(SPACE, logit_scale=10.0)) == pytest.approx(100.0)
 
 
 def test_fit_logit_scale_minimises_nll_and_keeps_predictions():

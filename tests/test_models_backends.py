@@ -11,8 +11,8 @@ import torch
 
 from fungalzsl.errors import FungalError
 from fungalzsl.models import build_model, load_run
+from fungalzsl.predict.embed import embed_images
 from fungalzsl.train.loop import train_run
-from fungalzsl.zeroshot import embed_images
 from test_train_fixtures import TINY_WORDS, make_dataset, make_descriptions
 
 TINY_OPENCLIP = {

@@ -154,11 +154,19 @@ def test_new_label_set_at_predict_time(run_dir, test_images, tmp_path):
     assert set(r.probabilities) == {"early", "late"}
 
 
-def test_onnx_export_matches_pytorch(run_dir, clf, test_images, tmp_path):
-    from fungalzsl.export import OnnxClassifier, apply_steps, describe_transform, export_onnx
+@pytest.fixture(scope="module")
+def onnx_dir(run_dir, tmp_path_factory):
+    from fungalzsl.predict.onnx import export_onnx
 
-    export_onnx(run_dir, tmp_path / "onnx")
-    onnx_clf = OnnxClassifier(tmp_path / "onnx")
+    out = tmp_path_factory.mktemp("onnx")
+    export_onnx(run_dir, out)
+    return out
+
+
+def test_onnx_export_matches_pytorch(onnx_dir, clf, test_images):
+    from fungalzsl.predict.onnx import OnnxClassifier, apply_steps, describe_transform
+
+    onnx_clf = OnnxClassifier(onnx_dir)
     im = Image.open(test_images[0]).convert("RGB")
     # The NumPy preprocessing reproduces torchvision's exactly ...
     ours = apply_steps(im, describe_transform(clf.model.preprocess))
@@ -167,5 +175,23 @@ def test_onnx_export_matches_pytorch(run_dir, clf, test_images, tmp_path):
     torch_p = np.array([[r.probabilities[c] for c in clf.classes] for r in clf.predict(test_images)])
     onnx_p = np.array([[r.probabilities[c] for c in onnx_clf.classes] for r in onnx_clf.predict(test_images)])
     np.testing.assert_allclose(onnx_p, torch_p, atol=1e-4)
-    res = CliRunner().invoke(app, ["predict", str(tmp_path / "onnx"), str(test_images[0])])
+    res = CliRunner().invoke(app, ["predict", str(onnx_dir), str(test_images[0])])
     assert res.exit_code == 0 and "1 of 1 images classified" in res.output
+
+
+def test_onnx_and_pytorch_take_the_same_inputs_the_same_way(onnx_dir, clf, odd_images, test_images):
+    from fungalzsl.predict.onnx import OnnxClassifier
+
+    inputs = [odd_images, str(odd_images / "missing.png"), Image.open(test_images[0]), str(test_images[0])]
+    torch_rows = clf.predict(inputs)
+    onnx_rows = OnnxClassifier(onnx_dir).predict(inputs)
+    assert [(r.path, r.error) for r in onnx_rows] == [(r.path, r.error) for r in torch_rows]
+    assert [r.path for r in torch_rows][-2:] == [str(test_images[0])] * 2  # a PIL image keeps its file name
+    for a, b in zip(onnx_rows, torch_rows):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+    # a single path (not a list) is one input for both
+    assert (
+        len(OnnxClassifier(onnx_dir).predict(str(test_images[0])))
+        == len(clf.predict(str(test_images[0])))
+        == 1
+    )

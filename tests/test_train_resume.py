@@ -77,8 +77,8 @@ def test_run_directory_contract(tmp_path: Path) -> None:
     model, cfg_back = load_run(run)
     assert cfg_back == config
     # the saved class embeddings are what the reloaded (WiSE-FT) model gives for the descriptions
+    from fungalzsl.predict.zeroshot import class_embeddings
     from fungalzsl.text.records import load_description_set
-    from fungalzsl.zeroshot import class_embeddings
 
     torch.testing.assert_close(
         class_embeddings(model, load_description_set(desc).by_class, config["classes"]), emb

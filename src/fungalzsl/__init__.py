@@ -10,13 +10,13 @@ __all__ = ["Classifier", "FungalError", "__version__"]
 from fungalzsl.errors import FungalError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
 
 
 def __getattr__(name: str) -> Any:
     # Importing torch costs seconds: only pay for it when the classifier is used.
     if name == "Classifier":
-        from fungalzsl.predict import Classifier
+        from fungalzsl.predict.classifier import Classifier
 
         return Classifier
     raise AttributeError(name)

@@ -55,7 +55,7 @@ def _root(
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
     from fungalzsl.pipeline.cli import loco, run, shift
-    from fungalzsl.predict_cli import export, predict
+    from fungalzsl.predict.cli import export, predict
     from fungalzsl.serve.cli import serve
     from fungalzsl.synth.cli import app as generate_app
     from fungalzsl.text.cli import app as describe_app

@@ -1,7 +1,7 @@
 """Zero-shot classifiers built from text: the ways of turning class names and descriptions into scores.
 
 - ``mean``: a class is the normalised mean of its descriptions' normalised embeddings (CuPL ensemble;
-  the same rule as training's validation and ``fungalzsl predict``, via ``zeroshot.class_embeddings``).
+  the same rule as training's validation and ``fungalzsl predict``, via ``predict.zeroshot.class_embeddings``).
 - ``sim-mean``: the mean of the image's similarities to each description (Menon & Vondrick, 2023).
 - ``max``: the best-matching single description.
 - ``template``: the class name in a plain template ("a photo of a {class}.") — the no-LLM baseline.
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
-from fungalzsl.zeroshot import embed_texts
+from fungalzsl.predict.embed import embed_texts
+from fungalzsl.predict.zeroshot import class_embeddings, class_logits, model_logit_scale
 
 # WaffleCLIP draws its random words from a general vocabulary; a fixed neutral list keeps the control
 # offline and reproducible. None of these words says anything about fungi, colour or shape.
@@ -133,9 +134,13 @@ class ZeroShotClassifier:
 
     def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
         """(N, C) class scores; for ``chils`` these are log-probabilities of the reweighted scores."""
+        c = len(self.classes)
+        if self.reduce == "single":  # one prototype per class: the zero-shot rule itself
+            out = torch.empty(image_emb.shape[0], c)
+            out[:, self.owner] = class_logits(image_emb, self.prototypes, self.logit_scale)
+            return out
         x = F.normalize(image_emb.float(), dim=-1)
         sims = x @ F.normalize(self.prototypes.float(), dim=-1).T  # (N, P)
-        c = len(self.classes)
         if self.method == "chils":
             assert self.parent_prototypes is not None
             parent = (self.logit_scale * x @ F.normalize(self.parent_prototypes.float(), dim=-1).T).softmax(
@@ -150,10 +155,6 @@ class ZeroShotClassifier:
             # and the row is a distribution we can calibrate and plot like the other methods.
             best = best / best.sum(-1, keepdim=True).clamp_min(1e-30)
             return best.clamp_min(1e-30).log()
-        if self.reduce == "single":
-            out = torch.empty(x.shape[0], c)
-            out[:, self.owner] = sims
-            return self.logit_scale * out
         idx = self.owner.expand(x.shape[0], -1)
         if self.reduce == "mean":
             total = torch.zeros(x.shape[0], c).scatter_add(1, idx, sims)
@@ -248,10 +249,7 @@ def build_classifier(
     own = torch.arange(len(classes))
     if method == "mean":
         if class_emb is None:
-            texts = _need(by_class, classes, method)
-            class_emb = torch.stack(
-                [F.normalize(embed_texts(model, texts[c]).mean(0), dim=-1) for c in classes]
-            )
+            class_emb = class_embeddings(model, _need(by_class, classes, method), classes)
         return ZeroShotClassifier(classes, method, class_emb, own, logit_scale)
     if method in ("sim-mean", "max"):
         texts = _need(by_class, classes, method)
@@ -271,11 +269,10 @@ def build_classifier(
     if method == "waffle":
         descriptors = waffle_descriptors(waffle_count, seed)
         base = template.rstrip(". ")
-        rows = []
-        for c in classes:
-            prompts = [f"{base.replace('{class}', c)}, which has {d}." for d in descriptors]
-            rows.append(F.normalize(embed_texts(model, prompts).mean(0), dim=-1))
-        return ZeroShotClassifier(classes, method, torch.stack(rows), own, logit_scale)
+        prompts = {c: [f"{base.replace('{class}', c)}, which has {d}." for d in descriptors] for c in classes}
+        return ZeroShotClassifier(
+            classes, method, class_embeddings(model, prompts, classes), own, logit_scale
+        )
     # chils
     if not hierarchy:
         raise fail(
@@ -313,15 +310,6 @@ def build_classifier(
         parent_prototypes=parent,
         prototype_names=names,
     )
-
-
-def model_logit_scale(model: Any) -> float:
-    """exp(logit_scale) of a model whose ``logit_scale`` is the log of 1/τ (tensor, parameter or float)."""
-    s = getattr(model, "logit_scale", None)
-    if s is None:
-        return 100.0
-    value = float(s.detach().float().reshape(-1)[0]) if isinstance(s, torch.Tensor) else float(s)
-    return float(torch.tensor(value).exp().clamp(max=100.0))
 
 
 def fit_logit_scale(clf: ZeroShotClassifier, image_emb: torch.Tensor, labels: Sequence[int]) -> float:

@@ -196,16 +196,9 @@ def stored_class_embeddings(source: ModelSource) -> tuple[list[str], Any] | None
     """(classes, (C, D) tensor) from RUN/class_embeddings.safetensors, if the run has them."""
     if source.run_dir is None:
         return None
-    f = source.run_dir / "class_embeddings.safetensors"
-    if not f.is_file():
-        return None
-    from safetensors.torch import load_file
+    from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, load_class_embeddings
 
-    tensors = load_file(str(f))
-    emb = tensors.get("embeddings")
-    if emb is None and len(tensors) == 1:
-        emb = next(iter(tensors.values()))
-    classes = source.config.get("classes")
-    if emb is None or not isinstance(classes, list) or len(classes) != emb.shape[0]:
-        return None
-    return [c if isinstance(c, str) else c["name"] for c in classes], emb
+    stored = load_class_embeddings(source.run_dir / CLASS_EMBEDDINGS_FILE, source.config.get("classes"))
+    if stored is None or len(stored[0]) != stored[1].shape[0]:
+        return None  # unusable: the caller embeds the training descriptions instead
+    return stored

@@ -36,8 +36,8 @@ from fungalzsl.eval.data import (
 )
 from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text, ensure_writable_dir
+from fungalzsl.predict.embed import embed_images, embed_texts
 from fungalzsl.text.records import DescriptionSet, load_description_set
-from fungalzsl.zeroshot import embed_images, embed_texts
 
 # Classifiers that need only class names (chils uses descriptions for its parents when it has them).
 NAME_ONLY = ("template", "waffle", "chils")

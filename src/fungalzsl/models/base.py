@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fungalzsl.predict.zeroshot import clamp_logit_scale
+
 TOWERS = ("image", "text")
-# CLIP's initial temperature (tau = 0.07) and its ceiling on 1/tau (100), in log space.
+# CLIP's initial temperature (tau = 0.07), in log space; the ceiling on 1/tau is the zero-shot rule's.
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
-MAX_LOGIT_SCALE = math.log(100.0)
 
 
 class TwoTowerModel(nn.Module):
@@ -50,8 +51,8 @@ class TwoTowerModel(nn.Module):
         return self.text_head(self.text_trunk(list(texts), 0), 0)
 
     def clamped_logit_scale(self) -> torch.Tensor:
-        """exp(logit_scale) with 1/tau capped at 100, as CLIP does."""
-        return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        """exp(logit_scale) with 1/tau capped at 100, as CLIP does (``predict.zeroshot.clamp_logit_scale``)."""
+        return clamp_logit_scale(self.logit_scale)
 
     # -- split forward used for prefix caching --------------------------------------------------
     def image_trunk(self, x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from fungalzsl.data import ImageReadError, load_image
-from fungalzsl.predict import Classifier, label_set
+from fungalzsl.predict.classifier import Classifier, label_set
 
 DEFAULT_SET = "run"
 

@@ -27,7 +27,7 @@ def serve(
     """Serve a page to upload images (drag and drop), see per-class probabilities and download a CSV."""
     import uvicorn
 
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
     from fungalzsl.runtime import configure_torch_threads
     from fungalzsl.serve.app import create_app
 

@@ -17,7 +17,6 @@ caption vocabulary, adapted to class descriptions (``objective: catlip``; docs/t
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -31,6 +30,12 @@ from torch import nn
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
+from fungalzsl.predict.zeroshot import (
+    CLASS_EMBEDDINGS_FILE,
+    class_probabilities,
+    model_logit_scale,
+    save_class_embeddings,
+)
 
 VOCAB_FILE = "catlip_vocabulary.json"
 HEAD_FILE = "catlip_head.safetensors"
@@ -153,11 +158,9 @@ class CatlipObjective(nn.Module):
     def write(self, run: Path) -> torch.Tensor:
         """RUN/catlip_vocabulary.json and RUN/class_embeddings.safetensors (as write_class_embeddings)."""
         atomic_write_json(run / VOCAB_FILE, self.vocab)
-        emb = self.class_embeddings().contiguous()
-        with atomic_path(run / "class_embeddings.safetensors") as tmp:
-            meta = {"classes": json.dumps(self.classes), "objective": "catlip"}
-            save_file({"embeddings": emb}, str(tmp), metadata=meta)
-        return emb
+        return save_class_embeddings(
+            run / CLASS_EMBEDDINGS_FILE, self.class_embeddings(), self.classes, objective="catlip"
+        )
 
 
 @torch.no_grad()
@@ -167,9 +170,8 @@ def catlip_val_score(
     """Validation for the catlip objective: accuracy and mean p(true class) of the head-derived
     classifier on the readable images of ``cache`` (the text tower plays no part)."""
     from fungalzsl.train.evaluate import image_embeddings
-    from fungalzsl.zeroshot import class_probabilities
 
     img = image_embeddings(model, cache, split, cfg.eval_batch_size)
     y = torch.tensor(list(labels))[cache.scan()]
-    probs = class_probabilities(img, objective.class_embeddings(), float(model.clamped_logit_scale()))
+    probs = class_probabilities(img, objective.class_embeddings(), model_logit_scale(model))
     return float((probs.argmax(1) == y).float().mean()), float(probs.gather(1, y[:, None]).mean())

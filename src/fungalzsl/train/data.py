@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from fungalzsl.data import ImageReadError, load_image
-from fungalzsl.zeroshot import ImagePaths, collate_images
+from fungalzsl.predict.embed import ImagePaths, collate_images
 
 
 def iter_images(

@@ -1,24 +1,26 @@
 """Scoring during training: validation Recall@1, WiSE-FT interpolation and the run's class embeddings.
 
-All three go through ``fungalzsl.zeroshot`` (class = normalised mean of normalised description
+All three go through ``fungalzsl.predict.zeroshot`` (class = normalised mean of normalised description
 embeddings; softmax(logit_scale · cos)), so training, ``evaluate`` and ``predict`` agree. When the text
 tower is frozen, descriptions are embedded from cached backbone features instead of re-running it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from fungalzsl.io import atomic_path
 from fungalzsl.models import save_weights
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.predict.zeroshot import (
+    class_embeddings,
+    class_probabilities,
+    model_logit_scale,
+    save_class_embeddings,
+)
 from fungalzsl.train.data import FeatureCache, iter_images
-from fungalzsl.zeroshot import class_embeddings, class_probabilities
 
 
 class TextFeatures:
@@ -96,7 +98,7 @@ def recall_at_1(
     cls = class_embeddings(text_feats.encoder(tsplit), by_class, classes)
     img = image_embeddings(model, cache, isplit, cfg.eval_batch_size)
     y = torch.tensor(labels)[cache.scan()]
-    probs = class_probabilities(img, cls, float(model.clamped_logit_scale()))
+    probs = class_probabilities(img, cls, model_logit_scale(model))
     p_true = probs.gather(1, y[:, None]).mean()
     return float((probs.argmax(1) == y).float().mean()), float(p_true)
 
@@ -150,7 +152,4 @@ def write_class_embeddings(
 ) -> torch.Tensor:
     """RUN/class_embeddings.safetensors: key ``embeddings`` (C × D), rows in ``classes`` order."""
     encoder = text_feats.encoder(len(model.layer_groups()["text"])) if text_feats is not None else model
-    emb = class_embeddings(encoder, by_class, classes).contiguous()
-    with atomic_path(path) as tmp:
-        save_file({"embeddings": emb}, str(tmp), metadata={"classes": json.dumps(list(classes))})
-    return emb
+    return save_class_embeddings(path, class_embeddings(encoder, by_class, classes), classes)

@@ -14,11 +14,11 @@ from rich.table import Table
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, atomic_write_text
-from fungalzsl.prediction import Prediction
+from fungalzsl.predict.result import Prediction
 
 if TYPE_CHECKING:
-    from fungalzsl.export import OnnxClassifier
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
+    from fungalzsl.predict.onnx import OnnxClassifier
 
 
 def write_results(path: Path, results: list[Prediction], classes: list[str]) -> None:
@@ -64,8 +64,8 @@ def predict(
         raise fail(
             f"unknown output format {output.suffix or '(none)'} for {output}", "use a .csv or .json file name"
         )
-    from fungalzsl.export import OnnxClassifier, is_export_dir
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
+    from fungalzsl.predict.onnx import OnnxClassifier, is_export_dir
     from fungalzsl.runtime import configure_torch_threads
 
     clf: Classifier | OnnxClassifier
@@ -112,7 +112,7 @@ def export(
     """Export the image tower and class embeddings to ONNX, for prediction without torch.
 
     'fungalzsl predict OUT IMAGES...' then runs on onnxruntime."""
-    from fungalzsl.export import export_onnx
+    from fungalzsl.predict.onnx import export_onnx
 
     path = export_onnx(run_dir, out, opset=opset)
     typer.echo(f"exported {path} and {path.parent / 'classifier.json'}")

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
-from fungalzsl.prediction import Prediction
+from fungalzsl.predict.inputs import Images, classify
+from fungalzsl.predict.result import Prediction
 
 
 class Classifier:
@@ -41,7 +40,9 @@ class Classifier:
             )
         self.model = model.eval()
         self.classes = list(classes)
-        self.class_embeddings = torch.nn.functional.normalize(class_embeddings.float(), dim=-1)
+        # Kept as stored: the rule normalises when it scores, so evaluation, training and this score the
+        # very same tensor (normalising twice moves the last bit).
+        self.class_embeddings = class_embeddings.float()
         self.logit_scale = float(logit_scale)
         self.run_dir = run_dir
         self.config = config or {}
@@ -49,9 +50,8 @@ class Classifier:
     @classmethod
     def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
         """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
-        from safetensors.torch import load_file
-
         from fungalzsl.models import load_run
+        from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, load_class_embeddings, model_logit_scale
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
@@ -61,23 +61,22 @@ class Classifier:
             )
         model, config = load_run(run_dir)
         model = model.to(device)
-        scale = float(model.logit_scale.exp().clamp(max=100).item())
-        emb_file = run_dir / "class_embeddings.safetensors"
         if classes is not None:
             names, emb = label_set(model, classes)
-        elif emb_file.is_file():
-            emb, names = load_file(str(emb_file))["embeddings"], list(config["classes"])
         else:
-            raise fail(
-                f"{run_dir} has no class_embeddings.safetensors",
-                "pass --classes FILE.jsonl with descriptions",
-            )
-        return cls(model, names, emb, scale, run_dir=run_dir, config=config)
+            stored = load_class_embeddings(run_dir / CLASS_EMBEDDINGS_FILE, config.get("classes"))
+            if stored is None:
+                raise fail(
+                    f"{run_dir} has no class_embeddings.safetensors",
+                    "pass --classes FILE.jsonl with descriptions",
+                )
+            names, emb = stored
+        return cls(model, names, emb, model_logit_scale(model), run_dir=run_dir, config=config)
 
     def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
         """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""
         self.classes, emb = label_set(self.model, descriptions)
-        self.class_embeddings = torch.nn.functional.normalize(emb.float(), dim=-1)
+        self.class_embeddings = emb.float()
 
     def with_label_set(self, classes: Sequence[str], class_embeddings: torch.Tensor) -> Classifier:
         """A classifier sharing this one's model but scoring another label set (no copy of the weights)."""
@@ -86,56 +85,27 @@ class Classifier:
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, C) class probabilities for a batch of preprocessed images."""
-        from fungalzsl.zeroshot import class_probabilities
+        from fungalzsl.predict.zeroshot import class_probabilities
 
         device = self.class_embeddings.device
         emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
         return class_probabilities(emb, self.class_embeddings, self.logit_scale)
 
-    def predict(
-        self, images: Sequence[str | Path | Image.Image] | str | Path | Image.Image, batch_size: int = 32
-    ) -> list[Prediction]:
+    def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
         """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
-        items: list[tuple[str, Image.Image | Path | None, str | None]] = []
-        for obj in images:
-            if isinstance(obj, Image.Image):
-                items.append((getattr(obj, "filename", "") or "<image>", obj, None))
-            else:
-                paths, problems = expand_inputs([obj])
-                items.extend((str(p), p, None) for p in paths)
-                items.extend((msg.split(":")[0], None, msg) for msg in problems)
-        results = [Prediction(path=name, error=err) for name, _, err in items]
-        pending: list[tuple[int, torch.Tensor]] = []
-        for i, (_, obj, err) in enumerate(items):
-            if err is not None:
-                continue
-            try:
-                im = to_rgb(obj) if isinstance(obj, Image.Image) else load_image(obj)  # type: ignore[arg-type]
-                pending.append((i, self.model.preprocess(im)))
-            except ImageReadError as e:
-                results[i].error = str(e)
-            except Exception as e:  # a transform that chokes on a degenerate image
-                results[i].error = f"{items[i][0]}: could not preprocess ({e})"
-            if len(pending) == batch_size:
-                self._fill(pending, results)
-                pending = []
-        if pending:
-            self._fill(pending, results)
-        return results
-
-    def _fill(self, pending: list[tuple[int, torch.Tensor]], results: list[Prediction]) -> None:
-        probs = self.probabilities(torch.stack([x for _, x in pending])).cpu()
-        for (i, _), row in zip(pending, probs):
-            results[i].probabilities = {c: float(p) for c, p in zip(self.classes, row)}
-            results[i].prediction = self.classes[int(row.argmax())]
+        return classify(
+            images,
+            self.model.preprocess,
+            lambda batch: self.probabilities(torch.stack(batch)).cpu(),
+            self.classes,
+            batch_size,
+        )
 
 
 def label_set(model: Any, descriptions: str | Path | dict[str, list[str]]) -> tuple[list[str], torch.Tensor]:
     """Class names and their embeddings from a descriptions file or a {class: [texts]} mapping."""
+    from fungalzsl.predict.zeroshot import class_embeddings
     from fungalzsl.text.records import load_description_set
-    from fungalzsl.zeroshot import class_embeddings
 
     by_class = (
         load_description_set(descriptions).by_class if isinstance(descriptions, (str, Path)) else descriptions

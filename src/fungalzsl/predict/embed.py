@@ -1,8 +1,6 @@
-"""Embedding images and descriptions with any registry model, and the plain zero-shot classifier.
+"""Embedding images from disk and texts with any registry model, in batches and without gradients.
 
-Shared by training (validation Recall@1), evaluation and prediction, so all three score images the
-same way: a class is the L2-normalised mean of its descriptions' normalised text embeddings (the
-CuPL-style ensemble), and an image's class probabilities are softmax(logit_scale * cos)."""
+Shared by training (validation), evaluation and prediction; an unreadable image is reported, not fatal."""
 
 from __future__ import annotations
 
@@ -84,15 +82,3 @@ def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 256) -> torc
         for i in range(0, len(texts), batch_size)
     ]
     return F.normalize(torch.cat(out), dim=-1)
-
-
-def class_embeddings(model: Any, by_class: dict[str, list[str]], classes: Sequence[str]) -> torch.Tensor:
-    """(C, D) class embeddings: the normalised mean of each class's normalised description embeddings."""
-    rows = [F.normalize(embed_texts(model, by_class[c]).mean(0), dim=-1) for c in classes]
-    return torch.stack(rows)
-
-
-def class_probabilities(image_emb: torch.Tensor, class_emb: torch.Tensor, logit_scale: float) -> torch.Tensor:
-    """softmax over classes of logit_scale * cosine(image, class)."""
-    logits = logit_scale * F.normalize(image_emb, dim=-1) @ F.normalize(class_emb, dim=-1).T
-    return logits.softmax(dim=-1)

@@ -8,17 +8,17 @@ classify images with neither torch nor a text model installed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path, atomic_write_json
-from fungalzsl.prediction import Prediction
+from fungalzsl.predict.inputs import Images, classify
+from fungalzsl.predict.result import Prediction
+from fungalzsl.predict.zeroshot import class_probabilities_numpy
 
 ENCODER = "image_encoder.onnx"
 SPEC = "classifier.json"
@@ -106,7 +106,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Export the run's image encoder and class embeddings to ``out``; returns the ONNX file path."""
     import torch
 
-    from fungalzsl.predict import Classifier
+    from fungalzsl.predict.classifier import Classifier
 
     clf = Classifier.load(run_dir)
     out = Path(out)
@@ -138,7 +138,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
         {
             "format": "fungalzsl-onnx-v1",
             "classes": clf.classes,
-            "class_embeddings": clf.class_embeddings.tolist(),
+            "class_embeddings": torch.nn.functional.normalize(clf.class_embeddings, dim=-1).tolist(),
             "logit_scale": clf.logit_scale,
             "preprocess": steps,
             "source_run": str(run_dir),
@@ -165,8 +165,7 @@ class OnnxClassifier:
             )
         spec = json.loads((export_dir / SPEC).read_text())
         self.classes: list[str] = spec["classes"]
-        emb = np.asarray(spec["class_embeddings"], dtype=np.float32)
-        self.class_embeddings = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        self.class_embeddings = np.asarray(spec["class_embeddings"], dtype=np.float32)
         self.logit_scale = float(spec["logit_scale"])
         self.steps = spec["preprocess"]
         opts = ort.SessionOptions()
@@ -177,34 +176,16 @@ class OnnxClassifier:
         )
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C) class probabilities for a batch of preprocessed images (B, 3, H, W)."""
         emb = self.session.run(["embedding"], {"pixels": batch.astype(np.float32)})[0]
-        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-        logits = self.logit_scale * emb @ self.class_embeddings.T
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return class_probabilities_numpy(emb, self.class_embeddings, self.logit_scale)
 
-    def predict(self, images: Sequence[str | Path | Image.Image], batch_size: int = 32) -> list[Prediction]:
-        results: list[Prediction] = []
-        arrays: list[tuple[int, np.ndarray]] = []
-        for obj in images:
-            if isinstance(obj, Image.Image):
-                entries: list[tuple[str, Image.Image | Path | None, str | None]] = [("<image>", obj, None)]
-            else:
-                paths, problems = expand_inputs([obj])
-                entries = [(str(p), p, None) for p in paths] + [(m.split(":")[0], None, m) for m in problems]
-            for name, src, err in entries:
-                results.append(Prediction(path=name, error=err))
-                if err is None:
-                    try:
-                        im = to_rgb(src) if isinstance(src, Image.Image) else load_image(src)  # type: ignore[arg-type]
-                        arrays.append((len(results) - 1, apply_steps(im, self.steps)))
-                    except ImageReadError as e:
-                        results[-1].error = str(e)
-        for start in range(0, len(arrays), batch_size):
-            chunk = arrays[start : start + batch_size]
-            probs = self.probabilities(np.stack([a for _, a in chunk]))
-            for (i, _), row in zip(chunk, probs):
-                results[i].probabilities = {c: float(p) for c, p in zip(self.classes, row)}
-                results[i].prediction = self.classes[int(row.argmax())]
-        return results
+    def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
+        """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
+        return classify(
+            images,
+            lambda im: apply_steps(im, self.steps),
+            lambda batch: self.probabilities(np.stack(batch)),
+            self.classes,
+            batch_size,
+        )
