@@ -16,7 +16,12 @@ from fungalzsl.eval import evaluate_run
 from fungalzsl.eval.table import build_table, table_markdown
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, lemma, lemmas
 from fungalzsl.train.loop import train_run
-from fungalzsl.train.loss import MultiPositiveContrastiveLoss, sigmoid_loss
+from fungalzsl.train.loss import (
+    ClipContrastiveLoss,
+    MultiPositiveContrastiveLoss,
+    SigmoidContrastiveLoss,
+    sigmoid_loss,
+)
 from test_train_fixtures import make_dataset, make_descriptions
 
 CFG = {"epochs": 2, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 1, "text": 0},
@@ -36,15 +41,17 @@ def test_sigmoid_loss_matches_a_hand_computed_batch() -> None:
 
 
 def test_sigmoid_loss_module_learns_its_bias_from_minus_ten() -> None:
-    fn = MultiPositiveContrastiveLoss(sigmoid=True)
+    fn = SigmoidContrastiveLoss()
     assert float(fn.logit_bias.detach()) == -10.0 and fn.logit_bias.requires_grad
-    assert float(MultiPositiveContrastiveLoss(sigmoid=True, init_bias=-3.5).logit_bias.detach()) == -3.5
+    assert float(SigmoidContrastiveLoss(init_bias=-3.5).logit_bias.detach()) == -3.5
     feats = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     out = fn(feats, feats, torch.tensor([0, 0, 1, 1]), torch.tensor(10.0))
     out["loss"].backward()
     torch.testing.assert_close(out["loss"], out["loss_image"] + out["loss_text"])
     assert float(fn.logit_bias.grad) < 0  # with b = −10 the positives pull the bias up
     assert list(MultiPositiveContrastiveLoss().parameters()) == []  # contrastive losses: nothing new
+    assert list(ClipContrastiveLoss().parameters()) == []
+    assert list(dict(fn.named_parameters())) == ["logit_bias"]  # saved in last/ as extra.logit_bias
 
 
 def test_lemmatiser_rules() -> None:

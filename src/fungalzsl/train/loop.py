@@ -29,7 +29,7 @@ from fungalzsl.train import checkpoint as ckpt
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
 from fungalzsl.train.data import FeatureCache, iter_images
 from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
-from fungalzsl.train.loss import MultiPositiveContrastiveLoss
+from fungalzsl.train.loss import CONTRASTIVE_LOSSES, SigmoidContrastiveLoss
 from fungalzsl.train.progress import TrainProgress
 from fungalzsl.train.settings import TrainConfig
 from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze, trainable_groups
@@ -171,10 +171,10 @@ def train_run(
         unfreeze_max["text"], unfreeze_start["text"] = 0, 0
     schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, unfreeze_max, unfreeze_start)
     head_lr, body_lr = cfg.lr, cfg.backbone_lr or cfg.lr
-    loss_fn = MultiPositiveContrastiveLoss(
-        multi_positive=cfg.loss == "multi_positive",
-        sigmoid=cfg.loss == "sigmoid",
-        init_bias=getattr(model, "init_logit_bias", None),
+    loss_fn = (
+        SigmoidContrastiveLoss(init_bias=getattr(model, "init_logit_bias", None))
+        if cfg.loss == "sigmoid"
+        else CONTRASTIVE_LOSSES[cfg.loss]()
     ).to(device)
     extras = catlip if catlip is not None else loss_fn  # trained tensors outside the model
     heads = [*model.head_parameters(), model.logit_scale, *extras.parameters()]
@@ -415,7 +415,7 @@ def train_run(
         else:
             cache = text_feats if text_frozen_always and cfg.cache else None
             write_class_embeddings(model, desc.by_class, classes, run / "class_embeddings.safetensors", cache)
-        if loss_fn.sigmoid and catlip is None:
+        if isinstance(loss_fn, SigmoidContrastiveLoss) and catlip is None:
             result["logit_bias"] = float(loss_fn.logit_bias.detach())
         atomic_write_json(run / "config.json", result)
     if writer:
