@@ -141,8 +141,12 @@ class SigmoidContrastiveLoss(ContrastiveLoss):
         return {"loss": total, "loss_image": total / 2, "loss_text": total / 2}
 
 
-CONTRASTIVE_LOSSES: dict[str, type[ContrastiveLoss]] = {
-    "multi_positive": MultiPositiveContrastiveLoss,
-    "clip": ClipContrastiveLoss,
-    "sigmoid": SigmoidContrastiveLoss,
-}
+def contrastive_loss(name: str, init_bias: float | None = None) -> ContrastiveLoss:
+    """The loss ``train.loss`` names; ``init_bias`` is the model's own sigmoid bias (SigLIP), if any."""
+    if name == "sigmoid":
+        return SigmoidContrastiveLoss(init_bias=init_bias)
+    if name == "clip":
+        return ClipContrastiveLoss()
+    if name == "multi_positive":
+        return MultiPositiveContrastiveLoss()
+    raise ValueError(f"unknown contrastive loss {name!r}")  # TrainConfig admits only the three
