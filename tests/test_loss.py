@@ -1,4 +1,4 @@
-"""MultiPositiveContrastiveLoss (paper Eq. 7–9) against hand-computed numbers and the CLIP loss."""
+"""MultiPositiveContrastiveLoss (paper Eq. 7–9) against hand-computed numbers and ClipContrastiveLoss."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fungalzsl.train.loss import MultiPositiveContrastiveLoss, clip_loss, multi_positive_loss
+from fungalzsl.train.loss import (
+    ClipContrastiveLoss,
+    MultiPositiveContrastiveLoss,
+    clip_loss,
+    multi_positive_loss,
+)
 
 
 def test_hand_computed_batch() -> None:
@@ -60,6 +65,19 @@ def test_equals_clip_loss_when_every_class_appears_once() -> None:
     mp = multi_positive_loss(image, text, torch.arange(7), scale)
     cl = clip_loss(image, text, scale)
     torch.testing.assert_close(torch.stack(mp), torch.stack(cl))
+
+
+def test_loss_modules_report_their_two_halves_and_their_sum() -> None:
+    image, text = _features(6, 5, 4)
+    labels, scale = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor(10.0)
+    for module, halves in (
+        (MultiPositiveContrastiveLoss(), multi_positive_loss(image, text, labels, scale)),
+        (ClipContrastiveLoss(), clip_loss(image, text, scale)),
+    ):
+        out = module(image, text, labels, scale)
+        torch.testing.assert_close(out["loss_image"], halves[0], rtol=0, atol=0)
+        torch.testing.assert_close(out["loss_text"], halves[1], rtol=0, atol=0)
+        torch.testing.assert_close(out["loss"], halves[0] + halves[1], rtol=0, atol=0)
 
 
 def test_differs_from_clip_loss_with_repeated_classes() -> None:

@@ -14,9 +14,18 @@ from safetensors.torch import load_file
 from fungalzsl.errors import FungalError
 from fungalzsl.eval import evaluate_run
 from fungalzsl.eval.table import build_table, table_markdown
+from fungalzsl.models import build_model
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, lemma, lemmas
+from fungalzsl.train.data import read_inputs
 from fungalzsl.train.loop import train_run
-from fungalzsl.train.loss import MultiPositiveContrastiveLoss, sigmoid_loss
+from fungalzsl.train.loss import (
+    ClipContrastiveLoss,
+    MultiPositiveContrastiveLoss,
+    SigmoidContrastiveLoss,
+    sigmoid_loss,
+)
+from fungalzsl.train.objectives import CatlipTraining, ContrastiveTraining, objective_for
+from fungalzsl.train.settings import resolve_config
 from test_train_fixtures import make_dataset, make_descriptions
 
 CFG = {"epochs": 2, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 1, "text": 0},
@@ -36,15 +45,17 @@ def test_sigmoid_loss_matches_a_hand_computed_batch() -> None:
 
 
 def test_sigmoid_loss_module_learns_its_bias_from_minus_ten() -> None:
-    fn = MultiPositiveContrastiveLoss(sigmoid=True)
+    fn = SigmoidContrastiveLoss()
     assert float(fn.logit_bias.detach()) == -10.0 and fn.logit_bias.requires_grad
-    assert float(MultiPositiveContrastiveLoss(sigmoid=True, init_bias=-3.5).logit_bias.detach()) == -3.5
+    assert float(SigmoidContrastiveLoss(init_bias=-3.5).logit_bias.detach()) == -3.5
     feats = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
     out = fn(feats, feats, torch.tensor([0, 0, 1, 1]), torch.tensor(10.0))
     out["loss"].backward()
     torch.testing.assert_close(out["loss"], out["loss_image"] + out["loss_text"])
     assert float(fn.logit_bias.grad) < 0  # with b = −10 the positives pull the bias up
     assert list(MultiPositiveContrastiveLoss().parameters()) == []  # contrastive losses: nothing new
+    assert list(ClipContrastiveLoss().parameters()) == []
+    assert list(dict(fn.named_parameters())) == ["logit_bias"]  # saved in last/ as extra.logit_bias
 
 
 def test_lemmatiser_rules() -> None:
@@ -165,3 +176,37 @@ def test_catlip_bad_settings_fail_before_a_run_directory_exists(tmp_path: Path) 
     with pytest.raises(FungalError, match="WiSE-FT is not defined"):
         train_run(data, desc, tmp_path / "run", "lite", {**CFG, "objective": "catlip", "wise_ft": [0.5]})
     assert not (tmp_path / "run").exists()
+
+
+def test_objectives_answer_the_loops_questions(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    inputs = read_inputs(data, make_descriptions(tmp_path / "d.jsonl"))
+    torch.manual_seed(0)
+    model = build_model("lite", image_size=32, embed_dim=16)
+    image = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    labels, text_idx = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 3, 6, 1])
+    limits = ({"image": 2, "text": 3}, {"text": 1})
+    for loss, module, params in [("multi_positive", MultiPositiveContrastiveLoss, []),
+                                 ("clip", ClipContrastiveLoss, []),
+                                 ("sigmoid", SigmoidContrastiveLoss, ["logit_bias"])]:  # fmt: skip
+        cfg = resolve_config({**CFG, "loss": loss}, None)
+        obj = objective_for(cfg)(cfg, inputs)
+        assert isinstance(obj, ContrastiveTraining)
+        obj.bind(model, torch.device("cpu"))
+        assert isinstance(obj.extra, module) and list(obj.state_dict()) == params
+        assert obj.unfreeze_limits(*limits) == limits
+        obj.start_stage(0)  # text tower from strings: the batch's paired descriptions
+        text = model.encode_text([inputs.texts[i] for i in text_idx.tolist()])
+        expected = obj.extra(image, text, labels, model.clamped_logit_scale())
+        torch.testing.assert_close(obj.loss(model, image, text_idx, labels), expected)
+
+    cfg = resolve_config({**CFG, "objective": "catlip"}, None)
+    obj = objective_for(cfg)(cfg, inputs)
+    assert isinstance(obj, CatlipTraining)
+    obj.bind(model, torch.device("cpu"))
+    assert set(obj.state_dict()) == {"head.weight", "head.bias"}  # RUN/last/: extra.head.*
+    assert obj.parameters() == [obj.extra.head.weight, obj.extra.head.bias]
+    assert obj.unfreeze_limits(*limits) == ({"image": 2, "text": 0}, {"text": 0})
+    torch.testing.assert_close(obj.loss(model, image, text_idx, labels), obj.extra.loss(image, labels))
+    with pytest.raises(FungalError, match="WiSE-FT is not defined"):
+        objective_for(resolve_config({**CFG, "objective": "catlip", "wise_ft_alpha": 0.5}, None))

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from fungalzsl.models import build_model
 from fungalzsl.train.loop import train_run
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
+from fungalzsl.train.optim import add_unfrozen_groups, build_optimizer
 from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze, trainable_groups
 from test_train_fixtures import make_dataset, make_descriptions
 
@@ -52,6 +53,36 @@ def test_gradients_reach_only_unfrozen_parameters(lite) -> None:
             assert not p.requires_grad and p.grad is None, name
     top_block = model.layer_groups()["image"][16]
     assert any(p.grad.abs().sum() > 0 for p in top_block.parameters())
+
+
+def test_optimizer_groups_join_once_each_top_group_first_at_the_body_lr(lite) -> None:
+    heads = [*lite.head_parameters(), lite.logit_scale]
+    stepwise = build_optimizer(heads, 1e-3, 0.1)
+    for stage in (
+        {"image": 0, "text": 0},
+        {"image": 1, "text": 0},
+        {"image": 2, "text": 1},
+        {"image": 2, "text": 1},
+    ):
+        add_unfrozen_groups(stepwise, lite, stage, 1e-4, 0.1)
+    replayed = build_optimizer(heads, 1e-3, 0.1)  # a resume replays only the last stage's layout
+    add_unfrozen_groups(replayed, lite, {"image": 2, "text": 1}, 1e-4, 0.1)
+
+    def layout(opt: torch.optim.Optimizer) -> list[tuple[str, int, float, float]]:
+        return [(g["name"], len(g["params"]), g["base_lr"], g["weight_decay"]) for g in opt.param_groups]
+
+    assert layout(stepwise) == layout(replayed)
+    names = list(dict.fromkeys(g["name"].split("/")[0] for g in stepwise.param_groups))
+    assert names == ["head", "image.17", "image.16", "text.6"]
+    held = [id(p) for g in stepwise.param_groups for p in g["params"]]
+    expected = {id(p) for p in heads} | {
+        id(p) for _, ps in trainable_groups(lite, {"image": 2, "text": 1}) for p in ps
+    }
+    assert len(held) == len(set(held)) and set(held) == expected  # each parameter once
+    assert all((g["base_lr"] == 1e-3) == g["name"].startswith("head/") for g in stepwise.param_groups)
+    assert all(
+        (g["weight_decay"] == 0.0) == all(p.ndim < 2 for p in g["params"]) for g in stepwise.param_groups
+    )
 
 
 def test_frozen_batchnorm_in_eval_mode_unfrozen_in_train_mode(lite) -> None:

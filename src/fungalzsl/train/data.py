@@ -1,4 +1,5 @@
-"""Training inputs: image–description pairs drawn per epoch, and the frozen-prefix feature cache.
+"""Training inputs: the checked splits and descriptions, image–description pairs drawn per epoch, and
+the frozen-prefix feature cache.
 
 While the bottom of a tower is frozen and inputs are deterministic (the eval transform, no random
 augmentation), its output for a given image never changes within an unfreeze stage. The cache
@@ -8,6 +9,7 @@ stage's split from the base by running only the frozen groups in between, so ima
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,73 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from fungalzsl.data import ImageReadError, load_image
+from fungalzsl.data import ImageReadError, ImageSet, list_split, load_image
+from fungalzsl.errors import fail
 from fungalzsl.predict.embed import ImagePaths, collate_images
+from fungalzsl.text.records import DescriptionSet, load_description_set
+
+
+@dataclass
+class TrainInputs:
+    """What a run learns from: the splits, their classes, and the description set laid out flat."""
+
+    data: Path  # the dataset directory, with train/ and maybe val/
+    descriptions: Path  # the description set's file
+    train_set: ImageSet
+    val_set: ImageSet | None
+    desc: DescriptionSet
+    texts: list[str]  # every description, class by class in ``classes`` order
+    text_ranges: list[tuple[int, int]]  # class k's descriptions are texts[lo:hi]
+    train_labels: torch.Tensor  # (N,) class index of every training image
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train_set.classes
+
+
+def read_inputs(data: str | Path, descriptions: str | Path) -> TrainInputs:
+    """Read and check the dataset and the description set: every class of the data needs
+    descriptions, and the set may name no class the data lacks (one-line errors)."""
+    train_set = list_split(data, "train")
+    classes = train_set.classes
+    val_set = list_split(data, "val", classes=classes) if (Path(data) / "val").is_dir() else None
+    desc = load_description_set(descriptions)
+    desc.require_classes(classes)
+    unknown = [c for c in desc.classes if c not in classes]
+    if unknown:
+        raise fail(
+            f"description set {descriptions} names class(es) not in the data: {', '.join(unknown)}",
+            f"the data's classes are {', '.join(classes)}; fix the set or the data",
+        )
+    texts = [t for c in classes for t in desc.by_class[c]]
+    text_ranges, start = [], 0
+    for c in classes:
+        text_ranges.append((start, start + len(desc.by_class[c])))
+        start += len(desc.by_class[c])
+    return TrainInputs(
+        Path(data), Path(descriptions), train_set, val_set, desc, texts, text_ranges,
+        torch.tensor(train_set.labels),
+    )  # fmt: skip
+
+
+def draw_pairs(
+    inputs: TrainInputs, keep: torch.Tensor, batch_size: int, seed: int, epoch: int, rank: int, world: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's (image indices, description indices) for every batch of one epoch.
+
+    The readable images ``keep`` are shuffled and each gets a description drawn uniformly from its
+    class, ``lo + ⌊u·(hi − lo)⌋`` with u ~ U[0, 1), both from a generator seeded by (seed, epoch) alone,
+    so every rank draws the same global batches; rank r takes every world-th pair of each. A last
+    batch of one pair is dropped: it has no negatives."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = keep[torch.randperm(len(keep), generator=gen)]
+    classes = inputs.train_labels[order].tolist()
+    lo = torch.tensor([inputs.text_ranges[y][0] for y in classes])
+    hi = torch.tensor([inputs.text_ranges[y][1] for y in classes])
+    pick = lo + (torch.rand(len(order), generator=gen) * (hi - lo)).long()
+    batches = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
+    batches = [b for b in batches if len(order[b]) >= 2]
+    return [(order[b][rank::world], pick[b][rank::world]) for b in batches]
 
 
 def iter_images(

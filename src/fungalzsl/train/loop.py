@@ -1,88 +1,110 @@
 """The training loop, top to bottom: ``train_run(data, descriptions, out, model_spec, config)``.
 
-Each epoch: apply the unfreezing stage → (re)build the frozen-prefix caches → pair every image with a
-fresh random description of its class → contrastive steps on the trainable top → validation Recall@1
-→ best/last checkpoints. Runs under ``torchrun`` as DDP (rank 0 alone writes)."""
+    setup   inputs, objective, model, schedule, optimiser, caches           → Trainer
+    resume  RUN/last/ read once: weights, optimiser groups and moments, RNG  → TrainState
+    begin   first pass over the images, config.json "training", logs
+    for each epoch:
+        enter_stage      the unfreezing stage: trainable set, optimiser groups, cached splits
+        train_one_epoch  fresh image–description pairs; per batch train_step, then optimizer_step
+        validate         the objective's zero-shot Recall@1 on val/
+        end_epoch        best/stale, metrics.jsonl, best weights, RUN/last/
+    finish  best weights back, the objective's class embeddings (WiSE-FT), config.json "done"
+
+What is specific to an objective (contrastive or CatLIP) sits behind ``train.objectives``. Runs under
+``torchrun`` as DDP: every rank trains, rank 0 alone writes."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from fungalzsl.config import load_section, validate
-from fungalzsl.data import list_split
 from fungalzsl.errors import fail
 from fungalzsl.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
 from fungalzsl.models import build_model, load_weights, save_weights
+from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import write_architecture_files
 from fungalzsl.runtime import configure_torch_threads
-from fungalzsl.text.records import load_description_set
 from fungalzsl.train import checkpoint as ckpt
-from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
-from fungalzsl.train.data import FeatureCache, iter_images
-from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
-from fungalzsl.train.loss import MultiPositiveContrastiveLoss
+from fungalzsl.train.data import FeatureCache, TrainInputs, draw_pairs, iter_images, read_inputs
+from fungalzsl.train.distributed import setup_distributed
+from fungalzsl.train.objectives import TrainingObjective, objective_for
+from fungalzsl.train.optim import (
+    add_unfrozen_groups,
+    autocast_dtype,
+    build_optimizer,
+    lr_factor,
+    optimizer_step,
+)
 from fungalzsl.train.progress import TrainProgress
-from fungalzsl.train.settings import TrainConfig
-from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze, trainable_groups
+from fungalzsl.train.settings import TrainConfig, resolve_config
+from fungalzsl.train.state import ResumePoint, TrainState, open_resume, run_identity
+from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze
 
 
-def resolve_config(
-    config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any] | None
-) -> TrainConfig:
-    """A TrainConfig from a preset path/name, a dict or an object, with non-None overrides applied."""
-    if isinstance(config, TrainConfig):
-        base = config.model_dump()
-    elif isinstance(config, dict):
-        base = dict(config)
-    else:
-        base = load_section(config, "train")
-    base.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate(TrainConfig, base, f"train settings ({config or 'defaults'})")
+@dataclass
+class Trainer:
+    """What a run sets up once and every phase reads (``begin`` fills the last group of fields)."""
+
+    cfg: TrainConfig
+    run: Path
+    rank: int
+    world: int
+    device: torch.device
+    inputs: TrainInputs
+    objective: TrainingObjective
+    model: TwoTowerModel
+    model_options: dict[str, Any]
+    schedule: UnfreezeSchedule
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    train_cache: FeatureCache
+    val_cache: FeatureCache | None
+    final_frozen: dict[str, int]  # frozen groups per tower in the last epoch: where caches are cut
+    resume_point: ResumePoint | None
+    keep: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # readable
+    total_steps: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # config.json's fields before the finish
+    writer: Any = None  # tensorboard SummaryWriter, when asked for and installed
+    progress: TrainProgress = field(default_factory=lambda: TrainProgress(enabled=False))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def head_lr(self) -> float:
+        return self.cfg.lr
+
+    @property
+    def body_lr(self) -> float:  # unfrozen layer groups
+        return self.cfg.backbone_lr or self.cfg.lr
 
 
-def param_groups(name: str, params: list[torch.nn.Parameter], lr: float, wd: float) -> list[dict[str, Any]]:
-    """CLIP's convention: no weight decay on gains, biases and the temperature (1-D tensors)."""
-    decay = [p for p in params if p.ndim >= 2]
-    other = [p for p in params if p.ndim < 2]
-    out = [{"params": decay, "weight_decay": wd, "base_lr": lr, "name": f"{name}/decay"}] if decay else []
-    return out + (
-        [{"params": other, "weight_decay": 0.0, "base_lr": lr, "name": f"{name}/no_decay"}] if other else []
-    )
+@dataclass(frozen=True)
+class Stage:
+    """One epoch's unfreezing stage: trainable top groups and where the frozen prefixes are cut."""
+
+    epoch: int
+    unfrozen: dict[str, int]
+    isplit: int  # image groups computed by the cache (0: every step runs from pixels)
+    tsplit: int  # text groups computed by the cache (0: from strings)
+    feats: torch.Tensor | None  # the training images' cached features at isplit
 
 
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``min_ratio`` of the peak."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def setup_distributed(device_opt: str) -> tuple[int, int, torch.device]:
-    """(rank, world, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() and device_opt in ("auto", "cuda")
-    if device_opt not in ("auto", "cuda", "cpu") and not device_opt.startswith("cuda:"):
-        raise fail(f"unknown device '{device_opt}'", "use auto, cpu, cuda or cuda:N")
-    if device_opt.startswith("cuda") and not torch.cuda.is_available():
-        raise fail(f"--device {device_opt} asked for, but no CUDA GPU is visible", "use --device cpu")
-    device = torch.device(
-        device_opt if device_opt.startswith("cuda:") else (f"cuda:{local}" if cuda else "cpu")
-    )
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
+@dataclass
+class EpochStats:
+    loss_sum: float = 0.0  # sum of the optimiser steps' (last micro-batch) losses
+    steps: int = 0
+    started: float = field(default_factory=time.perf_counter)
 
 
 def train_run(
@@ -98,329 +120,274 @@ def train_run(
 ) -> dict[str, Any]:
     """Fine-tune ``model_spec`` on ``data`` (ImageFolder with train[/val]) with a description set.
 
-    Writes the run directory of docs/architecture.md and returns the summary written to config.json."""
+    Writes the run directory of docs/architecture.md and returns the summary written to config.json.
+    ``on_epoch_end`` gets each epoch's metrics record after its checkpoint is written."""
     cfg = resolve_config(config, {**(overrides or {}), "model": model_spec})
-    if cfg.objective == "catlip" and (cfg.wise_ft or cfg.wise_ft_alpha is not None):
-        raise fail("WiSE-FT is not defined for the catlip objective", "drop --wise-ft or use contrastive")
+    t = setup(data, descriptions, Path(out), cfg, resume)
+    state = resume_state(t)
+    begin(t)
+    t_start = time.perf_counter()
+    for epoch in range(state.epoch + 1, cfg.epochs):
+        stage = enter_stage(t, state, epoch)
+        stats = train_one_epoch(t, state, stage)
+        val = validate(t, stage)
+        rec = end_epoch(t, state, stage, stats, val)
+        if on_epoch_end is not None:
+            on_epoch_end(rec)
+        if state.stopped:
+            if t.main:
+                print(f"early stop: no val gain for {state.stale} epochs", file=sys.stderr)
+            break
+    return finish(t, state, time.perf_counter() - t_start)
+
+
+def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfig, resume: bool) -> Trainer:
+    """Everything before the first step, in an order that fails early and cheaply: settings, then
+    inputs (no run directory is made for bad input), then the resume point, then the model."""
+    objective_type = objective_for(cfg)
     rank, world, device = setup_distributed(cfg.device)
-    main = rank == 0
     configure_torch_threads()
     # Subnormal floats (AdamW's squared tiny gradients, near-zero activations) run 10-100x slower on
     # x86 CPUs; flushing them to zero changes values below 1e-38 only and made cached epochs ~5x faster.
     torch.set_flush_denormal(True)
-    run = Path(out)
-
-    # ---- inputs: images, classes, descriptions --------------------------------------------------
-    train_set = list_split(data, "train")
-    classes = train_set.classes
-    val_set = list_split(data, "val", classes=classes) if (Path(data) / "val").is_dir() else None
-    desc = load_description_set(descriptions)
-    desc.require_classes(classes)
-    unknown = [c for c in desc.classes if c not in classes]
-    if unknown:
-        raise fail(
-            f"description set {descriptions} names class(es) not in the data: {', '.join(unknown)}",
-            f"the data's classes are {', '.join(classes)}; fix the set or the data",
-        )
-    vocab = (
-        build_vocabulary(desc.by_class, classes, cfg.catlip_min_count) if cfg.objective == "catlip" else None
-    )
-    if main:
+    inputs = read_inputs(data, descriptions)
+    objective = objective_type(cfg, inputs)
+    if rank == 0:
         ensure_writable_dir(run)  # after the input checks: bad input leaves no run directory behind
-    texts = [t for c in classes for t in desc.by_class[c]]
-    text_ranges, start = [], 0  # texts of class k are texts[start:end]
-    for c in classes:
-        text_ranges.append((start, start + len(desc.by_class[c])))
-        start += len(desc.by_class[c])
+    point = open_resume(run, resume, run_identity(cfg.model, inputs))
 
-    # ---- resume or fresh start ------------------------------------------------------------------
-    last = ckpt.find_last(run) if resume else None
-    # A run that never finished an epoch has nothing to lose; anything more needs --resume.
-    if not resume and (ckpt.find_last(run) is not None or (run / "model.safetensors").is_file()):
-        raise fail(
-            f"{run} already holds a training run", "pass --resume to continue it, or choose another --out"
-        )
-    if last is not None:
-        prev = ckpt.load_last(last)[0]
-        if (
-            prev.get("model") != cfg.model
-            or prev.get("classes") != classes
-            or prev.get("descriptions_hash") != desc.hash
-        ):
-            raise fail(
-                f"{run} was trained with model {prev.get('model')} on other classes or descriptions",
-                "resume with the same --model, --data and --descriptions, or use a new --out",
-            )
-
-    # ---- model, schedule, optimiser -------------------------------------------------------------
     torch.manual_seed(cfg.seed)  # also fixes the random init of new heads, so WiSE-FT's θ0 is reproducible
     options = {"embed_dim": cfg.embed_dim, **({"image_size": cfg.image_size} if cfg.image_size else {})}
     options = options if cfg.model == "lite" else {}
     model = build_model(cfg.model, **options).to(device)
-    theta0 = (
-        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if cfg.wise_ft or cfg.wise_ft_alpha
-        else None
-    )
-    catlip = CatlipObjective(vocab, classes, model.embed_dim).to(device) if vocab is not None else None
-    if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and main:
+    objective.bind(model, device)
+    if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and rank == 0:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
-    sizes = {t: len(g) for t, g in model.layer_groups().items()}
-    unfreeze_max, unfreeze_start = dict(cfg.unfreeze_max), dict(cfg.unfreeze_start)
-    if catlip is not None:  # CatLIP has no text loss: the text tower never trains
-        unfreeze_max["text"], unfreeze_start["text"] = 0, 0
-    schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, unfreeze_max, unfreeze_start)
-    head_lr, body_lr = cfg.lr, cfg.backbone_lr or cfg.lr
-    loss_fn = MultiPositiveContrastiveLoss(
-        multi_positive=cfg.loss == "multi_positive",
-        sigmoid=cfg.loss == "sigmoid",
-        init_bias=getattr(model, "init_logit_bias", None),
-    ).to(device)
-    extras = catlip if catlip is not None else loss_fn  # trained tensors outside the model
-    heads = [*model.head_parameters(), model.logit_scale, *extras.parameters()]
-    opt = torch.optim.AdamW(
-        param_groups("head", heads, head_lr, cfg.weight_decay),
-        lr=head_lr,
-        foreach=True,  # one kernel per group; the CPU default loops over tensors in Python
+    sizes = {tower: len(groups) for tower, groups in model.layer_groups().items()}
+    schedule = UnfreezeSchedule(
+        sizes, cfg.unfreeze_every, *objective.unfreeze_limits(cfg.unfreeze_max, cfg.unfreeze_start)
     )
-    in_optimizer: set[str] = set()
-    amp_dtype = None
-    if device.type == "cuda" and cfg.amp != "off":
-        amp_dtype = (
-            torch.float16 if cfg.amp == "fp16" or not torch.cuda.is_bf16_supported() else torch.bfloat16
-        )
+    heads = [*model.head_parameters(), model.logit_scale, *objective.parameters()]
+    opt = build_optimizer(heads, cfg.lr, cfg.weight_decay)
+    amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     # Caches are cut at the deepest split the whole run needs, so images are decoded once.
     final_frozen = schedule.final_frozen(cfg.epochs)
     base = model.cache_split("image", final_frozen["image"]) if cfg.cache else 0
     apply_unfreeze(model, schedule.unfrozen_at(0))
-    train_cache = FeatureCache(model, train_set.paths, base, cfg.eval_batch_size, cfg.num_workers, device)
-    val_cache = (
-        FeatureCache(model, val_set.paths, base, cfg.eval_batch_size, cfg.num_workers, device)
-        if val_set
-        else None
-    )
-    text_feats = TextFeatures(model, texts, cfg.eval_batch_size)
-    text_frozen_always = final_frozen["text"] == sizes["text"]
-    labels_all = torch.tensor(train_set.labels)
 
-    epoch0, step, best, best_epoch, stale, unfrozen = 0, 0, [-math.inf, -math.inf], -1, 0, None
-    if last is not None:
-        state, tensors = ckpt.load_last(last)
-        load_weights(model, last / "model.safetensors")
-        epoch0, step = state["epoch"] + 1, state["step"]
-        if state.get("stopped"):  # the run had stopped early: resuming only re-finishes it
-            epoch0 = cfg.epochs
-        best, best_epoch, stale = state["best"], state["best_epoch"], state["stale"]
-        # Replay the unfreezing stages so the optimiser's groups are rebuilt in the order they were added.
-        for e in range(epoch0):
-            for name, params in trainable_groups(model, schedule.unfrozen_at(e)):
-                if name not in in_optimizer:
-                    in_optimizer.add(name)
-                    for g in param_groups(name, params, body_lr, cfg.weight_decay):
-                        opt.add_param_group(g)
-        ckpt.restore_optimizer(opt, tensors, state["param_groups"])
-        extras.load_state_dict({k: v.to(device) for k, v in ckpt.extra_state(tensors).items()})
-        ckpt.restore_rng(tensors)
-        if main:  # drop log lines of the epoch that was cut short
-            write_jsonl(
-                run / "metrics.jsonl", [r for r in read_jsonl(run / "metrics.jsonl") if r["epoch"] < epoch0]
-            )
-    elif main:
-        (run / "metrics.jsonl").unlink(missing_ok=True)
+    def cache(split: Any) -> FeatureCache:
+        return FeatureCache(model, split.paths, base, cfg.eval_batch_size, cfg.num_workers, device)
 
-    valid = train_cache.scan()
-    if main and train_cache.errors:
-        shown = "; ".join(train_cache.errors[:5]) + (" …" if len(train_cache.errors) > 5 else "")
-        print(
-            f"warning: skipped {len(train_cache.errors)} unreadable training image(s): {shown}",
-            file=sys.stderr,
-        )
+    train_cache = cache(inputs.train_set)
+    val_cache = cache(inputs.val_set) if inputs.val_set else None
+    return Trainer(
+        cfg, run, rank, world, device, inputs, objective, model, options, schedule, opt, scaler,
+        amp_dtype, train_cache, val_cache, final_frozen, point,
+    )  # fmt: skip
+
+
+def resume_state(t: Trainer) -> TrainState:
+    """A fresh TrainState, or the one of RUN/last/ with the model, optimiser, the objective's tensors
+    and the RNG put back as they were after that epoch."""
+    point = t.resume_point
+    if point is None:
+        if t.main:
+            (t.run / "metrics.jsonl").unlink(missing_ok=True)
+        return TrainState()
+    state = point.state(t.cfg.epochs)
+    load_weights(t.model, point.dir / "model.safetensors")
+    # Replay the unfreezing stages so the optimiser's groups are rebuilt in the order they were added.
+    for e in range(state.epoch + 1):
+        add_unfrozen_groups(t.opt, t.model, t.schedule.unfrozen_at(e), t.body_lr, t.cfg.weight_decay)
+    ckpt.restore_optimizer(t.opt, point.tensors, point.saved["param_groups"])
+    t.objective.load_state_dict({k: v.to(t.device) for k, v in ckpt.extra_state(point.tensors).items()})
+    ckpt.restore_rng(point.tensors)
+    if t.main:  # drop log lines of the epoch that was cut short
+        recs = read_jsonl(t.run / "metrics.jsonl")
+        write_jsonl(t.run / "metrics.jsonl", [r for r in recs if r["epoch"] <= state.epoch])
+    return state
+
+
+def begin(t: Trainer) -> None:
+    """The first pass over the training images (unreadable ones are skipped for the whole run), the
+    step count of the lr schedule, config.json with status "training", and the logs.
+
+    It runs after the resume: the pass draws from the global RNG (DataLoader seeding), and resumed
+    runs have always drawn it after the RNG was restored."""
+    cfg, inputs, cache = t.cfg, t.inputs, t.train_cache
+    valid = cache.scan()
+    if t.main and cache.errors:
+        shown = "; ".join(cache.errors[:5]) + (" …" if len(cache.errors) > 5 else "")
+        print(f"warning: skipped {len(cache.errors)} unreadable training image(s): {shown}", file=sys.stderr)
     if not bool(valid.any()):
-        raise fail(f"no readable training images under {Path(data) / 'train'}", "check the files")
-    keep = torch.nonzero(valid).flatten()
-    steps_per_epoch = math.ceil(math.ceil(len(keep) / cfg.batch_size) / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
-
-    summary: dict[str, Any] = {
+        raise fail(f"no readable training images under {inputs.data / 'train'}", "check the files")
+    t.keep = torch.nonzero(valid).flatten()
+    steps_per_epoch = math.ceil(math.ceil(len(t.keep) / cfg.batch_size) / cfg.grad_accum)
+    t.total_steps = steps_per_epoch * cfg.epochs
+    desc = inputs.desc
+    t.summary = {
         "model": cfg.model,
-        "model_options": options,
-        "classes": classes,
-        "descriptions": {"name": desc.name, "path": str(Path(descriptions).resolve()), "hash": desc.hash},
+        "model_options": t.model_options,
+        "classes": inputs.classes,
+        "descriptions": {"name": desc.name, "path": str(inputs.descriptions.resolve()), "hash": desc.hash},
         "descriptions_hash": desc.hash,
-        "image_size": model.image_size,
-        "embed_dim": model.embed_dim,
-        "data": str(Path(data).resolve()),
+        "image_size": t.model.image_size,
+        "embed_dim": t.model.embed_dim,
+        "data": str(inputs.data.resolve()),
         "train": cfg.model_dump(),
-        "world_size": world,
-        "skipped_images": train_cache.errors,
+        "world_size": t.world,
+        "skipped_images": cache.errors,
     }
-    if main:
-        write_architecture_files(model, run)
-        atomic_write_json(run / "config.json", {**summary, "status": "training"})
-    writer = _tensorboard(run) if (cfg.tensorboard and main) else None
-    progress = TrainProgress(enabled=cfg.progress and main)
-    t_start = time.perf_counter()
+    if t.main:
+        write_architecture_files(t.model, t.run)
+        atomic_write_json(t.run / "config.json", {**t.summary, "status": "training"})
+    t.writer = _tensorboard(t.run) if (cfg.tensorboard and t.main) else None
+    t.progress = TrainProgress(enabled=cfg.progress and t.main)
 
-    for epoch in range(epoch0, cfg.epochs):
-        # ---- unfreezing stage: trainable set, optimiser groups, caches -------------------------
-        now = schedule.unfrozen_at(epoch)
-        apply_unfreeze(model, now)
-        if now != unfrozen:
-            for name, params in trainable_groups(model, now):
-                if name not in in_optimizer:
-                    in_optimizer.add(name)
-                    for g in param_groups(name, params, body_lr, cfg.weight_decay):
-                        opt.add_param_group(g)
-            unfrozen = now
-        frozen = {t: sizes[t] - now[t] for t in sizes}
-        isplit = model.cache_split("image", frozen["image"]) if cfg.cache else 0
-        tsplit = model.cache_split("text", frozen["text"]) if cfg.cache else 0
-        feats = train_cache.at(isplit)
-        tfeats = text_feats.at(tsplit) if catlip is None else None
 
-        # ---- pairs: fresh permutation and fresh description per image (same on every rank) -----
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = keep[torch.randperm(len(keep), generator=gen)]
-        lo = torch.tensor([text_ranges[y][0] for y in labels_all[order].tolist()])
-        hi = torch.tensor([text_ranges[y][1] for y in labels_all[order].tolist()])
-        pick = lo + (torch.rand(len(order), generator=gen) * (hi - lo)).long()
-        batches = [slice(i, i + cfg.batch_size) for i in range(0, len(order), cfg.batch_size)]
-        batches = [b for b in batches if len(order[b]) >= 2]  # a 1-pair batch has no negatives
-        local = [(order[b][rank::world], pick[b][rank::world]) for b in batches]
-        pixels = (
-            None
-            if feats is not None
-            else iter_images(
-                train_set.paths, [i.tolist() for i, _ in local], model.preprocess, cfg.num_workers
-            )
+def enter_stage(t: Trainer, state: TrainState, epoch: int) -> Stage:
+    """Apply ``epoch``'s unfreezing stage: trainable set, new optimiser groups, cached features."""
+    cfg, model = t.cfg, t.model
+    now = t.schedule.unfrozen_at(epoch)
+    apply_unfreeze(model, now)
+    add_unfrozen_groups(t.opt, model, now, t.body_lr, cfg.weight_decay)
+    state.unfrozen = now
+    frozen = t.schedule.frozen_at(epoch)
+    isplit = model.cache_split("image", frozen["image"]) if cfg.cache else 0
+    tsplit = model.cache_split("text", frozen["text"]) if cfg.cache else 0
+    feats = t.train_cache.at(isplit)
+    t.objective.start_stage(tsplit)
+    return Stage(epoch, now, isplit, tsplit, feats)
+
+
+def train_one_epoch(t: Trainer, state: TrainState, stage: Stage) -> EpochStats:
+    """Every batch of the epoch's pairs through ``train_step``; an optimiser step every
+    ``grad_accum`` batches (and after the last)."""
+    cfg = t.cfg
+    pairs = draw_pairs(t.inputs, t.keep, cfg.batch_size, cfg.seed, stage.epoch, t.rank, t.world)
+    pixels = (
+        None
+        if stage.feats is not None
+        else iter_images(
+            t.inputs.train_set.paths, [i.tolist() for i, _ in pairs], t.model.preprocess, cfg.num_workers
         )
+    )
+    t.progress.start_epoch(stage.epoch, cfg.epochs, len(pairs))
+    stats = EpochStats()
+    for b, (idx, tidx) in enumerate(pairs):
+        t_step = time.perf_counter()
+        losses = train_step(t, stage, idx, tidx, pixels)
+        if (b + 1) % cfg.grad_accum and b + 1 != len(pairs):
+            continue
+        lr_scale = lr_factor(state.step, t.total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        optimizer_step(t.opt, t.scaler, lr_scale, cfg.grad_clip, t.world)
+        state.step += 1
+        log_step(t, state, stage, stats, losses, lr_scale, time.perf_counter() - t_step, b + 1 == len(pairs))
+    t.progress.end_epoch()
+    return stats
 
-        progress.start_epoch(epoch, cfg.epochs, len(local))
-        epoch_loss, n_loss, t_epoch = 0.0, 0, time.perf_counter()
-        for b, (idx, tidx) in enumerate(local):
-            t_step = time.perf_counter()
-            if feats is not None:
-                x = feats[idx]
-            else:  # from disk; a file that broke since the first pass is dropped from this batch
-                got, x = next(pixels)
-                if len(got) != len(idx):
-                    got_set = set(got)
-                    keep_pos = [k for k, i in enumerate(idx.tolist()) if i in got_set]
-                    idx, tidx = idx[keep_pos], tidx[keep_pos]
-            t_in = tfeats[tidx] if tfeats is not None else [texts[i] for i in tidx.tolist()]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                img = model.image_head(x.to(device, non_blocking=True), isplit)
-                if catlip is not None:
-                    losses = catlip.loss(img, labels_all[idx].to(device))
-                else:
-                    txt = model.text_head(t_in.to(device) if torch.is_tensor(t_in) else t_in, tsplit)
-                    losses = loss_fn(img, txt, labels_all[idx].to(device), model.clamped_logit_scale())
-            scaler.scale(losses["loss"] / cfg.grad_accum).backward()
-            if (b + 1) % cfg.grad_accum and b + 1 != len(local):
-                continue
-            # ---- optimiser step -----------------------------------------------------------------
-            lr_now = lr_factor(step, total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * lr_now
-            trainable = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            if world > 1:  # average gradients: DDP's all-reduce, done by hand (encode_* bypass forward)
-                for p in trainable:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-            scaler.unscale_(opt)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            loss_val = float(losses["loss"].detach())
-            epoch_loss, n_loss = epoch_loss + loss_val, n_loss + 1
-            s_it = time.perf_counter() - t_step
-            progress.advance(loss=loss_val, lr=head_lr * lr_now, s_it=s_it)
-            if main and (step % cfg.log_every == 0 or b + 1 == len(local)):
-                rec = {
-                    "type": "step", "epoch": epoch, "step": step, "loss": loss_val,
-                    "loss_image": float(losses["loss_image"].detach()), "loss_text": float(losses["loss_text"].detach()),
-                    "lr": head_lr * lr_now, "logit_scale": float(model.clamped_logit_scale().detach()), "s_per_it": s_it,
-                }  # fmt: skip
-                append_jsonl(run / "metrics.jsonl", [rec])
-                if writer:
-                    writer.add_scalar("train/loss", loss_val, step)
-        progress.end_epoch()
 
-        # ---- validation Recall@1 with the training description set ---------------------------
-        val = val_conf = None
-        if val_cache is not None and catlip is not None:  # the head-derived zero-shot classifier
-            val, val_conf = catlip_val_score(catlip, model, val_cache, isplit, val_set.labels, cfg)
-            apply_unfreeze(model, now)
-        elif val_cache is not None:
-            val, val_conf = recall_at_1(
-                model, val_cache, isplit, text_feats, tsplit, val_set.labels, desc.by_class, classes, cfg
-            )
-            apply_unfreeze(model, now)  # back to train modes after eval
-        # Recall@1 saturates on easy data; ties go to the more confident epoch (mean p(true class)).
-        score = [val, val_conf] if val is not None else [-epoch_loss, 0.0]  # no val: lowest loss
-        improved = score > best
-        if improved:
-            best, best_epoch, stale = score, epoch, 0
-        else:
-            stale += 1
+def train_step(
+    t: Trainer,
+    stage: Stage,
+    idx: torch.Tensor,
+    tidx: torch.Tensor,
+    pixels: Iterator[tuple[list[int], torch.Tensor]] | None,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward of one batch: images ``idx`` with descriptions ``tidx`` (a 1/grad_accum
+    share of the step's gradient)."""
+    if stage.feats is not None:
+        x = stage.feats[idx]
+    else:  # from disk; a file that broke since the first pass is dropped from this batch
+        assert pixels is not None
+        got, x = next(pixels)
+        if len(got) != len(idx):
+            got_set = set(got)
+            keep_pos = [k for k, i in enumerate(idx.tolist()) if i in got_set]
+            idx, tidx = idx[keep_pos], tidx[keep_pos]
+    with torch.autocast(t.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+        image = t.model.image_head(x.to(t.device, non_blocking=True), stage.isplit)
+        losses = t.objective.loss(t.model, image, tidx, t.inputs.train_labels[idx].to(t.device))
+    t.scaler.scale(losses["loss"] / t.cfg.grad_accum).backward()
+    return losses
+
+
+def log_step(
+    t: Trainer, state: TrainState, stage: Stage, stats: EpochStats, losses: dict[str, torch.Tensor],
+    lr_scale: float, s_it: float, last: bool,
+) -> None:  # fmt: skip
+    """Count the step's loss; a metrics.jsonl line every ``log_every`` steps and at the epoch's end."""
+    loss = float(losses["loss"].detach())
+    stats.loss_sum, stats.steps = stats.loss_sum + loss, stats.steps + 1
+    lr = t.head_lr * lr_scale
+    t.progress.advance(loss=loss, lr=lr, s_it=s_it)
+    if t.main and (state.step % t.cfg.log_every == 0 or last):
         rec = {
-            "type": "epoch", "epoch": epoch, "step": step, "train_loss": epoch_loss / max(1, n_loss),
-            "val_recall@1": val, "val_p_true": val_conf, "unfrozen": now, "cached_split": {"image": isplit, "text": tsplit},
-            "epoch_s": time.perf_counter() - t_epoch, "best": improved,
+            "type": "step", "epoch": stage.epoch, "step": state.step, "loss": loss,
+            "loss_image": float(losses["loss_image"].detach()), "loss_text": float(losses["loss_text"].detach()),
+            "lr": lr, "logit_scale": float(t.model.clamped_logit_scale().detach()), "s_per_it": s_it,
         }  # fmt: skip
-        if main:
-            append_jsonl(run / "metrics.jsonl", [rec])
-            if writer and val is not None:
-                writer.add_scalar("val/recall@1", val, epoch)
-            if improved:
-                save_weights(model, run / "model.safetensors", {"epoch": str(epoch)})
-                if catlip is not None:
-                    catlip.save_head(run)
-            state = {
-                "model": cfg.model, "classes": classes, "descriptions_hash": desc.hash, "epoch": epoch,
-                "step": step, "best": best, "best_epoch": best_epoch, "stale": stale, "unfrozen": now,
-                "stopped": bool(cfg.patience and stale >= cfg.patience),
-            }  # fmt: skip
-            ckpt.save_last(run, model, opt, state, extras.state_dict())
-            progress.log_epoch(rec)
-        if on_epoch_end is not None:
-            on_epoch_end(rec)
-        if cfg.patience and stale >= cfg.patience:
-            if main:
-                print(f"early stop: no val gain for {stale} epochs", file=sys.stderr)
-            break
+        append_jsonl(t.run / "metrics.jsonl", [rec])
+        if t.writer:
+            t.writer.add_scalar("train/loss", loss, state.step)
 
-    # ---- finish: best weights, class embeddings, WiSE-FT, config -------------------------------
-    wall = time.perf_counter() - t_start
-    if world > 1:
+
+def validate(t: Trainer, stage: Stage) -> tuple[float | None, float | None]:
+    """(val Recall@1, val mean p(true class)) with the training description set; (None, None)
+    without a val split."""
+    if t.val_cache is None:
+        return None, None
+    score = t.objective.validate(t.model, t.val_cache, stage.isplit, stage.tsplit)
+    apply_unfreeze(t.model, stage.unfrozen)  # back to train modes after eval
+    return score
+
+
+def end_epoch(
+    t: Trainer, state: TrainState, stage: Stage, stats: EpochStats, val: tuple[float | None, float | None]
+) -> dict[str, Any]:
+    """Score the epoch, log it, save the best weights and RUN/last/; returns the metrics record."""
+    recall, p_true = val
+    score = [recall, p_true] if recall is not None else [-stats.loss_sum, 0.0]  # no val: lowest loss
+    improved = state.end_epoch(stage.epoch, score, t.cfg.patience)
+    rec = {
+        "type": "epoch", "epoch": stage.epoch, "step": state.step, "train_loss": stats.loss_sum / max(1, stats.steps),
+        "val_recall@1": recall, "val_p_true": p_true, "unfrozen": stage.unfrozen,
+        "cached_split": {"image": stage.isplit, "text": stage.tsplit},
+        "epoch_s": time.perf_counter() - stats.started, "best": improved,
+    }  # fmt: skip
+    if t.main:
+        append_jsonl(t.run / "metrics.jsonl", [rec])
+        if t.writer and recall is not None:
+            t.writer.add_scalar("val/recall@1", recall, stage.epoch)
+        if improved:
+            save_weights(t.model, t.run / "model.safetensors", {"epoch": str(stage.epoch)})
+            t.objective.save_best(t.run)
+        identity = run_identity(t.cfg.model, t.inputs)
+        ckpt.save_last(t.run, t.model, t.opt, state.to_json(identity), t.objective.state_dict())
+        t.progress.log_epoch(rec)
+    return rec
+
+
+def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
+    """Load the best weights, let the objective write its class embeddings (and WiSE-FT), write
+    config.json with status "done" and return it."""
+    if t.world > 1:
         dist.barrier()  # rank 0 has written the best weights
-    load_weights(model, run / "model.safetensors")
-    model.eval()
-    result = {**summary, "status": "done", "best_epoch": best_epoch, "val_recall@1": best[0] if val_cache else None,
-              "epochs_run": epoch + 1 if cfg.epochs > epoch0 else epoch0, "train_wall_s": wall}  # fmt: skip
-    if main:
-        if theta0 is not None:
-            result["wise_ft"] = wise_ft_state(
-                model, theta0, cfg, run, val_cache, text_feats, final_frozen, val_set, desc, classes
-            )
-        if catlip is not None:  # classifier from the best epoch's head; vocabulary beside it
-            catlip.load_head(run)
-            catlip.write(run)
-            result["catlip_vocabulary_size"] = len(catlip.vocab["items"])
-        else:
-            cache = text_feats if text_frozen_always and cfg.cache else None
-            write_class_embeddings(model, desc.by_class, classes, run / "class_embeddings.safetensors", cache)
-        if loss_fn.sigmoid and catlip is None:
-            result["logit_bias"] = float(loss_fn.logit_bias.detach())
-        atomic_write_json(run / "config.json", result)
-    if writer:
-        writer.close()
-    if world > 1:
+    load_weights(t.model, t.run / "model.safetensors")
+    t.model.eval()
+    result = {
+        **t.summary, "status": "done", "best_epoch": state.best_epoch,
+        "val_recall@1": state.best[0] if t.val_cache is not None else None,
+        "epochs_run": state.epoch + 1, "train_wall_s": wall,
+    }  # fmt: skip
+    if t.main:
+        result.update(t.objective.finish(t.model, t.run, t.val_cache, t.final_frozen))
+        atomic_write_json(t.run / "config.json", result)
+    if t.writer:
+        t.writer.close()
+    if t.world > 1:
         dist.barrier()
     return result
 

@@ -1,4 +1,8 @@
-"""The paper's multi-positive contrastive loss (Eq. 7–9) and the one-positive CLIP loss.
+"""The batch losses of the contrastive objective, one class each (``train.loss`` picks one):
+
+* :class:`MultiPositiveContrastiveLoss` (``multi_positive``, the default): the paper's Eq. 7–9;
+* :class:`ClipContrastiveLoss` (``clip``): the standard one-positive CLIP loss;
+* :class:`SigmoidContrastiveLoss` (``sigmoid``): SigLIP's pairwise loss, with a learnable bias.
 
 With many images of the same class in a batch, the one-positive CLIP loss punishes the model for
 matching an image to a *correct* description that happens to be paired with another image. Eq. 7–8
@@ -75,39 +79,74 @@ def sigmoid_loss(
     return -F.logsigmoid(sign * logits).sum() / logits.shape[0]
 
 
-class MultiPositiveContrastiveLoss(nn.Module):
-    """L_total = L_image + L_text over the (global) batch; ``multi_positive=False`` gives the CLIP loss;
-    ``sigmoid=True`` the multi-positive sigmoid loss, whose learnable bias is this module's parameter
-    (the trainer optimises it with the temperature and keeps it in the resume checkpoint)."""
+class ContrastiveLoss(nn.Module):
+    """A loss over the (global) batch of N normalised image and text features with class labels and
+    ``scale`` = 1/τ, returning {"loss", "loss_image", "loss_text"}. ``gather=True`` first collects
+    features and labels of every DDP rank, so the negatives span the global batch."""
 
-    def __init__(
-        self,
-        multi_positive: bool = True,
-        gather: bool = True,
-        sigmoid: bool = False,
-        init_bias: float | None = None,
-    ):
+    def __init__(self, gather: bool = True):
         super().__init__()
-        self.multi_positive = multi_positive
         self.gather = gather
-        self.sigmoid = sigmoid
-        if sigmoid:
-            self.logit_bias = nn.Parameter(
-                torch.tensor(SIGMOID_INIT_BIAS if init_bias is None else float(init_bias))
-            )
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         if self.gather:
             image, text, labels = gather_with_grad(image), gather_with_grad(text), gather_labels(labels)
-        if self.sigmoid:
-            # the pair sum is symmetric in images and texts: report half on each side so that
-            # loss = loss_image + loss_text holds as for the contrastive losses
-            total = sigmoid_loss(image, text, labels, scale, self.logit_bias)
-            return {"loss": total, "loss_image": total / 2, "loss_text": total / 2}
-        if self.multi_positive:
-            l_image, l_text = multi_positive_loss(image, text, labels, scale)
-        else:
-            l_image, l_text = clip_loss(image, text, scale)
+        return self.batch_loss(image, text, labels, scale)
+
+    def batch_loss(
+        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError  # each subclass is one loss
+
+
+class MultiPositiveContrastiveLoss(ContrastiveLoss):
+    """The paper's loss (Eq. 7–9): L_total = L_image + L_text, every same-class pair a positive."""
+
+    def batch_loss(
+        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        l_image, l_text = multi_positive_loss(image, text, labels, scale)
         return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text}
+
+
+class ClipContrastiveLoss(ContrastiveLoss):
+    """The standard one-positive CLIP loss: pair i is the only positive of row and column i."""
+
+    def batch_loss(
+        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        l_image, l_text = clip_loss(image, text, scale)
+        return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text}
+
+
+class SigmoidContrastiveLoss(ContrastiveLoss):
+    """SigLIP's pairwise loss with same-class positives (:func:`sigmoid_loss`). Its learnable bias b is
+    this module's parameter ``logit_bias``: the trainer optimises it with the temperature and keeps it
+    in the resume checkpoint as ``extra.logit_bias``."""
+
+    def __init__(self, gather: bool = True, init_bias: float | None = None):
+        super().__init__(gather)
+        self.logit_bias = nn.Parameter(
+            torch.tensor(SIGMOID_INIT_BIAS if init_bias is None else float(init_bias))
+        )
+
+    def batch_loss(
+        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        # the pair sum is symmetric in images and texts: report half on each side so that
+        # loss = loss_image + loss_text holds as for the contrastive losses
+        total = sigmoid_loss(image, text, labels, scale, self.logit_bias)
+        return {"loss": total, "loss_image": total / 2, "loss_text": total / 2}
+
+
+def contrastive_loss(name: str, init_bias: float | None = None) -> ContrastiveLoss:
+    """The loss ``train.loss`` names; ``init_bias`` is the model's own sigmoid bias (SigLIP), if any."""
+    if name == "sigmoid":
+        return SigmoidContrastiveLoss(init_bias=init_bias)
+    if name == "clip":
+        return ClipContrastiveLoss()
+    if name == "multi_positive":
+        return MultiPositiveContrastiveLoss()
+    raise ValueError(f"unknown contrastive loss {name!r}")  # TrainConfig admits only the three

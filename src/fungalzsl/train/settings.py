@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from fungalzsl.config import load_section, validate
 
 
 class TrainConfig(BaseModel):
@@ -52,3 +55,17 @@ class TrainConfig(BaseModel):
     wise_ft: list[float] = Field(default_factory=list, description="WiSE-FT alphas to report on val")
     wise_ft_alpha: float | None = Field(None, ge=0, le=1, description="save weights interpolated at this α")
     progress: bool = True
+
+
+def resolve_config(
+    config: TrainConfig | dict | str | Path | None, overrides: dict[str, Any] | None
+) -> TrainConfig:
+    """A TrainConfig from a preset path/name, a dict or an object, with non-None overrides applied."""
+    if isinstance(config, TrainConfig):
+        base = config.model_dump()
+    elif isinstance(config, dict):
+        base = dict(config)
+    else:
+        base = load_section(config, "train")
+    base.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(TrainConfig, base, f"train settings ({config or 'defaults'})")

@@ -1,0 +1,95 @@
+"""Where a run stands (:class:`TrainState`), and the resume point it may start from (``RUN/last/``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fungalzsl.errors import fail
+from fungalzsl.train import checkpoint as ckpt
+from fungalzsl.train.data import TrainInputs
+
+
+@dataclass
+class TrainState:
+    """The counters that carry a run from epoch to epoch; ``RUN/last/state.json`` records them.
+
+    The best epoch has the highest score ``[val Recall@1, val mean p(true class)]`` compared as a list
+    (Recall@1 saturates on easy data, so ties go to the more confident epoch); without a val split the
+    score is ``[-(sum of the epoch's step losses), 0]``."""
+
+    epoch: int = -1  # the last finished epoch
+    step: int = 0  # optimiser steps taken: the lr schedule's position
+    best: list[float] = field(default_factory=lambda: [-math.inf, -math.inf])
+    best_epoch: int = -1
+    stale: int = 0  # epochs since the best one
+    unfrozen: dict[str, int] | None = None  # trainable top groups per tower in the current stage
+    stopped: bool = False  # ``patience`` epochs without a gain: no more epochs
+
+    def end_epoch(self, epoch: int, score: list[float], patience: int | None) -> bool:
+        """Record finished ``epoch`` with ``score``; True when it is the new best."""
+        improved = score > self.best
+        if improved:
+            self.best, self.best_epoch, self.stale = score, epoch, 0
+        else:
+            self.stale += 1
+        self.epoch = epoch
+        self.stopped = bool(patience and self.stale >= patience)
+        return improved
+
+    def to_json(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """state.json's content: the run's ``identity`` (model, classes, descriptions hash) first."""
+        return {
+            **identity, "epoch": self.epoch, "step": self.step, "best": self.best,
+            "best_epoch": self.best_epoch, "stale": self.stale, "unfrozen": self.unfrozen,
+            "stopped": self.stopped,
+        }  # fmt: skip
+
+
+def run_identity(model_spec: str, inputs: TrainInputs) -> dict[str, Any]:
+    """What a resumed run must share with the one it continues."""
+    return {"model": model_spec, "classes": inputs.classes, "descriptions_hash": inputs.desc.hash}
+
+
+@dataclass
+class ResumePoint:
+    """``RUN/last/``, read once: state.json and the optimiser/RNG/extra tensors."""
+
+    dir: Path
+    saved: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def state(self, epochs: int) -> TrainState:
+        """The TrainState to continue from. A run that had stopped early skips to the end (``epochs``
+        − 1 counts as its last epoch), so resuming it only re-finishes it."""
+        s = self.saved
+        last = epochs - 1 if s.get("stopped") else s["epoch"]
+        return TrainState(epoch=last, step=s["step"], best=s["best"], best_epoch=s["best_epoch"],
+                          stale=s["stale"])  # fmt: skip
+
+
+def open_resume(run: Path, resume: bool, identity: dict[str, Any]) -> ResumePoint | None:
+    """The resume point of ``run`` when ``resume`` and one exists (None: a fresh start).
+
+    Refuses to start afresh over a run that finished an epoch (one that never did has nothing to
+    lose), and to resume a run of another model, other classes or another description set."""
+    if not resume:
+        if ckpt.find_last(run) is not None or (run / "model.safetensors").is_file():
+            raise fail(
+                f"{run} already holds a training run", "pass --resume to continue it, or choose another --out"
+            )
+        return None
+    last = ckpt.find_last(run)
+    if last is None:
+        return None
+    saved, tensors = ckpt.load_last(last)
+    if any(saved.get(k) != v for k, v in identity.items()):
+        raise fail(
+            f"{run} was trained with model {saved.get('model')} on other classes or descriptions",
+            "resume with the same --model, --data and --descriptions, or use a new --out",
+        )
+    return ResumePoint(last, saved, tensors)
