@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fungalzsl.errors import fail
+from fungalzsl.io import plain_name
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # 64 megapixels: a 8000x8000 microscope tile still opens, a decompression bomb does not.
@@ -119,6 +120,10 @@ def list_split(
         )
     folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     order = list(classes) if classes else (read_classes(root) or folders)
+    for name in order:  # from dataset.json or a description set, joined onto base: one folder name each
+        plain_name(
+            name, "class", "class names name folders; fix the class list in dataset.json or the descriptions"
+        )
     unknown = [f for f in folders if f not in order]
     if unknown:
         raise fail(
