@@ -1,10 +1,11 @@
 """The web server against hostile or heavy clients, with a fake model (fast; the real page and a
 loopback load test are in test_serve.py): body limits enforced while streaming, uploads never on
-disk, the model off the event loop behind a bounded queue."""
+disk, the model off the event loop behind a bounded queue, memory handed back after each request."""
 
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import threading
 import time
@@ -203,3 +204,62 @@ def test_a_full_queue_answers_503_with_retry_after_then_recovers(model):
         assert box[0].status_code == 200
         again = client.post("/api/predict", files=[("files", ("y.png", _png(), "image/png"))])
         assert again.status_code == 200
+
+
+def test_memory_is_handed_back_after_prediction_requests(model, monkeypatch):
+    import fungalzsl.serve.app as app_module
+
+    calls = []
+
+    class CountingTrimmer:
+        def __call__(self):
+            calls.append(threading.current_thread().name)
+            return True
+
+    monkeypatch.setattr(app_module, "HeapTrimmer", CountingTrimmer)
+    client = TestClient(_app(model))
+    assert client.post("/api/predict", files=[("files", ("x.png", _png(), "image/png"))]).status_code == 200
+    assert client.post("/api/predict", files={"other": ("a.png", _png())}).status_code == 422
+    client.get("/api/info")
+    assert len(calls) == 2  # after each prediction request, whatever its outcome; not after /api/info
+    assert all(name != threading.main_thread().name for name in calls)  # off the event loop's thread
+    calls.clear()
+    client = TestClient(_app(model, trim_memory=False))
+    client.post("/api/predict", files=[("files", ("x.png", _png(), "image/png"))])
+    assert calls == []
+
+
+def test_the_trimmer_trims_only_when_the_process_has_grown(monkeypatch):
+    import fungalzsl.serve.memory as memory
+
+    rss = iter([1000, 1100, 1250, 1400, 900, 1000, 1150])  # start, then one reading per call (+ after trims)
+    trims = []
+    monkeypatch.setattr(memory, "rss_mb", lambda: next(rss))
+    monkeypatch.setattr(memory, "trim_heap", lambda: trims.append(1) or True)
+    t = memory.HeapTrimmer(slack_mb=256)  # floor 1000
+    assert t() is False  # 1100: warm buffers, within the slack: kept for speed
+    assert t() is False  # 1250
+    assert t() is True and t.floor == 900  # 1400: grown 400 MB; trimmed down to 900, the new floor
+    assert t() is False and t() is False  # 1000, 1150: within 256 MB of 900
+    assert len(trims) == 1
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / MB
+
+
+@pytest.mark.skipif(
+    "glibc.malloc.trim_threshold" not in os.environ.get("GLIBC_TUNABLES", ""),
+    reason="needs the CLI's tuned glibc settings (scripts/test.sh sets them), under which free() keeps memory",
+)
+def test_trim_heap_returns_memory_the_allocator_kept():
+    from fungalzsl.serve.memory import trim_heap
+
+    base = _rss_mb()
+    blocks = [bytearray(64 * 1024) for _ in range(3200)]  # 200 MB in heap-sized blocks, pages touched
+    del blocks
+    kept = _rss_mb() - base
+    assert trim_heap()
+    after = _rss_mb() - base
+    assert kept > 150 and after < 50, (kept, after)  # free() kept the pages; trimming handed them back

@@ -4,8 +4,9 @@ Uploads are parsed as they stream in and kept in memory within the request limit
 and per-request size: :mod:`fungalzsl.serve.upload`), decoded with the same robust loader as the CLI,
 and never written to disk. The model runs on one worker thread behind a bounded queue
 (:mod:`fungalzsl.serve.worker`: 503 + ``Retry-After`` when it is full), so the page and ``/api/info``
-answer while a prediction runs. One classifier is shared; each label set (the run's own classes
-plus any description sets given at start-up) is embedded once at start-up."""
+answer while a prediction runs; after a prediction request that grew the process, the freed memory
+is handed back to the OS (:mod:`fungalzsl.serve.memory`). One classifier is shared; each label set
+(the run's own classes plus any description sets given at start-up) is embedded once at start-up."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -23,6 +25,7 @@ from PIL import Image
 
 from fungalzsl.data import MAX_IMAGE_PIXELS, ImageReadError, load_image
 from fungalzsl.predict import Classifier, label_set
+from fungalzsl.serve.memory import HeapTrimmer
 from fungalzsl.serve.upload import UploadedFile, read_upload
 from fungalzsl.serve.worker import ModelWorker
 
@@ -64,6 +67,21 @@ def classify_uploads(
     return results
 
 
+class _TrimAfterPredict:
+    """ASGI middleware: once a prediction request is answered (its buffers freed, whatever the outcome),
+    let ``HeapTrimmer`` hand grown memory back to the OS, off the event loop (it walks the heap)."""
+
+    def __init__(self, app: Any, trimmer: HeapTrimmer):
+        self.app, self.trimmer = app, trimmer
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http" and scope.get("path") == "/api/predict":
+                await anyio.to_thread.run_sync(self.trimmer)
+
+
 def create_app(
     clf: Classifier,
     description_sets: dict[str, Path] | None = None,
@@ -71,8 +89,9 @@ def create_app(
     max_file_mb: float = 20.0,
     max_upload_mb: float = 200.0,
     max_queue: int = DEFAULT_QUEUE,
+    trim_memory: bool = True,
 ) -> FastAPI:
-    """Build the FastAPI app around a loaded classifier."""
+    """Build the FastAPI app around a loaded classifier (``trim_memory=False`` only to measure)."""
     label_sets: dict[str, tuple[list[str], torch.Tensor]] = {DEFAULT_SET: (clf.classes, clf.class_embeddings)}
     for name, path in (description_sets or {}).items():
         label_sets[name] = label_set(clf.model, path)
@@ -86,6 +105,8 @@ def create_app(
 
     app = FastAPI(title="fungalzsl", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.worker = worker
+    if trim_memory:
+        app.add_middleware(_TrimAfterPredict, trimmer=HeapTrimmer())
     page = (resources.files("fungalzsl") / "serve" / "static" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
