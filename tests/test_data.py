@@ -99,3 +99,51 @@ def test_list_split_orders_classes_by_manifest_and_rejects_strangers(tmp_path):
     (tmp_path / "train" / "alien").mkdir()
     with pytest.raises(FungalError, match="alien"):
         list_split(tmp_path, "train")
+
+
+def _strip(width, height):
+    """A tiny crafted PNG: ~100 bytes on disk, but resizing it to a 224 px shorter side made a
+    224 x (224 * width) image (20000x1: 4.7 GB peak RSS, 40000x1: 9.4 GB, before the side/aspect bounds)."""
+    buf = io.BytesIO()
+    Image.new("L", (width, height)).save(buf, "PNG", optimize=True)
+    assert len(buf.getvalue()) < 200
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("size", "why"), [((20000, 1), "more elongated than"), ((40000, 1), "side limit"),
+                                           ((1, 20000), "more elongated than")])  # fmt: skip
+def test_very_wide_or_tall_images_are_refused_from_the_header(tmp_path, monkeypatch, size, why):
+    from PIL import ImageFile
+
+    data = _strip(*size)
+    p = tmp_path / "strip.png"
+    p.write_bytes(data)
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im) or real_load(im))
+    with pytest.raises(ImageReadError, match=why) as e:
+        load_image(p)
+    assert str(e.value).startswith(f"{p}: image is {size[0]}x{size[1]} pixels") and "\n" not in str(e.value)
+    with pytest.raises(ImageReadError, match=rf"upload\.png: image is .*{why}"):
+        load_image(io.BytesIO(data), name="upload.png")
+    assert decoded == []  # refused from the header: no pixel was decoded
+
+
+def test_big_but_legal_images_still_load(tmp_path):
+    from fungalzsl.data import DECODE_MIN_SIDE, MAX_ASPECT_RATIO
+
+    # a long stitched strip right at the aspect bound, at full size (PNG has no reduced decode)
+    wide = _save(tmp_path, "wide.png", Image.new("RGB", (MAX_ASPECT_RATIO * 300, 300), (9, 99, 199)))
+    assert load_image(wide).size == (MAX_ASPECT_RATIO * 300, 300)
+    # a 24 MP JPEG decodes at the DCT scale (here 1/2) that keeps the shorter side >= DECODE_MIN_SIDE
+    rng = np.random.default_rng(0)
+    tile = Image.fromarray(rng.integers(0, 255, (750, 1000, 3), dtype=np.uint8)).resize((6000, 4000))
+    jpg = _save(tmp_path, "big.jpg", tile, quality=80)
+    im = load_image(jpg)
+    assert im.mode == "RGB" and im.size == (3000, 2000) and min(im.size) >= DECODE_MIN_SIDE
+    # at a model's input size the picture is the same as from a full decode
+    full = Image.open(jpg).convert("RGB")
+    a, b = (np.asarray(x.resize((336, 224), Image.Resampling.BICUBIC), dtype=np.int16) for x in (im, full))
+    assert np.abs(a - b).mean() < 0.5
+    small = _save(tmp_path, "small.jpg", tile.resize((1600, 1200)))
+    assert load_image(small).size == (1600, 1200)  # under 2 x DECODE_MIN_SIDE: decoded in full

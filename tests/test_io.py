@@ -71,3 +71,40 @@ def test_atomic_files_get_normal_permissions_not_mkstemps_0600(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x", "a/b", "a\\b", "/abs", ".hidden", "nul\x00", "tab\tname", "del\x7f"]
+)
+def test_plain_name_refuses_anything_that_is_not_one_path_component(name):
+    from fungalzsl.io import name_problem, plain_name
+
+    assert name_problem(name) is not None
+    with pytest.raises(FungalError, match="is not a plain name") as e:
+        plain_name(name, "class_label")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["spore", "early spore", "Hyphä-2", "x.png", "a..b"])
+def test_plain_names_pass_unchanged(name):
+    from fungalzsl.io import plain_name
+
+    assert plain_name(name, "class_label") == name
+
+
+def test_safe_child_follows_symlinks_before_deciding(tmp_path):
+    from fungalzsl.io import is_inside, safe_child
+
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    assert safe_child(root, "train", "spore", "x.png") == root / "train" / "spore" / "x.png"  # need not exist
+    (root / "train").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(FungalError, match="leads outside --out"):
+        safe_child(root, "train", "spore", "x.png", root_label="--out")
+    inner = root / "inner"
+    inner.mkdir()
+    (root / "alias").symlink_to(inner, target_is_directory=True)
+    assert is_inside(root / "alias" / "x.png", root)  # a link that stays inside is fine
+    with pytest.raises(FungalError, match="not a plain name"):
+        safe_child(root, "..", "x.png")

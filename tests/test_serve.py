@@ -132,3 +132,70 @@ def test_headless_chromium_uploads_an_image_and_reads_the_prediction(clf, test_i
     assert rows[0]["path"] == image.name and rows[0]["prediction"] == expected
     shot = Image.open(tmp_path / "page.png")
     assert shot.width >= 800 and shot.height >= 300
+
+
+@pytest.mark.network_local
+@pytest.mark.timeout(180)
+def test_bounded_load_on_loopback(clf, test_images):
+    """A fixed load on 127.0.0.1 that stops by itself: 4 clients x 6 uploads of 3 images against a
+    queue of 2, while a fifth polls /api/info. Every upload is answered 200 (with the Python API's
+    predictions) or 503 with Retry-After; nothing hangs, /api/info never waits behind the model."""
+    import httpx
+    import uvicorn
+
+    port = _free_port()
+    app = create_app(clf, max_files=8, max_queue=2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    images = test_images[:3]
+    expected = {p.name: q.prediction for p, q in zip(images, clf.predict(images))}
+    statuses: list[int] = []
+    info_waits: list[float] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def uploader() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            for _ in range(6):
+                r = c.post("/api/predict", files=[("files", _png(p)) for p in images])
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    got = {x["name"]: x["prediction"] for x in r.json()["results"]}
+                    if got != expected:
+                        problems.append(f"wrong predictions {got}")
+                elif r.status_code != 503 or int(r.headers.get("retry-after", "0")) < 1:
+                    problems.append(f"{r.status_code} {r.text[:200]}")
+
+    def poller() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            while not done.is_set():
+                t0 = time.perf_counter()
+                if c.get("/api/info").status_code != 200:
+                    problems.append("info failed")
+                info_waits.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+
+    clients = [threading.Thread(target=uploader) for _ in range(4)]
+    watch = threading.Thread(target=poller)
+    try:
+        watch.start()
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(150)
+        done.set()
+        watch.join(10)
+    finally:
+        done.set()
+        server.should_exit = True
+        thread.join(10)
+    assert not any(t.is_alive() for t in clients) and not thread.is_alive()
+    assert problems == []
+    assert len(statuses) == 24 and statuses.count(200) >= 6 and set(statuses) <= {200, 503}
+    assert info_waits and max(info_waits) < 2.0, f"/api/info waited up to {max(info_waits):.2f} s"
+    assert app.state.worker.admitted == 0  # every slot handed back

@@ -1,7 +1,8 @@
 """Reading image datasets: our generated layout, any ImageFolder tree, single images.
 
 Every image goes through :func:`load_image`, which turns the odd formats labs produce (16-bit,
-grayscale, palette, RGBA, CMYK) into RGB and refuses decompression bombs with a clear message."""
+grayscale, palette, RGBA, CMYK) into RGB and refuses decompression bombs (too many pixels, a side too
+long, or too elongated a shape) from the header, with a clear message."""
 
 from __future__ import annotations
 
@@ -16,10 +17,21 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fungalzsl.errors import fail
+from fungalzsl.io import plain_name
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # 64 megapixels: a 8000x8000 microscope tile still opens, a decompression bomb does not.
 MAX_IMAGE_PIXELS = 64_000_000
+# The pixel count alone does not bound memory: every model resizes the *shorter* side to its input
+# size S (224-518 px), which makes a W x H image (W >= H) S x S*W/H pixels, so a 100-byte 20000x1 PNG
+# became a 224 x 4,480,000 image (4.7 GB peak RSS). Bounding the side and the aspect ratio bounds that
+# to S^2 * MAX_ASPECT_RATIO pixels (224 px: 1 M; 518 px: 5.4 M).
+MAX_IMAGE_SIDE = 32_768
+MAX_ASPECT_RATIO = 20
+# JPEGs decode at the 1/2, 1/4 or 1/8 DCT scale (Pillow's draft) that keeps the shorter side at least
+# this long: far above any model input, so predictions do not change, but a 64 MP JPEG costs 1/16
+# of the memory and time to decode.
+DECODE_MIN_SIDE = 1024
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -28,19 +40,38 @@ class ImageReadError(ValueError):
     """One image could not be read; the message says why (callers report it and go on)."""
 
 
+def size_problem(width: int, height: int) -> str | None:
+    """Why a ``width`` x ``height`` image is refused before decoding, or None if it is not."""
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"image is larger than {MAX_IMAGE_PIXELS} pixels (refused)"
+    shape = f"image is {width}x{height} pixels"
+    if max(width, height) > MAX_IMAGE_SIDE:
+        return f"{shape}, over the {MAX_IMAGE_SIDE}-pixel side limit (refused)"
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return f"{shape}, more elongated than {MAX_ASPECT_RATIO}:1 (refused)"
+    return None
+
+
 def load_image(source: str | Path | BinaryIO, name: str | None = None) -> Image.Image:
     """Open a file path or binary stream as an RGB PIL image, or raise :class:`ImageReadError` with a
-    one-line reason that starts with ``name`` (default: the path)."""
+    one-line reason that starts with ``name`` (default: the path).
+
+    The size limits (:func:`size_problem`) are checked on the header, before any pixel is decoded."""
     label = name or str(source if isinstance(source, (str, Path)) else "<upload>")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse anything over the limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(label)
+                problem = size_problem(im.width, im.height)
+                if problem is not None:
+                    raise ImageReadError(f"{label}: {problem}")
+                if im.format == "JPEG" and min(im.size) >= 2 * DECODE_MIN_SIDE:
+                    im.draft(None, (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
                 im.load()
                 return to_rgb(im)
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError:
         raise ImageReadError(f"{label}: image is larger than {MAX_IMAGE_PIXELS} pixels (refused)") from None
     except FileNotFoundError:
@@ -119,6 +150,10 @@ def list_split(
         )
     folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     order = list(classes) if classes else (read_classes(root) or folders)
+    for name in order:  # from dataset.json or a description set, joined onto base: one folder name each
+        plain_name(
+            name, "class", "class names name folders; fix the class list in dataset.json or the descriptions"
+        )
     unknown = [f for f in folders if f not in order]
     if unknown:
         raise fail(

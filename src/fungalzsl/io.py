@@ -138,3 +138,52 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     except OSError as e:
         raise fail(f"cannot write to {path} ({e.strerror or e})", "choose another --out directory") from None
     return path
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be used as one file or folder name, or None if it can.
+
+    A plain name is one path component: not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no NUL or
+    other control character, and no leading ``.`` (hidden names are skipped by every reader here, so
+    such a class or image would silently vanish)."""
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return f"'{name}' is a folder reference"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "it contains a control character"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden name)"
+    return None
+
+
+def plain_name(name: object, what: str, fix: str = "use a single file or folder name") -> str:
+    """``name`` if it is a plain name (see :func:`name_problem`), else a one-line error naming ``what``."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise fail(f"{what} {name!r} is not a plain name ({problem})", fix)
+    return name  # type: ignore[return-value]
+
+
+def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` stays under ``root`` once both have their symlinks and ``..`` resolved."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+def safe_child(
+    root: str | os.PathLike[str], *names: str, what: str = "path", root_label: str = "the output folder"
+) -> Path:
+    """``root/names[0]/names[1]/...`` after checking that every name is plain and that the result,
+    symlinks resolved, is still under ``root``: the one guard for file names that come from data."""
+    for n in names:
+        plain_name(n, what)
+    path = Path(root).joinpath(*names)
+    if not is_inside(path, root):
+        raise fail(
+            f"{what} {'/'.join(names)!r} leads outside {root_label} {root} (through a symlink to "
+            f"{path.resolve()})",
+            "remove the symlink or choose another folder",
+        )
+    return path

@@ -3,7 +3,6 @@ run directories and bare model specs — all turned into (paths, labels, classes
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,15 +10,17 @@ from typing import Any
 
 from fungalzsl.data import ImageSet, list_split, read_classes
 from fungalzsl.errors import FungalError, fail
+from fungalzsl.release_split import find_images, read_split_file
 
 
 def load_release_split(json_path: str | Path, images: str | Path | None) -> ImageSet:
     """Read an authors' release split file (``test_data.json``: records with ``image_path`` and
     ``class_label``) and find each image under ``images``.
 
-    The released paths are absolute paths on the authors' machine (``/Dataset/test/spore_747.png``), so
-    we look for, in order: IMAGES/<path without its first folder>, IMAGES/<full relative path>,
-    IMAGES/<split folder>/<name>, IMAGES/<name>."""
+    The released paths are absolute paths on the authors' machine (``/Dataset/test/spore_747.png``);
+    :mod:`fungalzsl.release_split` reads the file and finds the images with the same rule (and the same
+    checks) as ``generate import-fungalzsl``: IMAGES/Dataset/test/spore_747.png, IMAGES/test/...,
+    IMAGES/spore_747.png, else a file of that name that is unique under IMAGES."""
     json_path = Path(json_path)
     if images is None:
         raise fail(
@@ -29,30 +30,20 @@ def load_release_split(json_path: str | Path, images: str | Path | None) -> Imag
     root = Path(images)
     if not root.is_dir():
         raise fail(f"images directory {root} does not exist", "pass --images with the unpacked dataset.zip")
-    try:
-        records = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise fail(f"cannot read {json_path} as JSON ({e})", "give a release *_data.json file") from None
-    if not isinstance(records, list) or not all(
-        isinstance(r, dict) and "image_path" in r and "class_label" in r for r in records
-    ):
-        raise fail(f"{json_path} is not a release split file", "expected a list of {image_path, class_label}")
+    split = read_split_file(json_path)
     classes: list[str] = []
     paths: list[Path] = []
     labels: list[int] = []
-    missing = 0
-    for r in records:
-        rel = Path(str(r["image_path"]).lstrip("/"))
-        candidates = [root / Path(*rel.parts[1:]), root / rel, root / Path(*rel.parts[-2:]), root / rel.name]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            missing += 1
+    found = find_images(split, root)
+    for r, p in zip(split.records, found):
+        if p is None:
             continue
-        c = str(r["class_label"])
+        c = r["class_label"]
         if c not in classes:
             classes.append(c)
-        paths.append(found)
+        paths.append(p)
         labels.append(classes.index(c))
+    records, missing = split.records, len(split.records) - len(paths)
     if not paths:
         raise fail(
             f"none of the {len(records)} images of {json_path.name} were found under {root}",

@@ -15,6 +15,7 @@ from typing import Any
 from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
+from fungalzsl.io import plain_name
 from fungalzsl.pipeline.stages import Stage, StageRunner
 
 DEFAULT_CONFIG = "cpu-default"
@@ -48,7 +49,9 @@ def run_pipeline(
 
     out = Path(out)
     data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
-    set_name = describe.set_name or describe.backend.split(":", 1)[0]
+    set_name = plain_name(
+        describe.set_name or describe.backend.split(":", 1)[0], f"{cfg_path.name}: describe set_name"
+    )
     desc_file = out / "descriptions" / f"{set_name}.jsonl"
     classes = [c.name for c in preset.classes]
     describe = describe.model_copy(update={"classes": classes, "set_name": set_name})

@@ -22,6 +22,9 @@ def serve(
     ),
     max_files: int = typer.Option(64, min=1, help="Most images per upload."),
     max_file_mb: float = typer.Option(20.0, min=0.01, help="Largest accepted image file, in MB."),
+    max_upload_mb: float = typer.Option(
+        200.0, min=0.01, help="Largest request (all files of one upload together), in MB."
+    ),
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Serve a page to upload images (drag and drop), see per-class probabilities and download a CSV."""
@@ -45,6 +48,12 @@ def serve(
             ) from None
     configure_torch_threads()
     clf = Classifier.load(run_dir, device=device)
-    app = create_app(clf, {d.stem: d for d in descriptions}, max_files=max_files, max_file_mb=max_file_mb)
+    app = create_app(
+        clf,
+        {d.stem: d for d in descriptions},
+        max_files=max_files,
+        max_file_mb=max_file_mb,
+        max_upload_mb=max_upload_mb,
+    )
     typer.echo(f"fungalzsl: serving {run_dir} on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -34,6 +34,7 @@ from fungalzsl.io import (
     atomic_path,
     atomic_write_json,
     ensure_writable_dir,
+    name_problem,
     read_jsonl,
     write_jsonl,
 )
@@ -249,8 +250,11 @@ def _remove_previous_output(out: Path, previous: dict[str, Any]) -> None:
     """--overwrite: delete what fungalzsl wrote in ``out``; leave everything else in place. A split
     folder holding files we did not write is refused (before anything is deleted): keeping it would
     leave old images mixed into the new dataset."""
-    splits = [out / n for n in sorted(_split_names(previous)) if (out / n).is_dir()]
-    foreign = [p for p in splits if not _is_our_split_dir(p)]
+    # split names come from a manifest on disk: only plain names are ours, and a symlinked split is not
+    splits = [
+        out / n for n in sorted(_split_names(previous)) if name_problem(n) is None and (out / n).is_dir()
+    ]
+    foreign = [p for p in splits if p.is_symlink() or not _is_our_split_dir(p)]
     masks = out / MASK_DIR
     if masks.is_dir() and not _is_our_mask_dir(masks):
         foreign.append(masks)

@@ -3,14 +3,14 @@
 The release (github.com/Anjuyaduvanshi/Fungi-Dataset) ships ``{train,val,test}_data.json``: a JSON
 list of ``{"image_path": "/Dataset/<split>/<class>_<n>.png", "class_label", "description",
 "temperature"}``; the images themselves are downloaded separately from Mendeley Data. We find each
-referenced image under ``--images`` (by the path's trailing parts, else by a unique file name),
-check every one before writing anything, then hard-link (or copy) them into
-``OUT/<split>/<class>/`` and write metadata and manifest as ``fungalzsl generate`` does."""
+referenced image under ``--images`` with :mod:`fungalzsl.release_split` (the one reader and path
+rule, shared with ``evaluate``), check every record and destination before writing anything, then
+hard-link (or copy) them into ``OUT/<split>/<class>/`` and write metadata and manifest as
+``fungalzsl generate`` does."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -18,63 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_write_json, sha256_file
+from fungalzsl.io import atomic_write_json, safe_child, sha256_file
+from fungalzsl.release_split import ImageFinder, read_split_file
 from fungalzsl.synth.layout import prepare_output, split_summary, write_metadata
 from fungalzsl.synth.preset import PAPER_CLASSES
-
-_REQUIRED = ("image_path", "class_label")
-
-
-def read_split_file(path: Path) -> tuple[str, list[dict[str, Any]]]:
-    """(split name, records) of one release JSON file, with one-line errors for bad files."""
-    if not path.is_file():
-        raise fail(
-            f"split file {path} does not exist",
-            "pass the release's train_data.json, val_data.json, test_data.json",
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise fail(
-            f"{path} is not valid JSON ({str(e).splitlines()[0]})", "re-download the release file"
-        ) from None
-    if not isinstance(data, list):
-        raise fail(f"{path} must hold a JSON list of records", "is this a FungalZSL release split file?")
-    for i, r in enumerate(data):
-        if not isinstance(r, dict) or any(not isinstance(r.get(k), str) or not r.get(k) for k in _REQUIRED):
-            raise fail(
-                f"{path}: record {i} lacks 'image_path' or 'class_label'",
-                "is this a FungalZSL release split file?",
-            )
-    stem = path.stem.removesuffix("_data")
-    parents = {PurePosixPath(r["image_path"]).parent.name for r in data}
-    split = stem if stem in ("train", "val", "test") else (parents.pop() if len(parents) == 1 else stem)
-    return split, data
-
-
-class _Finder:
-    """Locate a released image path under the user's image folder."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self._by_name: dict[str, list[Path]] | None = None
-
-    def find(self, image_path: str) -> Path | None:
-        parts = [p for p in PurePosixPath(image_path).parts if p not in ("/", "")]
-        # "/Dataset/train/spore_1.png" → Dataset/train/spore_1.png, train/spore_1.png, spore_1.png
-        for k in range(len(parts)):
-            cand = self.root.joinpath(*parts[k:])
-            if cand.is_file():
-                return cand
-        if self._by_name is None:
-            self._by_name = {}
-            for p in self.root.rglob("*"):
-                if p.is_file():
-                    self._by_name.setdefault(p.name, []).append(p)
-        hits = self._by_name.get(parts[-1], []) if parts else []
-        if len(hits) > 1 and len(parts) > 1:
-            hits = [h for h in hits if parts[-2] in h.parts]
-        return hits[0] if len(hits) == 1 else None
 
 
 def _place(src: Path, dst: Path, link: bool) -> None:
@@ -115,38 +62,40 @@ def import_release(
         raise fail(
             f"--images {images} is not a folder", "point it at the folder where you unpacked the images"
         )
-    splits = [(Path(p), *read_split_file(Path(p))) for p in split_files]
-    labels = [r["class_label"] for _, _, recs in splits for r in recs]
+    splits = [read_split_file(p) for p in split_files]
+    labels = [r["class_label"] for s in splits for r in s.records]
     classes = [c for c in PAPER_CLASSES if c in labels] + sorted(
         {c for c in labels if c not in PAPER_CLASSES}
     )
 
-    finder = _Finder(images)
+    finder = ImageFinder(images)
     plan: list[tuple[dict[str, Any], Path]] = []
     missing: list[str] = []
     seen: set[str] = set()
-    for path, split, recs in splits:
-        for r in recs:
-            src = finder.find(r["image_path"])
+    for s in splits:
+        for i, r in enumerate(s.records):
+            src = finder.find(r["image_path"], s.where(i))
             if src is None:
                 missing.append(r["image_path"])
                 continue
             name = PurePosixPath(r["image_path"]).name
-            file_name = f"{split}/{r['class_label']}/{name}"
+            # every name is plain (checked by the reader) and no symlink in OUT may lead elsewhere
+            safe_child(out, s.name, r["class_label"], name, what=s.where(i), root_label="--out")
+            file_name = f"{s.name}/{r['class_label']}/{name}"
             if file_name in seen:
-                raise fail(f"{path}: {r['image_path']} is listed twice", "remove the duplicate record")
+                raise fail(f"{s.path}: {r['image_path']} is listed twice", "remove the duplicate record")
             seen.add(file_name)
             temp = r.get("temperature")
             row = {
                 "file_name": file_name,
-                "split": split,
+                "split": s.name,
                 "label": r["class_label"],
                 "label_id": classes.index(r["class_label"]),
                 "index": len(plan),
                 "temperature_K": float(temp) if isinstance(temp, (int, float)) else None,
                 "description": r.get("description") if isinstance(r.get("description"), str) else None,
                 "source_path": r["image_path"],
-                "source_split_file": path.name,
+                "source_split_file": s.path.name,
             }
             plan.append((row, src))
     total = len(plan) + len(missing)
@@ -179,7 +128,7 @@ def import_release(
         "mode": "import",
         "format": "folder",
         "source": {
-            "split_files": {p.name: sha256_file(p) for p, _, _ in splits},
+            "split_files": {s.path.name: sha256_file(s.path) for s in splits},
             "images": str(images.resolve()),
             "missing": len(missing),
         },
