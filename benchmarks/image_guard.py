@@ -1,5 +1,5 @@
 """Peak memory of reading one hostile or big image the way predict/evaluate/train/serve do
-(``fungalzsl.data.load_image``, then a model's preprocessing: bicubic resize of the shorter side to
+(``fungalzsl.images.load_image``, then a model's preprocessing: bicubic resize of the shorter side to
 224 px, centre crop, to tensor). Each case runs in a fresh process, so ``ru_maxrss`` is its own peak;
 ``base`` is the same process before the image (Python + torch + torchvision).
 
@@ -28,7 +28,7 @@ CASES = {
 _CHILD = r"""
 import io, json, resource, sys, time
 import torchvision.transforms as T
-from fungalzsl.data import ImageReadError, load_image
+from fungalzsl.images import ImageReadError, load_image
 data = open(sys.argv[1], "rb").read()
 tf = T.Compose([T.Resize(224, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor()])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

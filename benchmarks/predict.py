@@ -54,7 +54,7 @@ def main() -> None:
     if not (args.run / "model.safetensors").is_file():
         sys.exit(f"no trained run at {args.run}: run 'fungalzsl run' first or pass --run")
 
-    from fungalzsl.data import expand_inputs
+    from fungalzsl.images import expand_inputs
 
     paths = expand_inputs([args.images])[0][: args.limit]
     rows = []

@@ -9,8 +9,8 @@ import json
 import pytest
 from PIL import Image
 
-from fungalzsl.data import list_split
 from fungalzsl.errors import FungalError
+from fungalzsl.images import list_split
 from fungalzsl.synth.layout import prepare_output
 
 

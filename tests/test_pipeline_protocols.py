@@ -31,7 +31,7 @@ def test_class_view_symlinks_only_kept_classes(tmp_path):
     view = class_view(data, ["red", "blue"], tmp_path / "v", splits=("train", "val"))
     assert sorted(p.name for p in (view / "train").iterdir()) == ["blue", "red"]
     assert (view / "train" / "red").is_symlink() and not (view / "val").exists()
-    from fungalzsl.data import list_split
+    from fungalzsl.images import list_split
 
     s = list_split(view, "train")
     assert s.classes == ["red", "blue"] and len(s) == 4

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fungalzsl.cli import app
 from fungalzsl.errors import FungalError
-from fungalzsl.eval.data import load_release_split
+from fungalzsl.eval.sources import load_release_split
 from fungalzsl.release_split import find_images, read_split_file
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fungalzsl.cli import app
-from fungalzsl.data import list_split
+from fungalzsl.images import list_split
 from fungalzsl.synth.release import import_release
 
 SPLITS = ("train", "val", "test")

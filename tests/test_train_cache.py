@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from fungalzsl.data import list_split
+from fungalzsl.images import list_split
 from fungalzsl.models import build_model
-from fungalzsl.train.data import FeatureCache
 from fungalzsl.train.evaluate import TextFeatures
+from fungalzsl.train.inputs import FeatureCache
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
 from fungalzsl.train.unfreeze import apply_unfreeze
 from test_train_fixtures import make_dataset

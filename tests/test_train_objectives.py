@@ -16,7 +16,7 @@ from fungalzsl.eval import evaluate_run
 from fungalzsl.eval.table import build_table, table_markdown
 from fungalzsl.models import build_model
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, lemma, lemmas
-from fungalzsl.train.data import read_inputs
+from fungalzsl.train.inputs import read_inputs
 from fungalzsl.train.loop import train_run
 from fungalzsl.train.loss import (
     ClipContrastiveLoss,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fungalzsl.errors import FungalError
-from fungalzsl.train.data import draw_pairs, read_inputs
+from fungalzsl.train.inputs import draw_pairs, read_inputs
 from fungalzsl.train.state import ResumePoint, TrainState, open_resume
 from test_train_fixtures import make_dataset, make_descriptions
 

@@ -100,7 +100,7 @@ def test_the_reader_takes_names_from_the_config_and_says_none_when_it_cannot(tmp
 
 
 def test_training_writes_what_evaluation_and_prediction_read(tmp_path):
-    from fungalzsl.eval.data import ModelSource, stored_class_embeddings
+    from fungalzsl.eval.sources import ModelSource, stored_class_embeddings
     from fungalzsl.predict.classifier import Classifier
     from fungalzsl.predict.zeroshot import class_embeddings
     from fungalzsl.train.evaluate import write_class_embeddings
@@ -123,8 +123,8 @@ def test_evaluation_prediction_and_training_validation_give_identical_probabilit
     from fungalzsl.eval.classifier import build_classifier
     from fungalzsl.predict.classifier import Classifier
     from fungalzsl.predict.embed import embed_images
-    from fungalzsl.train.data import FeatureCache
     from fungalzsl.train.evaluate import TextFeatures, recall_at_1, write_class_embeddings
+    from fungalzsl.train.inputs import FeatureCache
 
     make_colour_dataset(tmp_path / "data")
     paths = sorted((tmp_path / "data" / "test").rglob("*.png"))

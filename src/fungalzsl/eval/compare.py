@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
-from fungalzsl.eval.data import align_labels, dataset_classes, load_eval_images, load_source
 from fungalzsl.eval.evaluate import embed_split, score_sets
 from fungalzsl.eval.report import Block, fmt, fmt_ci, write_blocks
+from fungalzsl.eval.sources import align_labels, dataset_classes, load_eval_images, load_source
 from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir
 from fungalzsl.text.records import load_description_set
 

@@ -25,7 +25,8 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE, ZeroShotClassifier, build_classifier, fit_logit_scale
-from fungalzsl.eval.data import (
+from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
+from fungalzsl.eval.sources import (
     ModelSource,
     align_labels,
     dataset_classes,
@@ -34,7 +35,6 @@ from fungalzsl.eval.data import (
     stored_class_embeddings,
     training_description_path,
 )
-from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text, ensure_writable_dir
 from fungalzsl.predict.embed import embed_images, embed_texts
 from fungalzsl.text.records import DescriptionSet, load_description_set

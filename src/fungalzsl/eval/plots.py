@@ -120,7 +120,7 @@ def plot_examples(
     cols: int = 4,
 ) -> Figure:
     """Figure 5: a grid of images titled 'pred (confidence) / true', green border if right, red if wrong."""
-    from fungalzsl.data import ImageReadError, load_image
+    from fungalzsl.images import ImageReadError, load_image
 
     order = example_order(labels, probs, n)
     rows = max(1, -(-len(order) // cols))

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fungalzsl.data import list_split
 from fungalzsl.errors import fail
 from fungalzsl.eval.evaluate import evaluate_run
 from fungalzsl.eval.report import Block, fmt, fmt_ci, render_markdown, write_blocks
+from fungalzsl.images import list_split
 from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir, write_jsonl
 from fungalzsl.text.records import load_description_set
 

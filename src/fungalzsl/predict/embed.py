@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from fungalzsl.data import ImageReadError, load_image
+from fungalzsl.images import ImageReadError, load_image
 
 
 class ImagePaths(Dataset):

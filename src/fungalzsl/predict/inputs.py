@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from fungalzsl.data import ImageReadError, expand_inputs, load_image, to_rgb
+from fungalzsl.images import ImageReadError, expand_inputs, load_image, to_rgb
 from fungalzsl.predict.result import Prediction
 
 Pixels = TypeVar("Pixels")  # one preprocessed image: a torch tensor or a NumPy array

@@ -55,7 +55,7 @@ def describe_transform(transform: Any) -> list[dict[str, Any]]:
                 {"op": "normalize", "mean": list(map(float, t.mean)), "std": list(map(float, t.std))}
             )
         elif callable(t) and getattr(t, "__name__", "") in ("_convert_to_rgb", "convert_to_rgb"):
-            continue  # every image is RGB already (fungalzsl.data.to_rgb)
+            continue  # every image is RGB already (fungalzsl.images.to_rgb)
         else:
             raise fail(
                 f"cannot export preprocessing step {type(t).__name__} to ONNX",

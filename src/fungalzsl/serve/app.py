@@ -23,7 +23,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
-from fungalzsl.data import MAX_IMAGE_PIXELS, ImageReadError, load_image
+from fungalzsl.images import MAX_IMAGE_PIXELS, ImageReadError, load_image
 from fungalzsl.predict.classifier import Classifier, label_set
 from fungalzsl.serve.memory import HeapTrimmer
 from fungalzsl.serve.upload import UploadedFile, read_upload

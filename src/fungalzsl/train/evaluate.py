@@ -20,7 +20,7 @@ from fungalzsl.predict.zeroshot import (
     model_logit_scale,
     save_class_embeddings,
 )
-from fungalzsl.train.data import FeatureCache, iter_images
+from fungalzsl.train.inputs import FeatureCache, iter_images
 
 
 class TextFeatures:

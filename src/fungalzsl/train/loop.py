@@ -33,8 +33,8 @@ from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import write_architecture_files
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
-from fungalzsl.train.data import FeatureCache, TrainInputs, draw_pairs, iter_images, read_inputs
 from fungalzsl.train.distributed import setup_distributed
+from fungalzsl.train.inputs import FeatureCache, TrainInputs, draw_pairs, iter_images, read_inputs
 from fungalzsl.train.objectives import TrainingObjective, objective_for
 from fungalzsl.train.optim import (
     add_unfrozen_groups,

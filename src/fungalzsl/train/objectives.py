@@ -26,8 +26,8 @@ from torch import nn
 from fungalzsl.errors import fail
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
-from fungalzsl.train.data import FeatureCache, TrainInputs
 from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
+from fungalzsl.train.inputs import FeatureCache, TrainInputs
 from fungalzsl.train.loss import SigmoidContrastiveLoss, contrastive_loss
 from fungalzsl.train.settings import TrainConfig
 

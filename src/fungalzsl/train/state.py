@@ -11,7 +11,7 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.train import checkpoint as ckpt
-from fungalzsl.train.data import TrainInputs
+from fungalzsl.train.inputs import TrainInputs
 
 
 @dataclass

@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from fungalzsl.data import ImageReadError, ImageSet, list_split, load_image
 from fungalzsl.errors import fail
+from fungalzsl.images import ImageReadError, ImageSet, list_split, load_image
 from fungalzsl.predict.embed import ImagePaths, collate_images
 from fungalzsl.text.records import DescriptionSet, load_description_set
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fungalzsl.data import MAX_IMAGE_PIXELS, ImageReadError, expand_inputs, list_split, load_image
 from fungalzsl.errors import FungalError
+from fungalzsl.images import MAX_IMAGE_PIXELS, ImageReadError, expand_inputs, list_split, load_image
 
 
 def _save(tmp_path, name, im, **kw):
@@ -130,7 +130,7 @@ def test_very_wide_or_tall_images_are_refused_from_the_header(tmp_path, monkeypa
 
 
 def test_big_but_legal_images_still_load(tmp_path):
-    from fungalzsl.data import DECODE_MIN_SIDE, MAX_ASPECT_RATIO
+    from fungalzsl.images import DECODE_MIN_SIDE, MAX_ASPECT_RATIO
 
     # a long stitched strip right at the aspect bound, at full size (PNG has no reduced decode)
     wide = _save(tmp_path, "wide.png", Image.new("RGB", (MAX_ASPECT_RATIO * 300, 300), (9, 99, 199)))

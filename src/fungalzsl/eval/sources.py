@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fungalzsl.data import ImageSet, list_split, read_classes
 from fungalzsl.errors import FungalError, fail
+from fungalzsl.images import ImageSet, list_split, read_classes
 from fungalzsl.release_split import find_images, read_split_file
 
 
