@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from fungalzsl.predict.zeroshot import (
-    CLASS_EMBEDDINGS_FILE,
     MAX_LOGIT_SCALE,
     clamp_logit_scale,
     load_class_embeddings,
     model_logit_scale,
     save_class_embeddings,
 )
+from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
 from test_eval_toy import KeywordModel, make_colour_dataset
 
 

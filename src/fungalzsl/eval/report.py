@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.io import atomic_write_text, read_jsonl
+from fungalzsl.rundir import METRICS_FILE
 
 
 @dataclass
@@ -237,8 +238,8 @@ def write_report(
         "reliability": plots.plot_reliability(m["reliability"], m["ece"], fig_dir / "reliability.png"),
     }
     run_dir = getattr(source, "run_dir", None)
-    if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
-        curves = plots.plot_training_curves(read_jsonl(run_dir / "metrics.jsonl"), fig_dir / "training.png")
+    if run_dir is not None and (run_dir / METRICS_FILE).is_file():
+        curves = plots.plot_training_curves(read_jsonl(run_dir / METRICS_FILE), fig_dir / "training.png")
         if curves is not None:
             figures["training"] = curves
     rel = {k: str(f.path.relative_to(out)) for k, f in figures.items()}

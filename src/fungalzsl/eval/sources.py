@@ -11,6 +11,7 @@ from typing import Any
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
 from fungalzsl.release_split import find_images, read_split_file
+from fungalzsl.rundir import CONFIG_FILE
 
 
 def load_release_split(json_path: str | Path, images: str | Path | None) -> ImageSet:
@@ -122,7 +123,7 @@ class ModelSource:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
+    return path.is_dir() and (path / CONFIG_FILE).is_file()
 
 
 def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
@@ -187,7 +188,8 @@ def stored_class_embeddings(source: ModelSource) -> tuple[list[str], Any] | None
     """(classes, (C, D) tensor) from RUN/class_embeddings.safetensors, if the run has them."""
     if source.run_dir is None:
         return None
-    from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, load_class_embeddings
+    from fungalzsl.predict.zeroshot import load_class_embeddings
+    from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
 
     stored = load_class_embeddings(source.run_dir / CLASS_EMBEDDINGS_FILE, source.config.get("classes"))
     if stored is None or len(stored[0]) != stored[1].shape[0]:

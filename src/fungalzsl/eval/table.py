@@ -17,6 +17,7 @@ from typing import Any
 from fungalzsl.errors import fail
 from fungalzsl.eval.report import fmt
 from fungalzsl.io import read_jsonl
+from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE
 
 # Names the trainer (or another tool) may use for the same quantity; the first one present wins.
 LR_KEYS = ("lr", "learning_rate")
@@ -46,7 +47,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 def latest_evaluation(run: Path, split: str | None, data: str | None = None) -> Path | None:
     """metrics.json of the run's latest evaluation on ``split`` — preferring one on ``data`` (the run's
     own dataset), since a run may also have been scored on other datasets (None if never evaluated)."""
-    index = run / "evaluations.jsonl"
+    index = run / EVALUATIONS_FILE
     if index.is_file():
         recs = [r for r in read_jsonl(index) if split is None or r.get("split") == split]
         recs = [r for r in recs if (Path(r.get("out", "")) / "metrics.json").is_file()]
@@ -98,8 +99,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise fail(f"{path} is not a directory", "pass run directories or evaluation output directories")
-    if (path / "config.json").is_file():
-        own_data = _load_json(path / "config.json").get("data")
+    if (path / CONFIG_FILE).is_file():
+        own_data = _load_json(path / CONFIG_FILE).get("data")
         run, metrics_file = path, latest_evaluation(path, split, own_data)
         if metrics_file is None:
             raise fail(
@@ -113,10 +114,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
     else:
         raise fail(f"{path} has neither config.json nor metrics.json", "pass a run or evaluation directory")
     m = _load_json(metrics_file)
-    config = _load_json(run / "config.json") if run is not None else {}
-    history = (
-        read_jsonl(run / "metrics.jsonl") if run is not None and (run / "metrics.jsonl").is_file() else []
-    )
+    config = _load_json(run / CONFIG_FILE) if run is not None else {}
+    history = read_jsonl(run / METRICS_FILE) if run is not None and (run / METRICS_FILE).is_file() else []
     model = config.get("model")
     if isinstance(model, dict):
         model = model.get("spec") or model.get("name")

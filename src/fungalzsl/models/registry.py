@@ -14,6 +14,7 @@ from fungalzsl.errors import fail
 from fungalzsl.io import atomic_path
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.specs import SPEC_HELP
+from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE
 
 
 def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
@@ -78,8 +79,8 @@ def model_options(config: dict[str, Any]) -> dict[str, Any]:
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TwoTowerModel, dict[str, Any]]:
     """Rebuild a trained model from a run directory (best weights) and return it with its config dict."""
     run = Path(run_dir)
-    cfg_path = run / "config.json"
-    weights = run / "model.safetensors"
+    cfg_path = run / CONFIG_FILE
+    weights = run / MODEL_FILE
     if not cfg_path.is_file() or not weights.is_file():
         raise fail(
             f"{run} is not a training run (needs config.json and model.safetensors)",

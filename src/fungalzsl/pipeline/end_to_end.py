@@ -17,6 +17,7 @@ from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
 from fungalzsl.pipeline.stages import Stage, StageRunner
+from fungalzsl.rundir import MODEL_FILE
 
 DEFAULT_CONFIG = "cpu-default"
 
@@ -109,7 +110,7 @@ def run_pipeline(
             train_cfg.model_dump(exclude={"progress", "num_workers", "device"}),
             do_train,
             after=["generate", "describe"],
-            outputs=[run_dir / "model.safetensors"],
+            outputs=[run_dir / MODEL_FILE],
         ),
         Stage(
             "evaluate",

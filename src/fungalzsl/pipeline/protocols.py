@@ -26,6 +26,7 @@ from fungalzsl.eval.evaluate import evaluate_run
 from fungalzsl.eval.report import Block, fmt, fmt_ci, render_markdown, write_blocks
 from fungalzsl.images import list_split
 from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir, write_jsonl
+from fungalzsl.rundir import CONFIG_FILE, LAST_DIR
 from fungalzsl.text.records import load_description_set
 
 # name → keyword arguments of fungalzsl.synth.generate_dataset (on top of the run's own preset).
@@ -59,7 +60,7 @@ def class_view(data: Path, keep: Sequence[str], view: Path, splits: Sequence[str
 
 def _run_done(run: Path) -> bool:
     try:
-        return json.loads((run / "config.json").read_text()).get("status") == "done"
+        return json.loads((run / CONFIG_FILE).read_text()).get("status") == "done"
     except (OSError, ValueError):
         return False
 
@@ -107,7 +108,9 @@ def leave_one_class_out(
         write_jsonl(desc_view, [r for r in train_set.records if r.get("class") in keep])
         run = out / "runs" / f"without-{h}"
         if not _run_done(run):
-            trainer(view, desc_view, run, model, config, resume=(run / "last").is_dir(), overrides=overrides)
+            trainer(
+                view, desc_view, run, model, config, resume=(run / LAST_DIR).is_dir(), overrides=overrides
+            )
         m = evaluate_run(
             run,
             data,
@@ -216,7 +219,7 @@ def _training_preset(run: Path) -> tuple[Any, int]:
     from fungalzsl.synth import GeneratorPreset, load_preset
 
     try:
-        cfg = json.loads((run / "config.json").read_text())
+        cfg = json.loads((run / CONFIG_FILE).read_text())
         manifest = json.loads((Path(cfg["data"]) / "dataset.json").read_text())
         preset = manifest["preset"]
         settings = preset.get("settings", preset)  # the manifest stores {name, hash, settings}

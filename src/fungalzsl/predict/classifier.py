@@ -51,7 +51,8 @@ class Classifier:
     def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
         """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
         from fungalzsl.models import load_run
-        from fungalzsl.predict.zeroshot import CLASS_EMBEDDINGS_FILE, load_class_embeddings, model_logit_scale
+        from fungalzsl.predict.zeroshot import load_class_embeddings, model_logit_scale
+        from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():

@@ -26,7 +26,6 @@ from fungalzsl.io import atomic_path
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-CLASS_EMBEDDINGS_FILE = "class_embeddings.safetensors"
 # CLIP's ceiling on 1/tau: past it, a sharper softmax only makes training unstable.
 MAX_LOGIT_SCALE = 100.0
 

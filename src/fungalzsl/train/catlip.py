@@ -36,8 +36,9 @@ from fungalzsl.predict.zeroshot import (
     model_logit_scale,
     save_class_embeddings,
 )
+from fungalzsl.rundir import CATLIP_VOCABULARY_FILE
 
-VOCAB_FILE = "catlip_vocabulary.json"
+VOCAB_FILE = CATLIP_VOCABULARY_FILE
 HEAD_FILE = "catlip_head.safetensors"
 
 _STOP_TEXT = """a about above across after again against all along also although among an and any are as at be

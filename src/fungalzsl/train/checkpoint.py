@@ -15,6 +15,7 @@ from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import state_for_saving
+from fungalzsl.rundir import LAST_DIR, LAST_STATE_FILE, MODEL_FILE
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -63,17 +64,17 @@ def save_last(
 ) -> None:
     """Write RUN/last atomically (new dir beside, then swap). ``extra``: trained tensors that live outside
     the model (the sigmoid loss's bias, the CatLIP head), stored as ``extra.NAME`` beside the optimiser."""
-    new, old, last = run / ".last-new", run / ".last-old", run / "last"
+    new, old, last = run / ".last-new", run / ".last-old", run / LAST_DIR
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    save_file(state_for_saving(model), str(new / "model.safetensors"), metadata={"spec": model.spec})
+    save_file(state_for_saving(model), str(new / MODEL_FILE), metadata={"spec": model.spec})
     tensors, groups = optimizer_tensors(opt)
     tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, str(new / "optimizer.safetensors"))
-    atomic_write_json(new / "state.json", {**state, "param_groups": groups})
+    atomic_write_json(new / LAST_STATE_FILE, {**state, "param_groups": groups})
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
         last.rename(old)
@@ -83,15 +84,15 @@ def save_last(
 
 def find_last(run: Path) -> Path | None:
     """RUN/last, or the previous copy if a crash hit between the two renames."""
-    for d in (run / "last", run / ".last-old"):
-        if (d / "state.json").is_file() and (d / "model.safetensors").is_file():
+    for d in (run / LAST_DIR, run / ".last-old"):
+        if (d / LAST_STATE_FILE).is_file() and (d / MODEL_FILE).is_file():
             return d
     return None
 
 
 def load_last(last: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
-        state = json.loads((last / "state.json").read_text())
+        state = json.loads((last / LAST_STATE_FILE).read_text())
         tensors = load_file(str(last / "optimizer.safetensors"))
     except (OSError, ValueError) as e:
         raise fail(

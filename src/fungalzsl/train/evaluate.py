@@ -20,6 +20,7 @@ from fungalzsl.predict.zeroshot import (
     model_logit_scale,
     save_class_embeddings,
 )
+from fungalzsl.rundir import MODEL_FILE
 from fungalzsl.train.inputs import FeatureCache, iter_images
 
 
@@ -136,7 +137,7 @@ def wise_ft_state(
         model.load_state_dict(theta1)
         save_weights(model, run / "model_finetuned.safetensors")
         model.load_state_dict(interpolate(theta0, theta1, cfg.wise_ft_alpha))
-        save_weights(model, run / "model.safetensors", {"wise_ft_alpha": str(cfg.wise_ft_alpha)})
+        save_weights(model, run / MODEL_FILE, {"wise_ft_alpha": str(cfg.wise_ft_alpha)})
         report["saved_alpha"] = cfg.wise_ft_alpha
     else:
         model.load_state_dict(theta1)

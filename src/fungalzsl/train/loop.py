@@ -31,6 +31,7 @@ from fungalzsl.io import append_jsonl, atomic_write_json, ensure_writable_dir, r
 from fungalzsl.models import build_model, load_weights, save_weights
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import write_architecture_files
+from fungalzsl.rundir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
 from fungalzsl.train.distributed import setup_distributed
@@ -194,10 +195,10 @@ def resume_state(t: Trainer) -> TrainState:
     point = t.resume_point
     if point is None:
         if t.main:
-            (t.run / "metrics.jsonl").unlink(missing_ok=True)
+            (t.run / METRICS_FILE).unlink(missing_ok=True)
         return TrainState()
     state = point.state(t.cfg.epochs)
-    load_weights(t.model, point.dir / "model.safetensors")
+    load_weights(t.model, point.dir / MODEL_FILE)
     # Replay the unfreezing stages so the optimiser's groups are rebuilt in the order they were added.
     for e in range(state.epoch + 1):
         add_unfrozen_groups(t.opt, t.model, t.schedule.unfrozen_at(e), t.body_lr, t.cfg.weight_decay)
@@ -205,8 +206,8 @@ def resume_state(t: Trainer) -> TrainState:
     t.objective.load_state_dict({k: v.to(t.device) for k, v in ckpt.extra_state(point.tensors).items()})
     ckpt.restore_rng(point.tensors)
     if t.main:  # drop log lines of the epoch that was cut short
-        recs = read_jsonl(t.run / "metrics.jsonl")
-        write_jsonl(t.run / "metrics.jsonl", [r for r in recs if r["epoch"] <= state.epoch])
+        recs = read_jsonl(t.run / METRICS_FILE)
+        write_jsonl(t.run / METRICS_FILE, [r for r in recs if r["epoch"] <= state.epoch])
     return state
 
 
@@ -242,7 +243,7 @@ def begin(t: Trainer) -> None:
     }
     if t.main:
         write_architecture_files(t.model, t.run)
-        atomic_write_json(t.run / "config.json", {**t.summary, "status": "training"})
+        atomic_write_json(t.run / CONFIG_FILE, {**t.summary, "status": "training"})
     t.writer = _tensorboard(t.run) if (cfg.tensorboard and t.main) else None
     t.progress = TrainProgress(enabled=cfg.progress and t.main)
 
@@ -329,7 +330,7 @@ def log_step(
             "loss_image": float(losses["loss_image"].detach()), "loss_text": float(losses["loss_text"].detach()),
             "lr": lr, "logit_scale": float(t.model.clamped_logit_scale().detach()), "s_per_it": s_it,
         }  # fmt: skip
-        append_jsonl(t.run / "metrics.jsonl", [rec])
+        append_jsonl(t.run / METRICS_FILE, [rec])
         if t.writer:
             t.writer.add_scalar("train/loss", loss, state.step)
 
@@ -358,11 +359,11 @@ def end_epoch(
         "epoch_s": time.perf_counter() - stats.started, "best": improved,
     }  # fmt: skip
     if t.main:
-        append_jsonl(t.run / "metrics.jsonl", [rec])
+        append_jsonl(t.run / METRICS_FILE, [rec])
         if t.writer and recall is not None:
             t.writer.add_scalar("val/recall@1", recall, stage.epoch)
         if improved:
-            save_weights(t.model, t.run / "model.safetensors", {"epoch": str(stage.epoch)})
+            save_weights(t.model, t.run / MODEL_FILE, {"epoch": str(stage.epoch)})
             t.objective.save_best(t.run)
         identity = run_identity(t.cfg.model, t.inputs)
         ckpt.save_last(t.run, t.model, t.opt, state.to_json(identity), t.objective.state_dict())
@@ -375,7 +376,7 @@ def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
     config.json with status "done" and return it."""
     if t.world > 1:
         dist.barrier()  # rank 0 has written the best weights
-    load_weights(t.model, t.run / "model.safetensors")
+    load_weights(t.model, t.run / MODEL_FILE)
     t.model.eval()
     result = {
         **t.summary, "status": "done", "best_epoch": state.best_epoch,
@@ -384,7 +385,7 @@ def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
     }  # fmt: skip
     if t.main:
         result.update(t.objective.finish(t.model, t.run, t.val_cache, t.final_frozen))
-        atomic_write_json(t.run / "config.json", result)
+        atomic_write_json(t.run / CONFIG_FILE, result)
     if t.writer:
         t.writer.close()
     if t.world > 1:

@@ -25,6 +25,7 @@ from torch import nn
 
 from fungalzsl.errors import fail
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
 from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
 from fungalzsl.train.inputs import FeatureCache, TrainInputs
@@ -145,7 +146,7 @@ class ContrastiveTraining(TrainingObjective):
         # descriptions embed from the cached text features when the text tower never trained
         text_frozen_always = final_frozen["text"] == len(model.layer_groups()["text"])
         cache = self.text_feats if text_frozen_always and cfg.cache else None
-        path = run / "class_embeddings.safetensors"
+        path = run / CLASS_EMBEDDINGS_FILE
         write_class_embeddings(model, inputs.desc.by_class, inputs.classes, path, cache)
         if isinstance(self.extra, SigmoidContrastiveLoss):
             out["logit_bias"] = float(self.extra.logit_bias.detach())

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from fungalzsl.errors import fail
+from fungalzsl.rundir import MODEL_FILE
 from fungalzsl.train import checkpoint as ckpt
 from fungalzsl.train.inputs import TrainInputs
 
@@ -78,7 +79,7 @@ def open_resume(run: Path, resume: bool, identity: dict[str, Any]) -> ResumePoin
     Refuses to start afresh over a run that finished an epoch (one that never did has nothing to
     lose), and to resume a run of another model, other classes or another description set."""
     if not resume:
-        if ckpt.find_last(run) is not None or (run / "model.safetensors").is_file():
+        if ckpt.find_last(run) is not None or (run / MODEL_FILE).is_file():
             raise fail(
                 f"{run} already holds a training run", "pass --resume to continue it, or choose another --out"
             )
