@@ -9,7 +9,7 @@ import torch
 
 from fungalzsl.errors import FungalError
 from fungalzsl.eval.classifier import build_classifier, load_hierarchy, waffle_descriptors
-from test_eval_toy import KeywordModel
+from keyword_model import KeywordModel
 
 # Keyword directions in 3-D: "east" = x, "north" = y, "up" = z.
 SPACE = {"east": (1, 0, 0), "north": (0, 1, 0), "up": (0, 0, 1), "northeast": (0.8, 0.6, 0)}

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 REPO = Path(__file__).resolve().parents[1]
 

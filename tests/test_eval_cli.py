@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import fungalzsl.models
 from fungalzsl.cli import app
-from test_eval_toy import COLOURS, GOOD, KeywordModel, make_colour_dataset, write_descriptions
+from keyword_model import COLOURS, GOOD, KeywordModel, make_colour_dataset, write_descriptions
 
 
 def _fine_tuned() -> KeywordModel:

@@ -9,7 +9,7 @@ import pytest
 
 from fungalzsl.text.importer import import_descriptions
 from fungalzsl.text.records import load_description_set
-from test_eval_toy import KeywordModel
+from keyword_model import KeywordModel
 
 STAGES = ("spore", "hyphae", "mycelium")
 
@@ -40,7 +40,7 @@ def test_release_captions_are_used_without_their_prompt_echo(release_subset, tmp
 
     # Evaluation embeds exactly the stripped texts: none of the texts the model sees is a prompt echo.
     from fungalzsl.eval import evaluate_run
-    from test_eval_toy import make_colour_dataset
+    from keyword_model import make_colour_dataset
 
     data = make_colour_dataset(tmp_path / "d", n=2)
     for c in ("red", "green", "blue"):  # give the toy data the release's class names

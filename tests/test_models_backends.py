@@ -13,7 +13,7 @@ from fungalzsl.errors import FungalError
 from fungalzsl.models import build_model, load_run
 from fungalzsl.predict.embed import embed_images
 from fungalzsl.train.loop import train_run
-from test_train_fixtures import TINY_WORDS, make_dataset, make_descriptions
+from tiny_data import TINY_WORDS, make_dataset, make_descriptions
 
 TINY_OPENCLIP = {
     "embed_dim": 16,

@@ -13,7 +13,7 @@ import torch
 from fungalzsl.eval import evaluate_run
 from fungalzsl.models import build_model, load_run
 from fungalzsl.train.loop import train_run
-from test_train_fixtures import TINY_WORDS, make_dataset, make_descriptions
+from tiny_data import TINY_WORDS, make_dataset, make_descriptions
 
 WORDS = TINY_WORDS
 BERT_TEXT = {"vocab_size": len(WORDS) + 5, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

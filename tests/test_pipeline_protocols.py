@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 import fungalzsl.models
 from fungalzsl.errors import FungalError
 from fungalzsl.pipeline.protocols import class_view, leave_one_class_out, shift_robustness
-from test_eval_toy import COLOURS, GOOD, KeywordModel, make_colour_dataset, write_descriptions
+from keyword_model import COLOURS, GOOD, KeywordModel, make_colour_dataset, write_descriptions
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fungalzsl.eval import plots
 from fungalzsl.eval.report import Block, render_markdown
-from test_eval_toy import GOOD, KeywordModel, make_colour_dataset, write_descriptions
+from keyword_model import GOOD, KeywordModel, make_colour_dataset, write_descriptions
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from fungalzsl.train.evaluate import TextFeatures
 from fungalzsl.train.inputs import FeatureCache
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
 from fungalzsl.train.unfreeze import apply_unfreeze
-from test_train_fixtures import make_dataset
+from tiny_data import make_dataset
 
 
 def test_cached_loss_equals_uncached_loss(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from fungalzsl.train.loss import (
 )
 from fungalzsl.train.objectives import CatlipTraining, ContrastiveTraining, objective_for
 from fungalzsl.train.settings import resolve_config
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 CFG = {"epochs": 2, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 1, "text": 0},
        "image_size": 32, "embed_dim": 16, "progress": False, "lr": 5e-3, "warmup_steps": 0}  # fmt: skip

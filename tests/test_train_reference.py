@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fungalzsl.train.loop import train_run
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 TOL = {"rel": 1e-4, "abs": 1e-5}
 CFG = {"epochs": 3, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 2, "text": 1},

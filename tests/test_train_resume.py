@@ -14,7 +14,7 @@ from fungalzsl.cli import app
 from fungalzsl.errors import FungalError
 from fungalzsl.models import load_run
 from fungalzsl.train.loop import train_run
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 CFG = {"epochs": 3, "batch_size": 6, "unfreeze_every": 1, "unfreeze_max": {"image": 2, "text": 0},
        "image_size": 32, "progress": False, "lr": 5e-3}  # fmt: skip

@@ -11,7 +11,7 @@ import torch
 from fungalzsl.errors import FungalError
 from fungalzsl.train.inputs import draw_pairs, read_inputs
 from fungalzsl.train.state import ResumePoint, TrainState, open_resume
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 
 def test_best_epoch_breaks_recall_ties_by_confidence_and_patience_stops() -> None:

@@ -14,7 +14,7 @@ from fungalzsl.train.loop import train_run
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss
 from fungalzsl.train.optim import add_unfrozen_groups, build_optimizer
 from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze, trainable_groups
-from test_train_fixtures import make_dataset, make_descriptions
+from tiny_data import make_dataset, make_descriptions
 
 
 def test_schedule_unfreezes_one_group_per_tower_every_k_epochs_up_to_the_cap() -> None:

@@ -18,7 +18,7 @@ from fungalzsl.predict.zeroshot import (
     save_class_embeddings,
 )
 from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
-from test_eval_toy import KeywordModel, make_colour_dataset
+from keyword_model import KeywordModel, make_colour_dataset
 
 
 class ProjectedModel(KeywordModel):

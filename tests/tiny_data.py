@@ -1,5 +1,5 @@
-"""Tiny on-disk data for the training tests: PIL-drawn coloured shapes in an ImageFolder tree, and a
-description set. Each class has its own colour and shape so a few steps can learn it."""
+"""Tiny on-disk data for the training and model tests: PIL-drawn coloured shapes in an ImageFolder tree,
+and a description set. Each class has its own colour and shape so a few steps can learn it."""
 
 from __future__ import annotations
 
