@@ -119,6 +119,12 @@ def test_no_import_cycles():
         ("fungalzsl.eval", ("fungalzsl.train", "fungalzsl.synth", "fungalzsl.pipeline")),
         ("fungalzsl.synth", ("fungalzsl.text", "fungalzsl.train", "fungalzsl.eval", "fungalzsl.pipeline")),
         ("fungalzsl.train", ("fungalzsl.synth", "fungalzsl.eval", "fungalzsl.pipeline")),
+        ("fungalzsl.predict", ("fungalzsl.train", "fungalzsl.eval", "fungalzsl.synth", "fungalzsl.pipeline")),
+        (
+            "fungalzsl.models",
+            ("fungalzsl.train", "fungalzsl.eval", "fungalzsl.predict", "fungalzsl.pipeline"),
+        ),
+        ("fungalzsl.text", ("fungalzsl.train", "fungalzsl.eval", "fungalzsl.pipeline")),
     ],
 )
 def test_stages_do_not_reach_the_stages_that_drive_them(package, forbidden):
