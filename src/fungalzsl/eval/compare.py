@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
-from fungalzsl.eval.evaluate import embed_split, score_sets
 from fungalzsl.eval.report import Block, fmt, fmt_ci, write_blocks
+from fungalzsl.eval.scoring import Scored, embed_split, score_sets
 from fungalzsl.eval.sources import align_labels, dataset_classes, load_eval_images, load_source
-from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from fungalzsl.io import atomic_write_json, atomic_write_text
+from fungalzsl.outdir import staged_dir
 from fungalzsl.text.records import load_description_set
 
 
@@ -35,8 +38,32 @@ def compare_sets(
     device: str = "cpu",
     figures: bool = True,
 ) -> dict[str, Any]:
-    """Score ``run_or_spec`` on ``data`` with each description set; returns the comparison dict."""
-    out = ensure_writable_dir(out)
+    """Score ``run_or_spec`` on ``data`` with each description set; returns the comparison dict.
+
+    ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir), as by ``evaluate``."""
+    with staged_dir(out, COMPARISON_FILES, "a comparison") as stage:
+        result, scored, labels = score_comparison(
+            run_or_spec, data, descriptions, split=split, classifier=classifier, images=images,
+            n_boot=n_boot, seed=seed, batch_size=batch_size, device=device,
+        )  # fmt: skip
+        write_comparison(stage, result, [(s.name, s.probs, labels) for s in scored], figures)
+    return result
+
+
+def score_comparison(
+    run_or_spec: Any,
+    data: str | Path,
+    descriptions: Sequence[str | Path],
+    *,
+    split: str | None,
+    classifier: str,
+    images: str | Path | None,
+    n_boot: int,
+    seed: int,
+    batch_size: int,
+    device: str,
+) -> tuple[dict[str, Any], list[Scored], np.ndarray]:
+    """The comparison dict, each set's scores and the labels of the images they scored."""
     sets = [load_description_set(p) for p in descriptions]
     names = [s.name for s in sets]
     # Two files may carry the same set name (two imports of one LLM); keep columns distinct.
@@ -88,6 +115,20 @@ def compare_sets(
             for s, ds in zip(scored, sets)
         ],
     }
+    return result, scored, emb.labels
+
+
+# Everything a comparison writes into --out; a folder holding anything else is not replaced.
+COMPARISON_FILES = ("comparison.json", "comparison.csv", "comparison.md", "report.md", "report.html",
+                    "figures/", "figures/*.png")  # fmt: skip
+
+
+def write_comparison(
+    out: Path, result: dict[str, Any], probs: list[tuple[str, np.ndarray, np.ndarray]], figures: bool
+) -> None:
+    """comparison.json/.csv/.md, the Figure 4 plot of ``probs`` (name, probabilities, labels per set)
+    and report.md/.html, into ``out``."""
+    classes = result["classes"]
     atomic_write_json(out / "comparison.json", result)
     atomic_write_text(out / "comparison.csv", comparison_csv(result))
     blocks = comparison_blocks(result)
@@ -110,9 +151,7 @@ def compare_sets(
     if figures:
         from fungalzsl.eval.plots import plot_probability_distributions
 
-        fig = plot_probability_distributions(
-            [(s.name, s.probs, emb.labels) for s in scored], classes, out / "figures" / "probabilities.png"
-        )
+        fig = plot_probability_distributions(probs, classes, out / "figures" / "probabilities.png")
         blocks.append(
             Block(
                 "figure",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-import time
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,8 +24,16 @@ import numpy as np
 import torch
 
 from fungalzsl.errors import fail
-from fungalzsl.eval.classifier import DEFAULT_TEMPLATE, ZeroShotClassifier, build_classifier, fit_logit_scale
-from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
+from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
+from fungalzsl.eval.scoring import (
+    EmbeddedSplit,
+    Scored,
+    embed_split,
+    restrict,
+    retrieval_metrics,
+    score_set,
+    score_sets,
+)
 from fungalzsl.eval.sources import (
     ModelSource,
     align_labels,
@@ -35,8 +43,8 @@ from fungalzsl.eval.sources import (
     stored_class_embeddings,
     training_description_path,
 )
-from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text, ensure_writable_dir
-from fungalzsl.predict.embed import embed_images, embed_texts
+from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text
+from fungalzsl.outdir import staged_dir
 from fungalzsl.text.records import DescriptionSet, load_description_set
 
 # Classifiers that need only class names (chils uses descriptions for its parents when it has them).
@@ -44,167 +52,210 @@ NAME_ONLY = ("template", "waffle", "chils")
 
 
 @dataclass
-class Scored:
-    """One description set's result on one split: probabilities plus the metrics computed from them."""
+class EvalInputs:
+    """What an evaluation reads before any embedding: the model, the images and the description sets."""
 
-    name: str
-    probs: np.ndarray
-    metrics: dict[str, Any]
+    source: ModelSource
+    found: Any  # eval.data's labelled image list (paths, labels)
+    classes: list[str]
+    sets: list[DescriptionSet | None]
+    stored: tuple[list[str], torch.Tensor] | None
+    training_descriptions: Path | None
+
+
+def load_inputs(
+    run_or_spec: Any,
+    data: str | Path,
+    split: str | None,
+    descriptions: Sequence[str | Path] | None,
+    images: str | Path | None,
+    classifier: str,
+    device: str,
+) -> EvalInputs:
+    """Load the model, the split's images and the description sets to score. Without
+    ``descriptions``: ``[None]`` (stored embeddings or class names only) or the run's training set."""
+    source = load_source(run_or_spec, device=device)
+    found = load_eval_images(data, split, images)
+    classes = dataset_classes(data, found)
+    found = align_labels(found, classes)
+    sets: list[DescriptionSet | None] = [load_description_set(p) for p in descriptions or []]
+    stored = stored_class_embeddings(source)
+    if not sets:
+        train_desc = training_description_path(source)
+        if stored is None or classifier != "mean":
+            if train_desc is not None:
+                sets = [load_description_set(train_desc)]
+            elif classifier not in NAME_ONLY:
+                raise fail(
+                    "no descriptions to build class embeddings from",
+                    "pass --descriptions FILE.jsonl (or --classifier template)",
+                )
+        if not sets:
+            sets = [None]
+    return EvalInputs(source, found, classes, sets, stored, training_description_path(source))
+
+
+def embed_inputs(
+    inputs: EvalInputs,
+    data: str | Path,
+    split: str | None,
+    images: str | Path | None,
+    calibrate_on: str | None,
+    batch_size: int,
+) -> tuple[EmbeddedSplit, EmbeddedSplit | None]:
+    """Embed the evaluated split, and the calibration split when ``calibrate_on`` names one."""
+    model = inputs.source.model
+    split_emb = embed_split(model, inputs.found.paths, inputs.found.labels, inputs.classes, batch_size)
+    if not calibrate_on:
+        return split_emb, None
+    if calibrate_on == split:
+        raise fail(f"--calibrate-on {calibrate_on} is the split being evaluated", "calibrate on val")
+    held = align_labels(load_eval_images(data, calibrate_on, images), inputs.classes)
+    return split_emb, embed_split(model, held.paths, held.labels, inputs.classes, batch_size)
 
 
 @dataclass
-class EmbeddedSplit:
-    """A split embedded once by one model, reused by every description set and classifier."""
+class Scores:
+    """Every score of one evaluation: the headline sets, the control classifiers, the start model."""
 
-    paths: list[Path]
-    labels: np.ndarray
-    classes: list[str]
-    emb: torch.Tensor
-    errors: list[str]
-    seconds: float
+    scored: list[Scored]
+    by_classifier: dict[str, dict[str, Any]] | None
+    baseline: list[Scored]
+    text_set: DescriptionSet | None  # the description set behind the headline, as text
 
 
-def embed_split(
-    model: Any, paths: Sequence[Path], labels: Sequence[int], classes: list[str], batch_size: int = 64
-) -> EmbeddedSplit:
-    """Embed every readable image; unreadable files are listed, not fatal (unless none is readable)."""
-    t0 = time.perf_counter()
-    emb, kept, errors = embed_images(model, paths, batch_size=batch_size)
-    if not kept:
-        raise fail(
-            f"none of the {len(paths)} images could be read (first: {errors[0] if errors else '?'})",
-            "check the --data directory",
-        )
-    return EmbeddedSplit(
-        paths=[Path(paths[i]) for i in kept],
-        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
-        classes=classes,
-        emb=emb,
-        errors=errors,
-        seconds=time.perf_counter() - t0,
-    )
-
-
-def score_set(
-    split: EmbeddedSplit,
-    clf: ZeroShotClassifier,
-    name: str,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    text_emb: torch.Tensor | None = None,
-    text_labels: Sequence[int] | None = None,
-) -> Scored:
-    """Probabilities and metrics of one classifier on an embedded split (+ retrieval if texts given)."""
-    with torch.no_grad():
-        probs = clf.probabilities(split.emb).double().numpy()
-    m = classification_metrics(split.labels, probs, split.classes, n_boot=n_boot, seed=seed)
-    m["retrieval"] = (
-        retrieval_recall(split.emb.numpy(), split.labels, text_emb.numpy(), np.asarray(text_labels))
-        if text_emb is not None and text_labels is not None and len(text_labels)
-        else None
-    )
-    m["classifier"] = clf.method
-    m["logit_scale"] = clf.logit_scale
-    return Scored(name=name, probs=probs, metrics=m)
-
-
-def _described_texts(ds: DescriptionSet | None, classes: list[str]) -> tuple[list[str], list[int]]:
-    if ds is None:
-        return [], []
-    texts, owners = [], []
-    for i, c in enumerate(classes):
-        for t in ds.by_class.get(c, []):
-            texts.append(t)
-            owners.append(i)
-    return texts, owners
-
-
-def retrieval_metrics(
-    model: Any, split: EmbeddedSplit, ds: DescriptionSet | None, seed: int, max_texts: int
-) -> dict[str, dict[str, float]] | None:
-    """Image↔text Recall@1/5/10 over ``ds``'s individual descriptions (None without a set)."""
-    texts, owners = _described_texts(ds, split.classes)
-    if not texts:
-        return None
-    if len(texts) > max_texts:
-        # Retrieval over thousands of captions costs a text-encoder pass each; a seeded subsample
-        # keeps the estimate unbiased and the run short.
-        pick = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
-        texts, owners = [texts[i] for i in pick], [owners[i] for i in pick]
-    return retrieval_recall(
-        split.emb.numpy(), split.labels, embed_texts(model, texts).numpy(), np.asarray(owners)
-    )
-
-
-def score_sets(
-    source_model: Any,
-    split: EmbeddedSplit,
-    sets: list[DescriptionSet | None],
+def classify(
+    inputs: EvalInputs,
+    split_emb: EmbeddedSplit,
+    cal_split: EmbeddedSplit | None,
     *,
     classifier: str,
-    stored: tuple[list[str], torch.Tensor] | None,
-    n_boot: int,
-    seed: int,
-    hierarchy: dict[str, list[str]] | None,
-    template: str,
-    max_retrieval_texts: int,
-    calibration: EmbeddedSplit | None = None,
-) -> list[Scored]:
-    """Score an embedded split with each description set (``None``: stored embeddings when the
-    classifier is ``mean``, else class names only — template/waffle/chils). With ``calibration`` (another
-    labelled split, embedded by the same model) each classifier's logit scale is refitted on it first."""
-    out = []
-    for ds in sets:
-        by_class = ds.by_class if ds is not None else None
-        class_emb = None
-        if ds is None and stored is not None and classifier == "mean":
-            names, emb = stored
-            missing = [c for c in split.classes if c not in names]
-            if missing:
-                raise fail(
-                    f"the run's stored class embeddings lack class(es): {', '.join(missing)}",
-                    "pass --descriptions covering every class in the data",
-                )
-            class_emb = emb[[names.index(c) for c in split.classes]]
-        if ds is not None:
-            ds.require_classes(split.classes)
-        clf = build_classifier(
-            source_model,
-            split.classes,
-            classifier,
-            by_class,
-            template=template,
-            seed=seed,
-            hierarchy=hierarchy,
-            class_emb=class_emb,
+    also_classifiers: Sequence[str],
+    baseline: bool,
+    batch_size: int,
+    device: str,
+    kw: dict[str, Any],
+) -> Scores:
+    """Score the headline description sets, then each control classifier on the headline's texts,
+    then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options."""
+    source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
+    scored = score_sets(source.model, split_emb, sets, stored=inputs.stored, calibration=cal_split, **kw)
+    # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
+    if sets == [None] and td is not None:
+        scored[0].metrics["retrieval"] = retrieval_metrics(
+            source.model, split_emb, load_description_set(td), seed, kw["max_retrieval_texts"]
         )
-        name = (
-            ds.name
-            if ds is not None
-            else ("stored class embeddings" if class_emb is not None else classifier)
+    # The description set behind the headline, as text (the stored embeddings came from the training set).
+    text_set = sets[0] if sets[0] is not None else (load_description_set(td) if td is not None else None)
+    by_classifier = None
+    if also_classifiers:
+        by_classifier = {classifier: scored[0].metrics}
+        for name in also_classifiers:
+            only_names = name in ("template", "waffle")  # chils uses the set for its parents
+            one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
+                             calibration=cal_split, **{**kw, "classifier": name})  # fmt: skip
+            by_classifier[name] = one[0].metrics
+    base_scored: list[Scored] = []
+    if baseline and source.run_dir is not None and source.start_spec:
+        base = build_start_model(source).to(device).eval()
+        found = inputs.found
+        base_split = embed_split(base, found.paths, found.labels, inputs.classes, batch_size)
+        base_split = restrict(base_split, split_emb.paths)
+        # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
+        base_sets = [text_set] if text_set is not None else [None]
+        base_cls = "template" if text_set is None and classifier == "mean" else classifier
+        base_scored = score_sets(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
+    return Scores(scored, by_classifier, base_scored, text_set)
+
+
+def assemble_metrics(
+    inputs: EvalInputs,
+    scores: Scores,
+    split_emb: EmbeddedSplit,
+    *,
+    data: str | Path,
+    split: str | None,
+    calibrate_on: str | None,
+) -> dict[str, Any]:
+    """metrics.json: the headline's metrics, then the evaluation's context, then the other scores
+    (key order is the file's layout, so it is kept)."""
+    source, head = inputs.source, scores.scored[0]
+    metrics: dict[str, Any] = dict(head.metrics)
+    metrics.update(
+        classes=inputs.classes,
+        split=split,
+        data=str(data),
+        model={
+            "source": str(source.run_dir or source.label),
+            "spec": source.spec or source.start_spec,
+            "run_dir": str(source.run_dir) if source.run_dir else None,
+        },
+        unreadable=split_emb.errors,
+        image_seconds=round(split_emb.seconds, 3),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if calibrate_on:  # then the headline was calibrated (embed_inputs embedded that split)
+        metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
+    if len(scores.scored) > 1:
+        metrics["by_description_set"] = {s.name: s.metrics for s in scores.scored}
+    if scores.by_classifier is not None:
+        metrics["by_classifier"] = scores.by_classifier
+    if scores.baseline:
+        metrics["baseline"] = {"model": source.start_spec, **scores.baseline[0].metrics}
+    return metrics
+
+
+# Everything an evaluation writes into --out; a folder holding anything else is not replaced.
+EVALUATION_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "report.md",
+    "report.html",
+    "figures/",
+    "figures/*.png",
+)
+
+
+def write_outputs(
+    stage: Path,
+    metrics: dict[str, Any],
+    scores: Scores,
+    split_emb: EmbeddedSplit,
+    source: ModelSource,
+    figures: bool,
+) -> None:
+    """metrics.json, predictions.csv and (with ``figures``) the figures and report, into ``stage``."""
+    atomic_write_json(stage / "metrics.json", metrics)
+    write_predictions(stage / "predictions.csv", split_emb, scores.scored[0].probs)
+    if figures:
+        from fungalzsl.eval.report import write_report
+
+        write_report(stage, split_emb, scores.scored, scores.baseline, source)
+
+
+def record_evaluation(run_dir: Path, out: Path, metrics: dict[str, Any], classifier: str) -> None:
+    """Append the evaluation to RUN/evaluations.jsonl (what ``fungalzsl table RUN`` reads). Best
+    effort: the evaluation is complete in ``out`` already, so a run folder that cannot be written
+    (read-only, or another user's) costs a warning, not the result."""
+    index = run_dir / "evaluations.jsonl"
+    line = {
+        "out": str(out.resolve()),
+        "split": metrics["split"],
+        "data": metrics["data"],
+        "classifier": classifier,
+        "descriptions": metrics.get("descriptions"),
+        "recall@1": metrics["recall@1"],
+        "created_at": metrics["created_at"],
+    }
+    try:
+        append_jsonl(index, [line])
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(
+            f"warning: could not record this evaluation in {index} ({reason}); 'fungalzsl table "
+            f"{run_dir}' will not list it",
+            file=sys.stderr,
         )
-        cal = None
-        if calibration is not None:
-            before = clf.logit_scale
-            clf.logit_scale = fit_logit_scale(clf, calibration.emb, calibration.labels.tolist())
-            cal = {"n": len(calibration.labels), "logit_scale_before": before, "logit_scale": clf.logit_scale}
-        scored = score_set(split, clf, name, n_boot=n_boot, seed=seed)
-        if cal is not None:
-            scored.metrics["calibration"] = cal
-        scored.metrics["retrieval"] = retrieval_metrics(source_model, split, ds, seed, max_retrieval_texts)
-        scored.metrics["descriptions"] = (
-            {
-                "name": ds.name,
-                "hash": ds.hash,
-                "path": str(ds.path) if ds.path else None,
-                "count": sum(len(v) for v in ds.by_class.values()),
-            }
-            if ds is not None
-            else None
-        )
-        out.append(scored)
-    return out
 
 
 def evaluate_run(
@@ -238,110 +289,42 @@ def evaluate_run(
     descriptions help. ``calibrate_on`` (e.g. ``"val"``) refits the temperature on that split of the
     same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the
     evaluation to RUN/evaluations.jsonl (for ``table``); protocols that score a run on other data turn
-    it off. Returns the metrics dict that is also written to ``out/metrics.json``."""
+    it off. Returns the metrics dict that is also written to ``out/metrics.json``.
+
+    ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
+    the previous one in place, and a folder holding other files is refused."""
     if "," in classifier:  # 'mean,template,waffle' from a config file, as on the command line
         first, *rest = [c.strip() for c in classifier.split(",") if c.strip()]
         classifier, also_classifiers = first, [*rest, *also_classifiers]
-    out = ensure_writable_dir(out)
-    source = load_source(run_or_spec, device=device)
-    found = load_eval_images(data, split, images)
-    classes = dataset_classes(data, found)
-    found = align_labels(found, classes)
-    sets: list[DescriptionSet | None] = [load_description_set(p) for p in descriptions or []]
-    stored = stored_class_embeddings(source)
-    if not sets:
-        train_desc = training_description_path(source)
-        if stored is None or classifier != "mean":
-            if train_desc is not None:
-                sets = [load_description_set(train_desc)]
-            elif classifier not in NAME_ONLY:
-                raise fail(
-                    "no descriptions to build class embeddings from",
-                    "pass --descriptions FILE.jsonl (or --classifier template)",
-                )
-        if not sets:
-            sets = [None]
-    split_emb = embed_split(source.model, found.paths, found.labels, classes, batch_size)
-    cal_split = None
-    if calibrate_on:
-        if calibrate_on == split:
-            raise fail(f"--calibrate-on {calibrate_on} is the split being evaluated", "calibrate on val")
-        held = align_labels(load_eval_images(data, calibrate_on, images), classes)
-        cal_split = embed_split(source.model, held.paths, held.labels, classes, batch_size)
-    kw = dict(
-        classifier=classifier,
-        n_boot=n_boot,
-        seed=seed,
-        hierarchy=hierarchy,
-        template=template,
-        max_retrieval_texts=max_retrieval_texts,
-    )
-    # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
-    scored = score_sets(source.model, split_emb, sets, stored=stored, calibration=cal_split, **kw)
-    td = training_description_path(source)
-    if sets == [None] and td is not None:
-        scored[0].metrics["retrieval"] = retrieval_metrics(
-            source.model, split_emb, load_description_set(td), seed, max_retrieval_texts
+    out = Path(out)
+    with staged_dir(out, EVALUATION_FILES, "an evaluation") as stage:
+        inputs = load_inputs(run_or_spec, data, split, descriptions, images, classifier, device)
+        split_emb, cal_split = embed_inputs(inputs, data, split, images, calibrate_on, batch_size)
+        kw = dict(
+            classifier=classifier,
+            n_boot=n_boot,
+            seed=seed,
+            hierarchy=hierarchy,
+            template=template,
+            max_retrieval_texts=max_retrieval_texts,
         )
-    head = scored[0]
-    metrics: dict[str, Any] = dict(head.metrics)
-    metrics.update(
-        classes=classes,
-        split=split,
-        data=str(data),
-        model={
-            "source": str(source.run_dir or source.label),
-            "spec": source.spec or source.start_spec,
-            "run_dir": str(source.run_dir) if source.run_dir else None,
-        },
-        unreadable=split_emb.errors,
-        image_seconds=round(split_emb.seconds, 3),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    if cal_split is not None:
-        metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
-    if len(scored) > 1:
-        metrics["by_description_set"] = {s.name: s.metrics for s in scored}
-    # The description set behind the headline, as text (the stored embeddings came from the training set).
-    text_set = sets[0] if sets[0] is not None else (load_description_set(td) if td is not None else None)
-    if also_classifiers:
-        metrics["by_classifier"] = {classifier: head.metrics}
-        for name in also_classifiers:
-            only_names = name in ("template", "waffle")  # chils uses the set for its parents
-            one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
-                             calibration=cal_split, **{**kw, "classifier": name})  # fmt: skip
-            metrics["by_classifier"][name] = one[0].metrics
-    base_scored: list[Scored] = []
-    if baseline and source.run_dir is not None and source.start_spec:
-        base = build_start_model(source).to(device).eval()
-        base_split = embed_split(base, found.paths, found.labels, classes, batch_size)
-        base_split = _restrict(base_split, split_emb.paths)
-        # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
-        base_sets = [text_set] if text_set is not None else [None]
-        base_cls = "template" if text_set is None and classifier == "mean" else classifier
-        base_scored = score_sets(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
-        metrics["baseline"] = {"model": source.start_spec, **base_scored[0].metrics}
-    atomic_write_json(out / "metrics.json", metrics)
-    write_predictions(out / "predictions.csv", split_emb, head.probs)
-    if figures:
-        from fungalzsl.eval.report import write_report
-
-        write_report(out, split_emb, scored, base_scored, source)
-    if record and source.run_dir is not None:
-        append_jsonl(
-            source.run_dir / "evaluations.jsonl",
-            [
-                {
-                    "out": str(out.resolve()),
-                    "split": split,
-                    "data": str(data),
-                    "classifier": classifier,
-                    "descriptions": metrics.get("descriptions"),
-                    "recall@1": metrics["recall@1"],
-                    "created_at": metrics["created_at"],
-                }
-            ],
+        scores = classify(
+            inputs,
+            split_emb,
+            cal_split,
+            classifier=classifier,
+            also_classifiers=also_classifiers,
+            baseline=baseline,
+            batch_size=batch_size,
+            device=device,
+            kw=kw,
         )
+        metrics = assemble_metrics(
+            inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on
+        )
+        write_outputs(stage, metrics, scores, split_emb, inputs.source, figures)
+    if record and inputs.source.run_dir is not None:
+        record_evaluation(inputs.source.run_dir, out, metrics, classifier)
     return metrics
 
 
@@ -355,20 +338,6 @@ def build_start_model(source: ModelSource) -> Any:
     if isinstance(seed, int):
         torch.manual_seed(seed)
     return build_model(source.start_spec, **options)
-
-
-def _restrict(split: EmbeddedSplit, paths: list[Path]) -> EmbeddedSplit:
-    """Keep only ``paths`` (both models must be scored on the same images to be compared)."""
-    keep = {p: i for i, p in enumerate(split.paths)}
-    idx = [keep[p] for p in paths if p in keep]
-    return EmbeddedSplit(
-        [split.paths[i] for i in idx],
-        split.labels[idx],
-        split.classes,
-        split.emb[idx],
-        split.errors,
-        split.seconds,
-    )
 
 
 def write_predictions(path: Path, split: EmbeddedSplit, probs: np.ndarray) -> None:
