@@ -45,6 +45,7 @@ from fungalzsl.eval.sources import (
 )
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text
 from fungalzsl.outdir import staged_dir
+from fungalzsl.rundir import EVALUATIONS_FILE
 from fungalzsl.text.records import DescriptionSet, load_description_set
 
 # Classifiers that need only class names (chils uses descriptions for its parents when it has them).
@@ -237,7 +238,7 @@ def record_evaluation(run_dir: Path, out: Path, metrics: dict[str, Any], classif
     """Append the evaluation to RUN/evaluations.jsonl (what ``fungalzsl table RUN`` reads). Best
     effort: the evaluation is complete in ``out`` already, so a run folder that cannot be written
     (read-only, or another user's) costs a warning, not the result."""
-    index = run_dir / "evaluations.jsonl"
+    index = run_dir / EVALUATIONS_FILE
     line = {
         "out": str(out.resolve()),
         "split": metrics["split"],
