@@ -199,9 +199,9 @@ def stored_class_embeddings(source: ModelSource) -> tuple[list[str], Any] | None
     f = source.run_dir / "class_embeddings.safetensors"
     if not f.is_file():
         return None
-    from safetensors.torch import load_file
+    from fungalzsl.tensorfile import load_tensors
 
-    tensors = load_file(str(f))
+    tensors = load_tensors(f, "class embeddings")
     emb = tensors.get("embeddings")
     if emb is None and len(tensors) == 1:
         emb = next(iter(tensors.values()))

@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_path, atomic_write_json
+from fungalzsl.io import atomic_write_json
+from fungalzsl.tensorfile import load_tensors, save_tensors
 
 VOCAB_FILE = "catlip_vocabulary.json"
 HEAD_FILE = "catlip_head.safetensors"
@@ -143,20 +143,18 @@ class CatlipObjective(nn.Module):
         return F.normalize((t @ self.head.weight.float()) / t.sum(1, keepdim=True), dim=-1).cpu()
 
     def save_head(self, run: Path) -> None:
-        with atomic_path(run / HEAD_FILE) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp))
+        save_tensors(run / HEAD_FILE, {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()})
 
     def load_head(self, run: Path) -> None:
-        state = load_file(str(run / HEAD_FILE))
+        state = load_tensors(run / HEAD_FILE, "CatLIP head")
         self.head.load_state_dict({k: v.to(self.head.weight.device) for k, v in state.items()})
 
     def write(self, run: Path) -> torch.Tensor:
         """RUN/catlip_vocabulary.json and RUN/class_embeddings.safetensors (as write_class_embeddings)."""
         atomic_write_json(run / VOCAB_FILE, self.vocab)
         emb = self.class_embeddings().contiguous()
-        with atomic_path(run / "class_embeddings.safetensors") as tmp:
-            meta = {"classes": json.dumps(self.classes), "objective": "catlip"}
-            save_file({"embeddings": emb}, str(tmp), metadata=meta)
+        meta = {"classes": json.dumps(self.classes), "objective": "catlip"}
+        save_tensors(run / "class_embeddings.safetensors", {"embeddings": emb}, metadata=meta)
         return emb
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from fungalzsl.io import atomic_path
 from fungalzsl.models import save_weights
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.tensorfile import save_tensors
 from fungalzsl.train.data import FeatureCache, iter_images
 from fungalzsl.zeroshot import class_embeddings, class_probabilities
 
@@ -151,6 +150,5 @@ def write_class_embeddings(
     """RUN/class_embeddings.safetensors: key ``embeddings`` (C × D), rows in ``classes`` order."""
     encoder = text_feats.encoder(len(model.layer_groups()["text"])) if text_feats is not None else model
     emb = class_embeddings(encoder, by_class, classes).contiguous()
-    with atomic_path(path) as tmp:
-        save_file({"embeddings": emb}, str(tmp), metadata={"classes": json.dumps(list(classes))})
+    save_tensors(path, {"embeddings": emb}, metadata={"classes": json.dumps(list(classes))})
     return emb
