@@ -9,18 +9,27 @@ import typer
 from typer.core import TyperGroup
 
 from fungalzsl import __version__
-from fungalzsl.errors import FungalError
+from fungalzsl.errors import FungalError, debug_enabled, explain
 
 
 class _Group(TyperGroup):
-    """Turns a FungalError raised anywhere below into one red line on stderr and exit code 2."""
+    """Turns a user error raised anywhere below into one red line on stderr and exit code 2.
+
+    User errors are FungalError and the exception classes :func:`fungalzsl.errors.explain` knows (a file
+    that is not UTF-8, a full disk, a damaged safetensors file...); anything else is a bug and keeps its
+    traceback. ``FUNGALZSL_DEBUG=1`` shows the traceback of known errors too."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except FungalError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(e.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:
+            line = explain(e)
+            if line is None or debug_enabled():
+                raise
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(e.exit_code if isinstance(e, FungalError) else 2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; finished work is kept: run the same command again to resume", err=True)
             raise typer.Exit(130) from None
@@ -83,4 +92,9 @@ def main() -> None:
     from fungalzsl.runtime import reexec_with_tuned_allocator
 
     reexec_with_tuned_allocator()
+    # File names that are not UTF-8 arrive as surrogate escapes (os.fsdecode); printing one must show it
+    # (as \udcXX) rather than crash the command after its work is done.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(app(prog_name="fungalzsl"))

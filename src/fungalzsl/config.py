@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from fungalzsl.errors import fail
+from fungalzsl.io import read_text_file, regular_file
 
 SECTIONS = ("generate", "describe", "train", "evaluate", "run")
 M = TypeVar("M", bound=BaseModel)
@@ -29,6 +30,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
+    if p.exists():  # a directory or a FIFO: say so rather than "not found"
+        return regular_file(p, "config")
     if p.suffix == "" and str(p) in preset_names():
         return Path(str(resources.files("fungalzsl") / "configs" / f"{p}.yaml"))
     known = ", ".join(preset_names())
@@ -38,7 +41,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text_file(path, "config"))
     except yaml.YAMLError as e:
         raise fail(f"{path} is not valid YAML ({str(e).splitlines()[0]})", "fix the file") from None
     if data is None:

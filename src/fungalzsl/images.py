@@ -7,6 +7,7 @@ long, or too elongated a shape) from the header, with a clear message."""
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,10 +167,15 @@ def list_split(
         folder = base / name
         if not folder.is_dir():
             continue
+        before = len(paths)
         for p in sorted(folder.rglob("*")):
             if p.is_file() and is_image_file(p):
                 paths.append(p)
                 labels.append(idx)
+        if len(paths) == before:
+            # An emptied folder silently drops a class from training (or from the scores): say so.
+            print(f"warning: {folder} holds no images; class '{name}' has no {split or 'data'} examples",
+                  file=sys.stderr)  # fmt: skip
     if not paths:
         raise fail(f"no images found under {base}", "expected ImageFolder layout SPLIT/CLASS/*.png")
     return ImageSet(paths=paths, labels=labels, classes=order)
@@ -191,8 +197,10 @@ def expand_inputs(items: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
             if not found:
                 problems.append(f"{p}: folder has no images")
             out.extend(found)
-        elif p.exists():
+        elif p.is_file():
             out.append(p)
+        elif p.exists():  # a FIFO or device: opening it would block until a writer comes, i.e. forever
+            problems.append(f"{p}: not a regular file")
         elif any(ch in s for ch in "*?["):
             found = sorted(Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file())
             if not found:

@@ -1,4 +1,9 @@
-"""Atomic, crash-safe file writing and JSON Lines helpers shared by every stage."""
+"""Atomic, crash-safe file writing and JSON Lines helpers shared by every stage.
+
+File names that are not UTF-8 (``b"\\xff.png"``) reach Python as surrogate escapes (``os.fsdecode``:
+byte XX becomes U+DCXX). Text outputs (CSV, Markdown, HTML) write them back as the original bytes
+(``errors="surrogateescape"``); JSON and JSON Lines stay valid UTF-8 and write them as the escape
+``\\udcXX``, which ``json.loads`` turns back into the same string and ``os.fsencode`` into the same bytes."""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -50,11 +57,49 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8; surrogate escapes (non-UTF-8 file names) are written back as their original bytes."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(obj: Any) -> str:
+    """One JSON object as a line of valid UTF-8: non-ASCII kept, lone surrogates escaped as ``\\udcXX``."""
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` if it is a regular file (or a link to one); a one-line error otherwise.
+
+    Checked before opening: opening a FIFO for reading blocks until a writer appears, i.e. forever."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise fail(f"{what} {path} does not exist", "check the path") from None
+    except OSError as e:
+        raise fail(f"cannot read {what} {path} ({e.strerror or e})", "check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise fail(f"{what} {path} is {kind}", "give a regular file")
+    return path
+
+
+def read_text_file(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The text of a UTF-8 file; a FIFO, a directory or bytes that are not UTF-8 are one-line errors."""
+    path = regular_file(path, what)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(
+            f"{what} {path} is not UTF-8 text (byte {e.start})", "check that the path names the right file"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -76,19 +121,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a JSON Lines file; a torn last line (a killed writer) is ignored, other bad lines are errors."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise fail(f"{path} does not exist", "check the path")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(path, "JSON Lines file").splitlines()
     out: list[dict[str, Any]] = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError as e:
             if i == len(lines) - 1:
                 break  # an interrupted append; the record will be redone
             raise fail(f"{path}:{i + 1} is not valid JSON ({e.msg})", "fix or delete that line") from None
+        if not isinstance(rec, dict):
+            raise fail(
+                f"{path}:{i + 1} is a JSON {type(rec).__name__}, not an object",
+                'each line must be one object, e.g. {"class": "spore", "text": "..."}',
+            )
+        out.append(rec)
     return out
 
 
@@ -106,13 +157,13 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
             atomic_write_text(path, "".join(ln + "\n" for ln in good))
     with open(path, "a", encoding="utf-8") as f:
         for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.write(json_line(rec) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(path, "".join(json_line(r) + "\n" for r in records))
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
+from fungalzsl.io import read_text_file
 from fungalzsl.predict.embed import embed_texts
 from fungalzsl.predict.zeroshot import class_embeddings, class_logits, model_logit_scale
 
@@ -196,7 +197,7 @@ def load_hierarchy(path: str | Path) -> dict[str, list[str]]:
     if not path.is_file():
         raise fail(f"hierarchy file {path} does not exist", "give a YAML file: parent: [sub-class, ...]")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text_file(path, "hierarchy file"))
     except yaml.YAMLError as e:
         raise fail(f"{path} is not valid YAML ({str(e).splitlines()[0]})", "fix the file") from None
     if not isinstance(data, dict) or not all(

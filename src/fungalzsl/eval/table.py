@@ -16,7 +16,7 @@ from typing import Any
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.report import fmt
-from fungalzsl.io import read_jsonl
+from fungalzsl.io import read_jsonl, read_text_file
 from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE
 
 # Names the trainer (or another tool) may use for the same quantity; the first one present wins.
@@ -39,7 +39,7 @@ def _find(d: Any, keys: Sequence[str]) -> Any:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text_file(path))
     except (OSError, ValueError) as e:
         raise fail(f"cannot read {path} ({e})", "re-run the step that writes it") from None
 

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_path
+from fungalzsl.io import read_text_file
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.specs import SPEC_HELP
 from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE
+from fungalzsl.tensorfile import load_tensors, save_tensors
 
 
 def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
@@ -44,19 +43,13 @@ def state_for_saving(model: TwoTowerModel) -> dict[str, torch.Tensor]:
 
 def save_weights(model: TwoTowerModel, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write the model's weights as safetensors, atomically (a crash leaves the old file or none)."""
-    with atomic_path(path) as tmp:
-        save_file(state_for_saving(model), str(tmp), metadata={"spec": model.spec, **(metadata or {})})
+    save_tensors(path, state_for_saving(model), metadata={"spec": model.spec, **(metadata or {})})
 
 
 def load_weights(model: TwoTowerModel, path: str | Path) -> None:
     """Load a checkpoint strictly; a checkpoint of another architecture is a one-line error."""
     path = Path(path)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise fail(
-            f"{path} is not a readable safetensors checkpoint ({e})", "retrain or restore the file"
-        ) from None
+    state = load_tensors(path, "checkpoint")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -87,10 +80,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[T
             "run 'fungalzsl train' first",
         )
     try:
-        config = json.loads(cfg_path.read_text())
+        config = json.loads(read_text_file(cfg_path, "run config"))
     except ValueError as e:
         raise fail(f"{cfg_path} is not valid JSON ({e})", "restore it from a backup or retrain") from None
-    spec = config.get("model")
+    spec = config.get("model") if isinstance(config, dict) else None
     if not isinstance(spec, str):
         raise fail(f"{cfg_path} lacks the 'model' spec", "retrain with 'fungalzsl train'")
     model = build_for_reload(spec, run, model_options(config))

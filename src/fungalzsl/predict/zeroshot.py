@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fungalzsl.io import atomic_path
-
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -89,11 +87,10 @@ def save_class_embeddings(
 ) -> torch.Tensor:
     """Write ``RUN/class_embeddings.safetensors`` atomically; ``metadata`` adds keys after ``classes``
     (the catlip objective records itself). Returns the (contiguous) tensor written."""
-    from safetensors.torch import save_file
+    from fungalzsl.tensorfile import save_tensors
 
     emb = emb.contiguous()
-    with atomic_path(path) as tmp:
-        save_file({"embeddings": emb}, str(tmp), metadata={"classes": json.dumps(list(classes)), **metadata})
+    save_tensors(path, {"embeddings": emb}, metadata={"classes": json.dumps(list(classes)), **metadata})
     return emb
 
 
@@ -106,9 +103,9 @@ def load_class_embeddings(path: Path, classes: Any) -> tuple[list[str], torch.Te
     path = Path(path)
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
+    from fungalzsl.tensorfile import load_tensors
 
-    tensors = load_file(str(path))
+    tensors = load_tensors(path, "class embeddings")
     emb = tensors.get("embeddings")
     if emb is None and len(tensors) == 1:
         emb = next(iter(tensors.values()))

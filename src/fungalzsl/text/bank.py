@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from fungalzsl.errors import fail
+from fungalzsl.io import read_text_file
 
 ASPECTS = (
     "colour",
@@ -180,7 +181,7 @@ def load_bank(path: str | Path | None = None) -> Bank:
     if not p.is_file():
         raise fail(f"bank file {p} does not exist", "check the --bank path")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text_file(p, "bank file"))
     except yaml.YAMLError as e:
         raise fail(f"{p} is not valid YAML ({str(e).splitlines()[0]})", "fix the bank file") from None
     return bank.merged(parse_bank(data, str(p)))

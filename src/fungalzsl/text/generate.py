@@ -26,6 +26,9 @@ from fungalzsl.text.cleanup import NearDuplicateIndex, clean_text, mask_names, n
 from fungalzsl.text.prompts import PromptSet, load_prompts
 from fungalzsl.text.records import make_record, read_records_if_any
 
+# The paper uses 100-300 per class; a bound stops a typo (1000000000) from writing gigabytes for hours.
+MAX_PER_CLASS = 100_000
+
 
 @dataclass
 class GenerationReport:
@@ -116,8 +119,11 @@ def generate_descriptions(
     one are resampled, up to ``max_resample`` extra attempts per missing description; what is still missing
     after that is reported in ``GenerationReport.shortfall`` (rerun to top up). ``resume=False`` discards
     what ``out`` holds and starts afresh (``fungalzsl run`` after a settings change, ``--overwrite``)."""
-    if per_class < 1:
-        raise fail(f"--per-class must be at least 1 (got {per_class})", "ask for one or more descriptions")
+    if not 1 <= per_class <= MAX_PER_CLASS:
+        raise fail(
+            f"--per-class must be between 1 and {MAX_PER_CLASS:,} (got {per_class:,})",
+            "ask for fewer descriptions per class",
+        )
     if not 1 <= min_words <= max_words:
         raise fail(
             f"word bounds {min_words}..{max_words} are invalid", "need 1 <= --min-words <= --max-words"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.errors import fail
-from fungalzsl.io import read_jsonl, write_jsonl
+from fungalzsl.io import read_jsonl, read_text_file, write_jsonl
 from fungalzsl.text.cleanup import (
     NearDuplicateIndex,
     clean_text,
@@ -72,7 +72,7 @@ def read_source(src: Path, fmt: str = "auto") -> list[tuple[str | None, str]]:
     fmt = src.suffix.lower().lstrip(".") if fmt == "auto" else fmt
     try:
         if fmt == "json":
-            data = json.loads(src.read_text(encoding="utf-8"))
+            data = json.loads(read_text_file(src))
             if isinstance(data, dict):  # {"spore": [...], "hyphae": [...]} (CuPL-style)
                 if not all(isinstance(v, list) for v in data.values()):
                     raise fail(f"{src}: a JSON mapping must map class -> list of texts", "fix the file")
@@ -98,7 +98,7 @@ def read_source(src: Path, fmt: str = "auto") -> list[tuple[str | None, str]]:
                     rows.append((low.get(ck) if ck else None, low.get(tk) or ""))
                 return rows
         if fmt == "txt":
-            return [(None, ln) for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            return [(None, ln) for ln in read_text_file(src).splitlines() if ln.strip()]
     except json.JSONDecodeError as e:
         raise fail(f"{src} is not valid JSON ({e.msg} at line {e.lineno})", "fix the file") from None
     except UnicodeDecodeError:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from fungalzsl.errors import fail
+from fungalzsl.io import read_text_file
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
         p = Path(path)
         if not p.is_file():
             raise fail(f"prompt file {p} does not exist", "check the --prompts path")
-        source, raw = str(p), p.read_text(encoding="utf-8")
+        source, raw = str(p), read_text_file(p, "prompt file")
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as e:

@@ -6,11 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fungalzsl.config import load_section, validate
-from fungalzsl.text.backends import BackendOptions
-from fungalzsl.text.generate import PAPER_CLASSES, GenerationReport, generate_descriptions
+from fungalzsl.text.backends import BackendOptions, parse_spec
+from fungalzsl.text.generate import (
+    MAX_PER_CLASS,
+    PAPER_CLASSES,
+    GenerationReport,
+    generate_descriptions,
+)
 
 
 class DescribeSettings(BaseModel):
@@ -20,7 +25,7 @@ class DescribeSettings(BaseModel):
 
     backend: str = "bank"
     classes: list[str] = Field(default_factory=lambda: list(PAPER_CLASSES))
-    per_class: int = Field(100, ge=1)
+    per_class: int = Field(100, ge=1, le=MAX_PER_CLASS)
     seed: int = 0
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -44,6 +49,13 @@ class DescribeSettings(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     n_gpu_layers: int = 0
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, spec: str) -> str:
+        # Checked with the settings, so 'fungalzsl run --llm nosuch:x' stops before generating images.
+        parse_spec(spec)  # raises the one-line FungalError naming the known backends
+        return spec
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(

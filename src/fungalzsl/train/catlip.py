@@ -25,11 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_path, atomic_write_json
+from fungalzsl.io import atomic_write_json
 from fungalzsl.predict.zeroshot import (
     CLASS_EMBEDDINGS_FILE,
     class_probabilities,
@@ -37,6 +36,7 @@ from fungalzsl.predict.zeroshot import (
     save_class_embeddings,
 )
 from fungalzsl.rundir import CATLIP_VOCABULARY_FILE
+from fungalzsl.tensorfile import load_tensors, save_tensors
 
 VOCAB_FILE = CATLIP_VOCABULARY_FILE
 HEAD_FILE = "catlip_head.safetensors"
@@ -149,11 +149,12 @@ class CatlipObjective(nn.Module):
         return F.normalize((t @ self.head.weight.float()) / t.sum(1, keepdim=True), dim=-1).cpu()
 
     def save_head(self, run: Path) -> None:
-        with atomic_path(run / HEAD_FILE) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp))
+        save_tensors(
+            run / HEAD_FILE, {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        )
 
     def load_head(self, run: Path) -> None:
-        state = load_file(str(run / HEAD_FILE))
+        state = load_tensors(run / HEAD_FILE, "CatLIP head")
         self.head.load_state_dict({k: v.to(self.head.weight.device) for k, v in state.items()})
 
     def write(self, run: Path) -> torch.Tensor:

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import state_for_saving
 from fungalzsl.rundir import LAST_DIR, LAST_STATE_FILE, MODEL_FILE
+from fungalzsl.tensorfile import load_tensors, save_tensors
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -67,13 +67,13 @@ def save_last(
     new, old, last = run / ".last-new", run / ".last-old", run / LAST_DIR
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
-    save_file(state_for_saving(model), str(new / MODEL_FILE), metadata={"spec": model.spec})
+    save_tensors(new / MODEL_FILE, state_for_saving(model), metadata={"spec": model.spec})
     tensors, groups = optimizer_tensors(opt)
     tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    save_file(tensors, str(new / "optimizer.safetensors"))
+    save_tensors(new / "optimizer.safetensors", tensors)
     atomic_write_json(new / LAST_STATE_FILE, {**state, "param_groups": groups})
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +93,7 @@ def find_last(run: Path) -> Path | None:
 def load_last(last: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         state = json.loads((last / LAST_STATE_FILE).read_text())
-        tensors = load_file(str(last / "optimizer.safetensors"))
+        tensors = load_tensors(last / "optimizer.safetensors", "resume state")
     except (OSError, ValueError) as e:
         raise fail(
             f"resume state in {last} is unreadable ({e})", "delete it to restart, or use a new --out"

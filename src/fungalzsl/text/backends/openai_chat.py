@@ -21,6 +21,13 @@ from fungalzsl.text.backends.base import Backend, BackendOptions, Endpoint, Requ
 
 # Hosts that always want a key; any other (local) server gets a placeholder when no key is set.
 _KEYED_HOSTS = ("api.openai.com", "generativelanguage.googleapis.com", "api.anthropic.com")
+# A description is at most a few hundred tokens; a longer answer is cut here, before the clean-up and
+# duplicate checks would spend minutes on megabytes (it is then resampled as too long).
+MAX_ANSWER_CHARS = 65_536
+
+
+class _NoContent(Exception):
+    """The server answered 200 without any text (``content: null`` or no choices): retried like a 5xx."""
 
 
 class OpenAIChatBackend(Backend):
@@ -53,7 +60,8 @@ class OpenAIChatBackend(Backend):
     def complete(self, requests: list[Request], sampling: Sampling) -> list[str | BaseException]:
         # Daemon worker threads rather than a ThreadPoolExecutor: on Ctrl-C the process exits at once
         # instead of waiting (up to --timeout) for requests in flight; a resume redoes them.
-        out: list[str | BaseException] = [RuntimeError("not run")] * len(requests)
+        not_run = RuntimeError("not run")
+        out: list[str | BaseException] = [not_run] * len(requests)
         todo = queue.SimpleQueue()
         for i in range(len(requests)):
             todo.put(i)
@@ -73,11 +81,22 @@ class OpenAIChatBackend(Backend):
             threading.Thread(target=work, daemon=True, name=f"describe-{k}")
             for k in range(max(1, min(self.options.concurrency, len(requests))))
         ]
+        # --timeout bounds each read, not a whole answer: a server trickling bytes would never time out.
+        # Every request gets its tries' worth of --timeout (twice, for the backoff) as a hard deadline.
+        waves = -(-len(requests) // len(threads))
+        limit = 2 * self.options.timeout * (self.options.max_retries + 1) * waves
+        deadline = time.monotonic() + limit
         for t in threads:
             t.start()
         for t in threads:
-            while t.is_alive():
+            while t.is_alive() and time.monotonic() < deadline:
                 t.join(0.1)
+        if any(t.is_alive() for t in threads):
+            stalled = fail(
+                f"{self.base_url} did not finish its answers within {limit:g} s",
+                "is the server overloaded? raise --timeout; finished descriptions are saved, rerun to resume",
+            )
+            out = [stalled if r is not_run else r for r in out]
         return out
 
     def _one(self, req: Request, sampling: Sampling) -> str:
@@ -98,9 +117,15 @@ class OpenAIChatBackend(Backend):
             try:
                 resp = self.client.chat.completions.create(**kwargs)  # type: ignore[call-overload]
                 self._reached = True
-                if not resp.choices:
-                    return ""
-                return resp.choices[0].message.content or ""
+                content = resp.choices[0].message.content if resp.choices else None
+                if content is None:
+                    raise _NoContent("the answer held no text")
+                return content[:MAX_ANSWER_CHARS]
+            except _NoContent as e:
+                last = e
+                if attempt == self.options.max_retries:
+                    break
+                time.sleep(self._delay(attempt, e))
             except (oa.AuthenticationError, oa.PermissionDeniedError):
                 raise fail(
                     f"{self.base_url} rejected the API key for {self.describe()}",
@@ -148,6 +173,10 @@ class OpenAIChatBackend(Backend):
         if isinstance(err, oa.APIConnectionError):
             return fail(
                 f"cannot reach {self.base_url}", f"is the server running and --base-url right? {keep}"
+            )
+        if isinstance(err, _NoContent):
+            return fail(
+                f"{self.base_url} answered without any text {n + 1} times", f"check the model; {keep}"
             )
         if isinstance(err, oa.RateLimitError):
             return fail(
