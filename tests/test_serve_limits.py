@@ -256,10 +256,9 @@ def _rss_mb() -> float:
 def test_trim_heap_returns_memory_the_allocator_kept():
     from fungalzsl.serve.memory import trim_heap
 
-    base = _rss_mb()
     blocks = [bytearray(64 * 1024) for _ in range(3200)]  # 200 MB in heap-sized blocks, pages touched
-    del blocks
-    kept = _rss_mb() - base
+    del blocks  # free() keeps every one of those pages resident under the tuned settings
+    kept = _rss_mb()
     assert trim_heap()
-    after = _rss_mb() - base
-    assert kept > 150 and after < 50, (kept, after)  # free() kept the pages; trimming handed them back
+    # (the heap may have held free pages from earlier tests, so compare with just before the trim)
+    assert kept - _rss_mb() > 150, (kept, _rss_mb())
