@@ -385,3 +385,10 @@ def test_generate_into_a_non_utf8_directory_writes_metadata_and_resumes(tmp_path
     for name in (b"metadata.parquet", b"metadata.jsonl", b"dataset.json"):
         assert os.path.getsize(out + b"/" + name) > 0
     assert not [n for n in os.listdir(out) if n.endswith(b".tmp")]
+
+
+def test_import_refuses_a_mapping_to_non_texts(tmp_path):
+    src = tmp_path / "caps.json"
+    src.write_text('{"spore": ["a real text here", 1, null]}')
+    line = _one_line_error(RUN.invoke(app, ["describe", "import", str(src), "--out", str(tmp_path / "d.jsonl")]))
+    assert "list of texts" in line and not (tmp_path / "d.jsonl").exists()
