@@ -375,3 +375,22 @@ def test_a_trickling_server_hits_a_hard_deadline(server, tmp_path):
     t = time.monotonic()
     line = _one_line_error(_describe(server, "trickle", tmp_path / "d.jsonl", "--max-retries", "0"))
     assert "did not finish" in line and time.monotonic() - t < 60
+
+
+def test_generate_into_a_non_utf8_directory_writes_metadata_and_resumes(tmp_path):
+    out = os.fsencode(tmp_path) + b"/\xffdata"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FUNGALZSL_NO_REEXEC": "1"}
+    cmd = [sys.executable, "-m", "fungalzsl", "generate", "--out", out, "-n", "6", "--size", "32", "-j", "1"]
+    for extra in ([], ["--resume"]):
+        p = subprocess.run([*cmd, *extra], capture_output=True, env=env, timeout=300)
+        assert p.returncode == 0 and b"Traceback" not in p.stderr, p.stderr[-2000:]
+    for name in (b"metadata.parquet", b"metadata.jsonl", b"dataset.json"):
+        assert os.path.getsize(out + b"/" + name) > 0
+    assert not [n for n in os.listdir(out) if n.endswith(b".tmp")]
+
+
+def test_import_refuses_a_mapping_to_non_texts(tmp_path):
+    src = tmp_path / "caps.json"
+    src.write_text('{"spore": ["a real text here", 1, null]}')
+    line = _one_line_error(RUN.invoke(app, ["describe", "import", str(src), "--out", str(tmp_path / "d.jsonl")]))
+    assert "list of texts" in line and not (tmp_path / "d.jsonl").exists()

@@ -33,7 +33,9 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def _tmp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name is kept UTF-8 (the final name need not be), for libraries that need UTF-8 names.
+    name = path.name if _is_utf8(Path(path.name)) else path.name.encode("utf-8", "backslashreplace").decode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     return Path(tmp)
@@ -111,11 +113,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(path)
     try:
-        yield tmp
+        with _utf8_name(tmp) as name:
+            yield name
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _is_utf8(path: Path) -> bool:
+    try:
+        os.fsdecode(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _utf8_name(tmp: Path) -> Iterator[Path]:
+    """``tmp``, or where its directory's name is not UTF-8, the same file reached through an open
+    directory descriptor (``/proc/self/fd/N/NAME``): pyarrow and others encode names as strict UTF-8."""
+    if _is_utf8(tmp) or not _is_utf8(Path(tmp.name)) or not os.path.isdir("/proc/self/fd"):
+        yield tmp
+        return
+    fd = os.open(tmp.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield Path(f"/proc/self/fd/{fd}/{tmp.name}")
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

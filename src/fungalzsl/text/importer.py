@@ -74,9 +74,10 @@ def read_source(src: Path, fmt: str = "auto") -> list[tuple[str | None, str]]:
         if fmt == "json":
             data = json.loads(read_text_file(src))
             if isinstance(data, dict):  # {"spore": [...], "hyphae": [...]} (CuPL-style)
-                if not all(isinstance(v, list) for v in data.values()):
+                if not all(isinstance(v, list) and all(isinstance(t, str) for t in v) for v in data.values()):
+                    # str(t) would import 1 or None as the "descriptions" '1' and 'None'
                     raise fail(f"{src}: a JSON mapping must map class -> list of texts", "fix the file")
-                return [(str(c), str(t)) for c, ts in data.items() for t in ts]
+                return [(str(c), t) for c, ts in data.items() for t in ts]
             if not isinstance(data, list):
                 raise fail(f"{src}: expected a JSON list of records", "fix the file")
             return _rows_from_objects(data, src)
