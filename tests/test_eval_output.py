@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import fungalzsl.eval.evaluate as evaluate_mod
 import test_eval_cli
 from fungalzsl.cli import app
-from test_eval_toy import GOOD, make_colour_dataset, write_descriptions
+from keyword_model import GOOD, make_colour_dataset, write_descriptions
 
 # The toy model registry and run directory of test_eval_cli (KeywordModel; no weights).
 toy_registry, toy_run, _invoke = test_eval_cli.toy_registry, test_eval_cli.toy_run, test_eval_cli._invoke

@@ -168,7 +168,7 @@ def fifo(tmp_path) -> Path:
 
 @pytest.mark.timeout(60)
 def test_fifo_inputs_are_skipped_not_opened(fifo, tmp_path):
-    from fungalzsl.data import expand_inputs
+    from fungalzsl.images import expand_inputs
 
     ok = tmp_path / "a.png"
     ok.write_bytes(b"x")
@@ -245,7 +245,7 @@ def test_per_class_has_a_stated_upper_bound(tmp_path):
 
 
 def test_empty_class_folder_warns(tmp_path, capsys):
-    from fungalzsl.data import list_split
+    from fungalzsl.images import list_split
 
     for c in ("spore", "hyphae"):
         (tmp_path / "train" / c).mkdir(parents=True)
@@ -392,5 +392,7 @@ def test_generate_into_a_non_utf8_directory_writes_metadata_and_resumes(tmp_path
 def test_import_refuses_a_mapping_to_non_texts(tmp_path):
     src = tmp_path / "caps.json"
     src.write_text('{"spore": ["a real text here", 1, null]}')
-    line = _one_line_error(RUN.invoke(app, ["describe", "import", str(src), "--out", str(tmp_path / "d.jsonl")]))
+    line = _one_line_error(
+        RUN.invoke(app, ["describe", "import", str(src), "--out", str(tmp_path / "d.jsonl")])
+    )
     assert "list of texts" in line and not (tmp_path / "d.jsonl").exists()
