@@ -43,3 +43,16 @@ def test_module_and_function_length(name: str) -> None:
     assert not long_functions(text), (
         f"{name}: functions over {MAX_FUNCTION_LINES} lines: {long_functions(text)}"
     )
+
+
+def test_every_module_imports() -> None:
+    """A moved name left behind in an import line fails here, not first in a user's command."""
+    import importlib
+    import pkgutil
+
+    import fungalzsl
+
+    names = [m.name for m in pkgutil.walk_packages(fungalzsl.__path__, "fungalzsl.")]
+    assert len(names) > 50
+    for name in names:
+        importlib.import_module(name)

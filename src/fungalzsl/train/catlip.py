@@ -30,12 +30,11 @@ from torch import nn
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json
 from fungalzsl.predict.zeroshot import (
-    CLASS_EMBEDDINGS_FILE,
     class_probabilities,
     model_logit_scale,
     save_class_embeddings,
 )
-from fungalzsl.rundir import CATLIP_VOCABULARY_FILE
+from fungalzsl.rundir import CATLIP_VOCABULARY_FILE, CLASS_EMBEDDINGS_FILE
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
 VOCAB_FILE = CATLIP_VOCABULARY_FILE
