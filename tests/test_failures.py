@@ -206,8 +206,8 @@ def test_json_and_jsonl_writers_keep_non_utf8_names(tmp_path):
 
 
 def test_predict_csv_and_json_keep_non_utf8_names(tmp_path):
-    from fungalzsl.predict_cli import write_results
-    from fungalzsl.prediction import Prediction
+    from fungalzsl.predict.cli import write_results
+    from fungalzsl.predict.result import Prediction
 
     p = os.fsdecode(bytes(tmp_path) + b"/\xff.png")
     res = [Prediction(path=p, prediction="spore", probabilities={"spore": 0.9, "hyphae": 0.1})]
