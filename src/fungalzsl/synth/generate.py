@@ -184,6 +184,10 @@ def _settings(
         settings["samples_per_shard"] = samples_per_shard
     if masks:  # only when on: datasets made without masks keep their settings hash
         settings["masks"] = True
+    if cfg.variation.style != "paper":  # likewise: paper datasets keep theirs
+        from fungalzsl.synth.style import STYLE_ALGORITHM
+
+        settings["style_algorithm"] = STYLE_ALGORITHM
     return settings
 
 
@@ -290,9 +294,10 @@ class _Run:
             "masks": self.masks,
         }
         if cfg.variation.style != "paper":  # only then: paper manifests stay as they were
-            from fungalzsl.synth.style import MIXED_WEIGHTS
+            from fungalzsl.synth.style import MIXED_WEIGHTS, STYLE_ALGORITHM
 
             manifest["style"] = cfg.variation.style
+            manifest["style_algorithm"] = STYLE_ALGORITHM
             if cfg.variation.style == "mixed":
                 manifest["style_weights"] = MIXED_WEIGHTS
         if self.masks:

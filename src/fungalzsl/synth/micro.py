@@ -55,41 +55,48 @@ def grow_filaments(
     """Grow one filament per row of ``start`` (n, 2) for ``steps`` steps each; returns segments
     (M, 4) float32, widths (unit-square fraction), owners and branch levels.
 
-    Per step every open tip turns by N(0, curvature), advances ``step_len`` and, with probability
-    ``branch_p``, sends a lateral branch 30–75° to either side (width ×U(0.6, 0.9), a share of the
-    remaining steps)."""
+    Per step a filament turns by a triangular variate of σ ≈ ``curvature`` (radians), advances
+    ``step_len`` and, with probability ``branch_p``, sends a lateral branch 30–75° to either side
+    (width ×U(0.6, 0.9), a share of the steps it has left)."""
     f32 = np.float32
-    # The open tips are the columns of one (7, n) float32 state: x, y, heading, width, steps left,
-    # owner, level (the integers are exact in float32 far beyond any count here).
-    state = np.stack((start[:, 0], start[:, 1], heading, width, steps, owner, np.zeros(len(owner)))).astype(
-        f32
-    )
-    out: list[np.ndarray] = []  # per step: the state before it, then the segment ends (2, n)
+    tips = (start.astype(f32), heading.astype(f32), width.astype(f32), steps.astype(np.int64), owner, 0)
+    out: list[tuple[np.ndarray, ...]] = []
     total = 0
-    while state.shape[1] and total < MAX_FILAMENT_SEGMENTS:
-        n = state.shape[1]
-        u = rng.random((5, n), dtype=f32)
-        state[2] += f32(curvature * 2.45) * (u[0] + u[1] - f32(1.0))  # triangular, σ ≈ curvature
-        nxt = state.copy()
-        nxt[0] += f32(step_len) * np.cos(state[2])
-        nxt[1] += f32(step_len) * np.sin(state[2])
-        nxt[4] -= 1
-        out.append(state)
-        out.append(nxt[:2])
-        total += n
-        fork = (u[2] < f32(branch_p)) & (nxt[4] > 2)
-        child = nxt[:, fork]
-        side = np.where(u[3][fork] < 0.5, f32(-1), f32(1))
-        child[2] += side * (f32(0.5) + f32(0.8) * u[4][fork])  # 30-75 degrees to either side
-        child[3] *= f32(0.6) + f32(0.3) * u[4][fork]
-        child[4] = np.floor(child[4] * (f32(0.3) + f32(0.6) * u[3][fork]))
-        child[6] += 1
-        state = np.concatenate((nxt[:, nxt[4] > 0], child), axis=1)
+    # Level by level: each filament's whole walk is a cumulative sum over its steps (one (n, m) array
+    # per level), then its lateral branches start the next level.
+    while tips[0].shape[0] and total < MAX_FILAMENT_SEGMENTS:
+        xy, a0, w, k, own, lev = tips
+        n, m = xy.shape[0], int(k.max())
+        u = rng.random((5, n, m), dtype=f32)
+        ang = a0[:, None] + np.cumsum(f32(curvature * 2.45) * (u[0] + u[1] - f32(1.0)), axis=1)
+        end_x = xy[:, :1] + np.cumsum(f32(step_len) * np.cos(ang), axis=1)
+        end_y = xy[:, 1:] + np.cumsum(f32(step_len) * np.sin(ang), axis=1)
+        beg_x = np.concatenate((xy[:, :1], end_x[:, :-1]), axis=1)
+        beg_y = np.concatenate((xy[:, 1:], end_y[:, :-1]), axis=1)
+        step = np.arange(m)[None, :]
+        valid = step < k[:, None]
+        seg = np.stack((beg_x[valid], beg_y[valid], end_x[valid], end_y[valid]), axis=1)
+        rows = np.broadcast_to(np.arange(n)[:, None], (n, m))[valid]
+        out.append((seg, w[rows], own[rows], np.full(rows.size, lev, np.int16)))
+        total += rows.size
+        left = k[:, None] - step - 1
+        fork = valid & (u[2] < f32(branch_p)) & (left > 2)
+        i, j = np.nonzero(fork)
+        side = np.where(u[3][i, j] < 0.5, f32(-1), f32(1))
+        tips = (
+            np.stack((end_x[i, j], end_y[i, j]), axis=1),
+            ang[i, j] + side * (f32(0.5) + f32(0.8) * u[4][i, j]),  # 30-75 degrees to either side
+            w[i] * (f32(0.6) + f32(0.3) * u[4][i, j]),
+            np.floor(left[i, j] * (0.3 + 0.6 * u[3][i, j])).astype(np.int64),
+            own[i],
+            lev + 1,
+        )
+        keep = tips[3] > 0
+        tips = tuple(t[keep] if isinstance(t, np.ndarray) else t for t in tips)
     if not out:
         return np.zeros((0, 4), f32), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int16)
-    starts, ends = np.concatenate(out[0::2], axis=1), np.concatenate(out[1::2], axis=1)
-    seg = np.ascontiguousarray(np.concatenate((starts[:2], ends), axis=0).T)
-    return seg, starts[3].astype(np.float64), starts[5].astype(np.int64), starts[6].astype(np.int16)
+    seg, wid, owners, levels = (np.concatenate(parts) for parts in zip(*out))
+    return np.ascontiguousarray(seg, dtype=f32), wid.astype(np.float64), owners.astype(np.int64), levels
 
 
 def _spores(rng: np.random.Generator, n: int, r: float, spread: float) -> tuple[np.ndarray, ...]:
@@ -267,7 +274,7 @@ def _draw_defocused(
     import skia
 
     sigma = optics.defocus_sigma * size
-    f = int(np.clip(sigma / 1.5, 1, 8))
+    f = int(np.clip(sigma / 0.8, 2, 8))
     small = skia.Surface(int(np.ceil(size / f)), int(np.ceil(size / f)))
     sc = small.getCanvas()
     sc.clear(skia.Color4f(0, 0, 0, 0))

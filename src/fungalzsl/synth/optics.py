@@ -214,31 +214,34 @@ def _coords(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def finish(rgb: np.ndarray, optics: Optics, rng: np.random.Generator) -> np.ndarray:
     """The camera: illumination field, auto-exposure, soft focus, sensor noise, JPEG; uint8 → uint8."""
-    from PIL import Image, ImageFilter
+    from PIL import Image
 
     size = rgb.shape[0]
-    if optics.soft_sigma > 0:
-        rgb = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(optics.soft_sigma * size)))
+    if optics.soft_sigma > 0:  # a soft lens: down by f and back up bilinearly (a blur of σ ≈ f/2 px)
+        f = int(np.clip(round(2 * optics.soft_sigma * size), 2, 16))
+        small = Image.fromarray(rgb).reduce(f)
+        rgb = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR))
     x, y = _coords(size)
     tilt, angle, vignette = optics.illumination
     field = (1.0 + tilt * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y)) * (
         1.0 - np.float32(vignette * 0.5) * (x * x + y * y)
     )
-    img = rgb.astype(np.float32) * np.float32(1 / 255)
-    img *= field[:, :, None]
-    # Auto-exposure: the camera brings the frame's mean to its own target, whatever the content.
-    img *= np.float32(optics.exposure / max(float(img.mean()), 1e-3))
+    # Auto-exposure: the camera brings the frame's mean to its own target, whatever the content
+    # (the field is smooth, so mean(rgb·field) ≈ mean(rgb)·mean(field)).
+    field *= np.float32(optics.exposure / max(float(rgb.mean()) / 255 * float(field.mean()), 1e-3) / 255)
+    img = rgb * field[:, :, None]
     # Sensor noise: a window of a fixed noise field at a random offset and sign (drawing 3·size²
     # normals per image would cost more than the whole drawing); luminance plus a weaker colour part.
     bank = _noise_bank(size)
     oy, ox = (int(v) for v in rng.integers(0, _BANK_PAD, size=2))
     sign = np.float32(1.0 if rng.uniform() < 0.5 else -1.0)
-    lum = bank[oy : oy + size, ox : ox + size, 0]
-    img += (sign * np.float32(optics.noise_sd) * lum)[:, :, None]
     tint = (rng.uniform(-1, 1, size=3) * optics.noise_sd * 0.4).astype(np.float32)
-    img += bank[ox : ox + size, oy : oy + size, 1][:, :, None] * tint
+    img += bank[oy : oy + size, ox : ox + size, :1] * (sign * np.float32(optics.noise_sd))
+    img += bank[ox : ox + size, oy : oy + size, 1:] * tint
     np.clip(img, 0.0, 1.0, out=img)
-    out = (img * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+    img *= np.float32(255)
+    img += np.float32(0.5)
+    out = img.astype(np.uint8)
     if optics.jpeg_quality:
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=optics.jpeg_quality)
