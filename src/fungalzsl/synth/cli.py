@@ -42,6 +42,16 @@ class Style(str, Enum):
     mixed = "mixed"
 
 
+STYLE_OPTION = typer.Option(
+    None,
+    "--style",
+    help="paper: the paper's drawings; micrograph: microscope photographs of every class; colony: "
+    "mycelium as colonies on agar (spore, hyphae as micrographs); mixed: per image paper 25%, "
+    "micrograph 50%, colony 25% (preset: paper). See docs/dataset.md#styles.",
+    show_default=False,
+)
+
+
 class Format(str, Enum):
     folder = "folder"
     webdataset = "webdataset"
@@ -85,14 +95,7 @@ def generate(
         help="paper: class colour ramps; random: a random ramp per image (breaks the colour shortcut) (preset: paper).",
         show_default=False,
     ),
-    style: Style = typer.Option(
-        None,
-        "--style",
-        help="paper: the paper's drawings; micrograph: microscope photographs of every class; colony: "
-        "mycelium as colonies on agar (spore, hyphae as micrographs); mixed: per image paper 25%, "
-        "micrograph 50%, colony 25% (preset: paper). See docs/dataset.md#styles.",
-        show_default=False,
-    ),
+    style: Style = STYLE_OPTION,
     fmt: Format = typer.Option(
         Format.folder, "--format", help="folder: ImageFolder PNGs; webdataset: ~1000-sample .tar shards."
     ),
