@@ -166,12 +166,13 @@ def _add_spores(b: _Builder, rng: np.random.Generator, kind: str, host: bool, n:
 
 def _add_filaments(
     b: _Builder, rng: np.random.Generator, structs: list[int], start: np.ndarray, width: np.ndarray,
-    steps: np.ndarray, step_len: float,
+    steps: np.ndarray, step_len: float, curvature: float | None = None,
 ) -> None:  # fmt: skip
     heading = rng.uniform(0, 2 * np.pi, size=len(structs))
+    curvature = float(rng.uniform(0.02, 0.15)) if curvature is None else curvature
     b.segs.append(
         grow_filaments(rng, start, heading, width, steps, np.array(structs), step_len,
-                       curvature=rng.uniform(0.02, 0.15), branch_p=rng.uniform(0.0, 0.07))
+                       curvature=curvature, branch_p=rng.uniform(0.0, 0.07))
     )  # fmt: skip
 
 
@@ -216,7 +217,7 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
     structs = [b.add("mycelium", True, (0.5, 0.5), 0.0) for _ in range(n)]
     _add_filaments(
         b, rng, structs, rng.uniform(-0.1, 1.1, size=(n, 2)), w0 * rng.uniform(0.7, 1.3, size=n),
-        rng.integers(8, 30, size=n), rng.uniform(0.03, 0.05),
+        rng.integers(8, 30, size=n), rng.uniform(0.03, 0.05), rng.uniform(0.05, 0.3),
     )  # fmt: skip
     if rng.uniform() < 0.5:
         k = int(rng.integers(1, 3))
@@ -358,9 +359,7 @@ def _draw_cells(
         for path, rk in ((outer, r), (edge_path, max(r - 0.5 * rim, 0.1)), (inner, 0.8 * r)):
             m = skia.Matrix.MakeAll(rk * c, -rk * asp * si, x, rk * si, rk * asp * c, y, 0.0, 0.0, 1.0)
             path.addPath(unit, m)
-    fill = skia.Paint(
-        AntiAlias=True, Style=skia.Paint.kFill_Style, Color4f=_colour(skia, optics.lumen, optics.lumen_alpha)
-    )
+    fill = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style, Color4f=_colour(skia, optics.cell, 0.9))
     canvas.drawPath(outer, fill)
     ring = skia.Paint(
         AntiAlias=True,

@@ -41,6 +41,7 @@ class Optics:
     wall: np.ndarray  # cell walls (tube edges, spore rims)
     lumen: np.ndarray  # the inside of tubes and cells
     lumen_alpha: float
+    cell: np.ndarray  # the contents of spores (from nearly clear to densely pigmented)
     halo: np.ndarray  # phase halo / inner refraction ring
     halo_alpha: float
     wall_frac: float  # wall thickness as a fraction of the tube width
@@ -95,6 +96,7 @@ def sample_optics(rng: np.random.Generator) -> Optics:
         field, wall = field * rng.uniform(0.03, 0.15), bright
         halo, halo_alpha = bright, rng.uniform(0.1, 0.4)
     lumen = field + (wall - field) * mix
+    cell = field + (wall - field) * rng.uniform(0.15, 0.85)
     return Optics(
         imaging=imaging,
         stain=stain,
@@ -102,6 +104,7 @@ def sample_optics(rng: np.random.Generator) -> Optics:
         wall=wall,
         lumen=lumen,
         lumen_alpha=float(rng.uniform(0.35, 0.85)),
+        cell=cell,
         halo=halo,
         halo_alpha=float(halo_alpha),
         wall_frac=float(rng.uniform(0.14, 0.3)),
@@ -171,7 +174,7 @@ def draw_over(canvas: Any, optics: Optics, rng: np.random.Generator, size: int) 
     ring = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style)
     for _ in range(optics.bubbles):
         x, y = rng.uniform(0, size, size=2)
-        r = size * rng.uniform(0.04, 0.25)
+        r = size * rng.uniform(0.04, 0.15)
         ring.setStrokeWidth(r * 0.12)
         ring.setColor4f(_colour(skia, optics.wall * 0.6, 0.85))
         canvas.drawCircle(float(x), float(y), float(r), ring)
