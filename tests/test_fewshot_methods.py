@@ -55,7 +55,9 @@ def test_tip_leave_one_out_prefers_the_cache_when_the_text_is_wrong():
     alpha, beta = m.choose_tip(X, zs, Y, 3, alphas=(0.1, 100.0), betas=(5.5,))
     assert (alpha, beta) == (100.0, 5.5)
     # a right text classifier and a class-1 shot among the class-0 shots: a strong cache would get it wrong
-    x = torch.stack([E[0], torch.tensor([0.98, 0.199, 0.0]), E[1], torch.tensor([0.9, 0.436, 0.0]), E[2], E[2]])
+    x = torch.stack(
+        [E[0], torch.tensor([0.98, 0.199, 0.0]), E[1], torch.tensor([0.9, 0.436, 0.0]), E[2], E[2]]
+    )
     right = 20 * torch.nn.functional.one_hot(Y, 3).float()
     assert m.choose_tip(x, right, Y, 3, alphas=(0.1, 100.0), betas=(5.5,)) == (0.1, 5.5)
     # one shot of a class: no leave-one-out, the documented default
