@@ -228,12 +228,15 @@ def test_compare_two_sets(toy_registry, tmp_path):
         (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o"], "no descriptions"),
         (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o", "--split", "val"], "no 'val' split"),
         (["evaluate", "nomodel", "--data", "{data}", "--out", "{tmp}/o"], "unknown model spec"),
-        (["evaluate", "{data}", "--data", "{data}", "--out", "{tmp}/o"], "not a run directory"),
+        (
+            ["evaluate", "{data}", "--data", "{data}", "--out", "{tmp}/o"],
+            "is a dataset folder (dataset.json): evaluate needs a training run",
+        ),
         (
             ["compare", "toy", "--data", "{data}", "--descriptions", "{tmp}/g.jsonl", "--out", "{tmp}/o"],
             "at least two",
         ),
-        (["table", "{tmp}/missing"], "is not a directory"),
+        (["table", "{tmp}/missing"], "missing does not exist: expected a run"),
         (["evaluate", "toy", "--data", "{tmp}/g.jsonl", "--out", "{tmp}/o"], "is a file, not a dataset"),
         (
             ["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/g.jsonl", "--classifier", "template"],
