@@ -135,3 +135,20 @@ def test_predict_from_an_onnx_export_never_imports_torch(export_dir, images, tmp
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("NO-TORCH"), p.stdout
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 2
+
+
+def test_every_runs_default_path_in_the_readme_tour_is_one_fungalzsl_run_leaves(out):
+    """The README tour starts from what the first command left: each ``runs/default/...`` path it reads
+    exists in a ``fungalzsl run`` output folder (outputs the tour's own commands create are listed)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tour = readme[readme.index("## A tour of the commands") : readme.index("## Results on this machine")]
+    created_by_the_tour = {"eval-again"}
+    paths = set(re.findall(r"runs/default(?:/[\w.-]+)*", tour))
+    assert "runs/default/run" in paths and "runs/default/descriptions/bank.jsonl" in paths
+    for p in sorted(paths):
+        rel = p.removeprefix("runs/default").strip("/")
+        if rel.split("/")[0] not in created_by_the_tour:
+            assert (out / rel).exists(), f"README tour names {p}, which `fungalzsl run` does not leave"
