@@ -262,3 +262,28 @@ def test_trim_heap_returns_memory_the_allocator_kept():
     assert trim_heap()
     # (the heap may have held free pages from earlier tests, so compare with just before the trim)
     assert kept - _rss_mb() > 150, (kept, _rss_mb())
+
+
+def test_port_probe_accepts_a_port_whose_server_just_stopped_and_refuses_a_live_one():
+    """A stopped server leaves its accepted connections in TIME_WAIT: uvicorn (SO_REUSEADDR) can listen
+    again at once, so the probe before it must not say "Address already in use"."""
+    import socket
+
+    from fungalzsl.errors import FungalError
+    from fungalzsl.serve.cli import check_port_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    with pytest.raises(FungalError, match=f"cannot listen on 127.0.0.1:{port}"):
+        check_port_free("127.0.0.1", port)  # a live server: refused
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first, as a stopped server does: TIME_WAIT on `port`
+    client.close()
+    server.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the old probe (no SO_REUSEADDR) fails here ...
+    check_port_free("127.0.0.1", port)  # ... this one does not

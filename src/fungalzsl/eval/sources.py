@@ -11,7 +11,7 @@ from typing import Any
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
 from fungalzsl.release_split import find_images, read_split_file
-from fungalzsl.rundir import CONFIG_FILE
+from fungalzsl.rundir import resolve_run_dir
 
 
 def load_release_split(json_path: str | Path, images: str | Path | None) -> ImageSet:
@@ -123,29 +123,21 @@ class ModelSource:
         return m if isinstance(m, str) else None
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / CONFIG_FILE).is_file()
-
-
 def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
     """A run directory (``fungalzsl.models.load_run``), a model spec (``build_model``) or a model object."""
     if hasattr(run_or_spec, "encode_image"):
         return ModelSource(model=run_or_spec.eval(), label=type(run_or_spec).__name__)
     text = str(run_or_spec)
     path = Path(text)
-    if is_run_dir(path):
+    if path.exists():  # a run, the output folder of `fungalzsl run`, or a one-line error saying what it is
         from fungalzsl.fewshot.adapter import load_adapter
         from fungalzsl.models import load_run
 
-        model, config = load_run(path)
-        source = ModelSource(model=model.to(device).eval(), label=path.name, run_dir=path, config=config)
-        source.adapter = load_adapter(path)
+        run = resolve_run_dir(path, "evaluate")
+        model, config = load_run(run)
+        source = ModelSource(model=model.to(device).eval(), label=path.name, run_dir=run, config=config)
+        source.adapter = load_adapter(run)
         return source
-    if path.exists():
-        raise fail(
-            f"{path} is not a run directory (no config.json)",
-            "pass a directory written by 'fungalzsl train', or a model spec such as 'lite'",
-        )
     from fungalzsl.models import build_model
 
     return ModelSource(model=build_model(text).to(device).eval(), label=text, spec=text)

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fungalzsl.errors import fail
+from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.report import fmt
 from fungalzsl.io import read_jsonl, read_text_file
-from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE
+from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE, resolve_run_dir
 
 # Names the trainer (or another tool) may use for the same quantity; the first one present wins.
 LR_KEYS = ("lr", "learning_rate")
@@ -95,24 +95,25 @@ def objective_name(config: dict[str, Any]) -> str | None:
 
 
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
-    """One Table 1 row from a run directory or an evaluation directory."""
+    """One Table 1 row from a run directory, the output folder of ``fungalzsl run`` or an evaluation
+    directory."""
     path = Path(path)
-    if not path.is_dir():
-        raise fail(f"{path} is not a directory", "pass run directories or evaluation output directories")
-    if (path / CONFIG_FILE).is_file():
-        own_data = _load_json(path / CONFIG_FILE).get("data")
-        run, metrics_file = path, latest_evaluation(path, split, own_data)
-        if metrics_file is None:
-            raise fail(
-                f"run {path} has no evaluation on split '{split}'",
-                f"run 'fungalzsl evaluate {path} --data DIR --out DIR' first",
-            )
-    elif (path / "metrics.json").is_file():
+    if (path / "metrics.json").is_file() and not (path / CONFIG_FILE).is_file():
         metrics_file = path / "metrics.json"
         rd = _load_json(metrics_file).get("model", {}).get("run_dir")
         run = Path(rd) if rd and Path(rd).is_dir() else None
     else:
-        raise fail(f"{path} has neither config.json nor metrics.json", "pass a run or evaluation directory")
+        try:
+            run = resolve_run_dir(path, "table")
+        except FungalError as e:
+            raise fail(f"{e} (table also takes an evaluation folder: one with metrics.json)") from None
+        own_data = _load_json(run / CONFIG_FILE).get("data")
+        metrics_file = latest_evaluation(run, split, own_data)
+        if metrics_file is None:
+            raise fail(
+                f"run {run} has no evaluation on split '{split}'",
+                f"run 'fungalzsl evaluate {path} --data DIR --out DIR' first",
+            )
     m = _load_json(metrics_file)
     config = _load_json(run / CONFIG_FILE) if run is not None else {}
     history = read_jsonl(run / METRICS_FILE) if run is not None and (run / METRICS_FILE).is_file() else []

@@ -17,7 +17,7 @@ from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
 from fungalzsl.pipeline.stages import Stage, StageRunner
-from fungalzsl.rundir import MODEL_FILE
+from fungalzsl.rundir import MODEL_FILE, PIPELINE_RUN_DIR
 
 DEFAULT_CONFIG = "cpu-default"
 
@@ -49,7 +49,7 @@ def run_pipeline(
     evaluate = validate(EvaluateSettings, sections["evaluate"], f"{cfg_path.name}: evaluate")
 
     out = Path(out)
-    data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
+    data_dir, run_dir, eval_dir = out / "data", out / PIPELINE_RUN_DIR, out / "eval"
     set_name = plain_name(
         describe.set_name or describe.backend.split(":", 1)[0], f"{cfg_path.name}: describe set_name"
     )

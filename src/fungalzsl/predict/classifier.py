@@ -59,18 +59,14 @@ class Classifier:
 
     @classmethod
     def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
-        """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
+        """Load a run directory written by ``fungalzsl train``, or the output folder of ``fungalzsl run``
+        (its ``run/``), optionally with a new description set."""
         from fungalzsl.fewshot.adapter import load_adapter
         from fungalzsl.models import load_run
         from fungalzsl.predict.zeroshot import load_class_embeddings, model_logit_scale
-        from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
+        from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE, resolve_run_dir
 
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise fail(
-                f"run directory {run_dir} does not exist",
-                "train one with 'fungalzsl train' or 'fungalzsl run'",
-            )
+        run_dir = resolve_run_dir(run_dir, "Classifier.load")
         model, config = load_run(run_dir)
         model = model.to(device)
         adapter = load_adapter(run_dir)

@@ -19,9 +19,10 @@ from fungalzsl.io import atomic_path, atomic_write_json
 from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
 from fungalzsl.predict.zeroshot import class_probabilities_numpy
+from fungalzsl.rundir import EXPORT_ENCODER_FILE, EXPORT_SPEC_FILE
 
-ENCODER = "image_encoder.onnx"
-SPEC = "classifier.json"
+ENCODER = EXPORT_ENCODER_FILE
+SPEC = EXPORT_SPEC_FILE
 _PIL_INTERP = {
     "nearest": Image.NEAREST,
     "bilinear": Image.BILINEAR,
@@ -107,8 +108,9 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
     import torch
 
     from fungalzsl.predict.classifier import Classifier
+    from fungalzsl.rundir import resolve_run_dir
 
-    clf = Classifier.load(run_dir)
+    clf = Classifier.load(resolve_run_dir(run_dir, "export"))
     if clf.adapter is not None:
         # classifier.json holds one cosine classifier; a cache or probe on top would change what every
         # ONNX consumer computes, so the export says so rather than silently dropping the adaptation.
@@ -148,7 +150,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
             "class_embeddings": torch.nn.functional.normalize(clf.class_embeddings, dim=-1).tolist(),
             "logit_scale": clf.logit_scale,
             "preprocess": steps,
-            "source_run": str(run_dir),
+            "source_run": str(clf.run_dir),
             "model": clf.config.get("model"),
         },
     )
