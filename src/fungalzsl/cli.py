@@ -13,7 +13,7 @@ from fungalzsl.errors import FungalError, debug_enabled, explain
 
 # The order of `fungalzsl --help`: the stages as data flows through them, then the protocols and `run`.
 PIPELINE_ORDER = (
-    "generate", "describe", "train", "evaluate", "compare", "table",
+    "generate", "describe", "train", "evaluate", "compare", "table", "fewshot", "adapt",
     "predict", "export", "serve", "loco", "shift", "run",
 )  # fmt: skip
 
