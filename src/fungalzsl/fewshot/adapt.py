@@ -26,7 +26,7 @@ from fungalzsl.labelled import LabelledImage, class_counts, read_labelled
 from fungalzsl.outdir import staged_dir
 from fungalzsl.rundir import ADAPTER_FILE, ADAPTER_TENSORS_FILE, CONFIG_FILE, EVALUATIONS_FILE, LAST_DIR
 
-DEFAULT_METHOD = "tip"  # measured best on data/real-dev: docs/fewshot.md
+DEFAULT_METHOD = "prototype"  # measured best on data/real-dev (benchmarks/fewshot.py): docs/fewshot.md
 _NOT_COPIED = {LAST_DIR, EVALUATIONS_FILE, ADAPTER_FILE, ADAPTER_TENSORS_FILE, CONFIG_FILE}
 
 

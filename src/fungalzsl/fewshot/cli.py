@@ -21,9 +21,9 @@ def adapt(
     shots: Path = typer.Option(..., "--shots", help=_SHOTS_HELP),
     out: Path = typer.Option(..., "--out", help="New run directory: the run plus the fitted adapter."),
     method: str = typer.Option(
-        "tip",
+        "prototype",
         "--method",
-        help="tip (Tip-Adapter cache + zero-shot), probe (logistic regression) or prototype (class centroids).",
+        help="prototype (class centroids; measured best on data/real-dev), probe (logistic regression) or tip (Tip-Adapter cache + zero-shot).",
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
