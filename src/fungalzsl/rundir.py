@@ -10,3 +10,12 @@ EVALUATIONS_FILE = "evaluations.jsonl"  # one record per `fungalzsl evaluate` of
 CATLIP_VOCABULARY_FILE = "catlip_vocabulary.json"  # with --objective catlip
 LAST_DIR = "last"  # the last epoch's weights and resume state
 LAST_STATE_FILE = "state.json"  # inside LAST_DIR: epoch, step, best, RNG-free resume state
+
+
+def best_epoch(config: dict) -> int | None:
+    """config.json's ``best_epoch`` counted from 1, as the console counts. Runs written before
+    ``"epoch_base": 1`` was recorded counted from 0."""
+    epoch = config.get("best_epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return None
+    return epoch if config.get("epoch_base") == 1 else epoch + 1

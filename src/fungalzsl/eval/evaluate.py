@@ -25,6 +25,7 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
+from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,
@@ -195,6 +196,8 @@ def assemble_metrics(
         image_seconds=round(split_emb.seconds, 3),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if source.run_dir is not None and (training := training_summary(source.config)) is not None:
+        metrics["training"] = training
     if calibrate_on:  # then the headline was calibrated (embed_inputs embedded that split)
         metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
     if len(scores.scored) > 1:
