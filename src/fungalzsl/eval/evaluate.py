@@ -47,6 +47,7 @@ from fungalzsl.eval.sources import (
 from fungalzsl.eval.textcache import TextStore, cached_text
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text
 from fungalzsl.outdir import staged_dir
+from fungalzsl.progress import step
 from fungalzsl.rundir import EVALUATIONS_FILE
 from fungalzsl.text.records import DescriptionSet, load_description_set
 
@@ -351,7 +352,8 @@ def build_start_model(source: ModelSource) -> Any:
     seed = (source.config.get("train") or {}).get("seed")
     if isinstance(seed, int):
         torch.manual_seed(seed)
-    return build_model(source.start_spec, **options)
+    with step(f"starting the zero-shot start model {source.start_spec}", now=True):
+        return build_model(source.start_spec, **options)
 
 
 def write_predictions(path: Path, split: EmbeddedSplit, probs: np.ndarray) -> None:

@@ -31,6 +31,7 @@ from fungalzsl.io import append_jsonl, atomic_write_json, ensure_writable_dir, r
 from fungalzsl.models import build_model, load_weights, save_weights
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import write_architecture_files
+from fungalzsl.progress import step
 from fungalzsl.rundir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
@@ -161,7 +162,8 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     torch.manual_seed(cfg.seed)  # also fixes the random init of new heads, so WiSE-FT's θ0 is reproducible
     options = {"embed_dim": cfg.embed_dim, **({"image_size": cfg.image_size} if cfg.image_size else {})}
     options = options if cfg.model == "lite" else {}
-    model = build_model(cfg.model, **options).to(device)
+    with step(f"starting model {cfg.model}", now=rank == 0):
+        model = build_model(cfg.model, **options).to(device)
     objective.bind(model, device)
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and rank == 0:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
