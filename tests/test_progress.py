@@ -63,3 +63,16 @@ def test_a_new_label_set_for_predict_and_serve_says_it_embeds_descriptions(loud,
     names, _ = label_set(KeywordModel(), write_descriptions(tmp_path / "g.jsonl", GOOD, "good"))
     err = capsys.readouterr().err
     assert err.count("embedding 3 texts…") == len(names) == 3
+
+
+def test_a_slow_start_up_is_announced_by_its_timer(capsys, monkeypatch) -> None:
+    import time
+
+    monkeypatch.setattr(fungalzsl.progress, "DELAY", 0.05)
+    with fungalzsl.progress.step("starting model quick", now=True):
+        pass
+    assert capsys.readouterr().err == ""
+    with fungalzsl.progress.step("starting model slow", now=True):
+        time.sleep(0.3)
+    err = capsys.readouterr().err
+    assert "starting model slow…" in err and "starting model slow: done in" in err

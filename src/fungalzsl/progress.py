@@ -9,6 +9,7 @@ ends, so a log never sits silent for minutes either."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import Any
@@ -25,11 +26,16 @@ class Step:
         self.bar: Any = None
         self.task: Any = None
         self.shown = False
+        self.timer: threading.Timer | None = None
 
     def __enter__(self) -> Step:
         self.t0 = time.perf_counter()
-        if self.enabled and (self.now or DELAY <= 0):
+        if self.enabled and DELAY <= 0:
             self._show()
+        elif self.enabled and self.now:  # nothing will advance: a timer announces a slow one
+            self.timer = threading.Timer(DELAY, self._show)
+            self.timer.daemon = True
+            self.timer.start()
         return self
 
     def advance(self, n: int = 1) -> None:
@@ -62,6 +68,9 @@ class Step:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer.join()
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done)
             self.bar.stop()
@@ -70,7 +79,7 @@ class Step:
             print(f"{self.what}: done in {seconds:.0f} s", file=sys.stderr)
 
 
-def step(what: str, total: int | None = None, now: bool = False) -> Step:
-    """A :class:`Step` for ``what`` (a gerund phrase: "embedding 600 images"); ``now``: shown at once
-    (a step with no counts to advance, such as starting a model)."""
-    return Step(what, total, now=now)
+def step(what: str, total: int | None = None, now: bool = False, enabled: bool = True) -> Step:
+    """A :class:`Step` for ``what`` (a gerund phrase: "embedding 600 images"); ``now``: a step with
+    nothing to advance (starting a model), announced by a timer after ``DELAY`` seconds."""
+    return Step(what, total, enabled, now)

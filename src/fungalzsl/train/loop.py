@@ -162,7 +162,7 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     torch.manual_seed(cfg.seed)  # also fixes the random init of new heads, so WiSE-FT's θ0 is reproducible
     options = {"embed_dim": cfg.embed_dim, **({"image_size": cfg.image_size} if cfg.image_size else {})}
     options = options if cfg.model == "lite" else {}
-    with step(f"starting model {cfg.model}", now=rank == 0):
+    with step(f"starting model {cfg.model}", now=True, enabled=rank == 0):
         model = build_model(cfg.model, **options).to(device)
     objective.bind(model, device)
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and rank == 0:
