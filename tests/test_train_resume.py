@@ -36,7 +36,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -
     straight = train_run(data, desc, tmp_path / "a", "lite", CFG)
 
     def crash_after_second_epoch(rec: dict) -> None:
-        if rec["epoch"] == 1:
+        if rec["epoch"] == 2:  # counted from 1
             raise Crash  # as if killed right after the epoch's checkpoint
 
     with pytest.raises(Crash):

@@ -67,3 +67,12 @@ def _not_a_run(p: Path, command: str) -> str:
     if (p / "dataset.json").is_file():
         return f"{p} is a dataset folder (dataset.json): {needs}; train one with `fungalzsl train --data {p} ...`"
     return f"{p} has no {CONFIG_FILE}: {_EXPECTED}"
+
+
+def best_epoch(config: dict) -> int | None:
+    """config.json's ``best_epoch`` counted from 1, as the console counts. Runs written before
+    ``"epoch_base": 1`` was recorded counted from 0."""
+    epoch = config.get("best_epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return None
+    return epoch if config.get("epoch_base") == 1 else epoch + 1

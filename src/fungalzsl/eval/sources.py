@@ -10,6 +10,7 @@ from typing import Any
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
+from fungalzsl.progress import step
 from fungalzsl.release_split import find_images, read_split_file
 from fungalzsl.rundir import resolve_run_dir
 
@@ -134,13 +135,16 @@ def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
         from fungalzsl.models import load_run
 
         run = resolve_run_dir(path, "evaluate")
-        model, config = load_run(run)
+        with step(f"loading run {run}", now=True):
+            model, config = load_run(run)
         source = ModelSource(model=model.to(device).eval(), label=path.name, run_dir=run, config=config)
         source.adapter = load_adapter(run)
         return source
     from fungalzsl.models import build_model
 
-    return ModelSource(model=build_model(text).to(device).eval(), label=text, spec=text)
+    with step(f"starting model {text}", now=True):
+        model = build_model(text)
+    return ModelSource(model=model.to(device).eval(), label=text, spec=text)
 
 
 def training_description_path(source: ModelSource) -> Path | None:

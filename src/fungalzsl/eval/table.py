@@ -17,7 +17,7 @@ from typing import Any
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.report import fmt
 from fungalzsl.io import read_jsonl, read_text_file
-from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE, resolve_run_dir
+from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE, best_epoch, resolve_run_dir
 
 # Names the trainer (or another tool) may use for the same quantity; the first one present wins.
 LR_KEYS = ("lr", "learning_rate")
@@ -133,6 +133,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "split": m.get("split"),
         "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
         "objective": objective_name(config),
+        "best_epoch": best_epoch(config),  # counted from 1, also for runs that recorded it from 0
+        "epochs_run": config.get("epochs_run"),
         "metrics": str(metrics_file),
     }
 
@@ -147,12 +149,18 @@ def _lr(v: Any) -> str:
     return f"{v:.0e}" if isinstance(v, float) else fmt(v)
 
 
+def _epoch(r: dict[str, Any]) -> str:
+    """``3 of 5``: the best epoch (from 1) of the epochs run."""
+    best, run = r.get("best_epoch"), r.get("epochs_run")
+    return fmt(best) + (f" of {run}" if best is not None and run is not None else "")
+
+
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions "
-        "| objective |"
+        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | best epoch "
+        "| descriptions | objective |"
     )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -162,7 +170,8 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lr += f" (backbone {_lr(r['backbone_lr'])})"
         lines.append(
             f"| {r['model']} | {lr} | {rate} | {rec} | "
-            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} | {fmt(r.get('objective'))} |"
+            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {_epoch(r)} | {r['descriptions']} | "
+            f"{fmt(r.get('objective'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -185,6 +194,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "descriptions",
             "backbone_lr",
             "objective",
+            "best_epoch",
+            "epochs_run",
         ]
     )
     for r in rows:
@@ -204,6 +215,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r["descriptions"],
                 r.get("backbone_lr"),
                 r.get("objective"),
+                r.get("best_epoch"),
+                r.get("epochs_run"),
             ]
         )
     return buf.getvalue()

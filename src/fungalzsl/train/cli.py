@@ -124,7 +124,7 @@ def train(
     if not quiet:
         val = result.get("val_recall@1")
         val_s = (
-            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch'] + 1})"
+            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch']})"
             if val is not None
             else "no val split"
         )
