@@ -129,13 +129,58 @@ def test_corrupt_image_is_skipped_with_a_warning_and_recorded(tmp_path: Path) ->
     assert len(config["skipped_images"]) == 1
 
 
-def test_resume_with_another_model_is_refused(tmp_path: Path) -> None:
+def test_resume_with_other_descriptions_or_other_images_is_refused_but_an_older_run_resumes(
+    tmp_path: Path,
+) -> None:
     data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
     desc = make_descriptions(tmp_path / "d.jsonl")
-    train_run(data, desc, tmp_path / "run", "lite", {**CFG, "epochs": 1})
+    run, cfg = tmp_path / "run", {**CFG, "epochs": 1}
+    first = train_run(data, desc, run, "lite", cfg)
+    saved = json.loads((run / "last" / "state.json").read_text())
+    assert saved["data_fingerprint"] == first["data_fingerprint"] and len(first["data_fingerprint"]) == 16
     other = make_descriptions(tmp_path / "other.jsonl", per_class=2)
     with pytest.raises(FungalError, match="other classes or descriptions"):
-        train_run(data, other, tmp_path / "run", "lite", {**CFG, "epochs": 1}, resume=True)
+        train_run(data, other, run, "lite", cfg, resume=True)
+    # Same class names, other pictures (another seed): refused, on the CLI as one line.
+    redrawn = make_dataset(tmp_path / "redrawn", {"train": 2, "val": 1}, seed=1)
+    code, out = _cli("--data", str(redrawn), "--descriptions", str(desc), "--out", str(run), "--resume",
+                     "--config", str(_tiny_yaml(tmp_path)), "--epochs", "1", "--quiet")  # fmt: skip
+    assert code == 2 and "was trained on other images" in out and "Traceback" not in out, out
+    assert len([ln for ln in out.splitlines() if ln.startswith("error:")]) == 1
+    # One more file under val/ with the same data otherwise: refused too.
+    extra = data / "val" / "spore" / "000009.png"
+    extra.write_bytes((data / "val" / "spore" / "000000.png").read_bytes())
+    with pytest.raises(FungalError, match="other images"):
+        train_run(data, desc, run, "lite", cfg, resume=True)
+    extra.unlink()
+    # A run saved before the fingerprint existed still resumes (and records the fingerprint now).
+    state_file = run / "last" / "state.json"
+    state_file.write_text(json.dumps({k: v for k, v in saved.items() if k != "data_fingerprint"}))
+    again = train_run(data, desc, run, "lite", cfg, resume=True)
+    assert again["data_fingerprint"] == first["data_fingerprint"] and again["best_epoch"] == 0
+
+
+def test_resume_of_a_missing_run_or_one_without_a_finished_epoch_is_one_line(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    args = [
+        "--data",
+        str(data),
+        "--descriptions",
+        str(desc),
+        "--config",
+        str(_tiny_yaml(tmp_path)),
+        "--quiet",
+    ]
+    code, out = _cli(*args, "--out", str(tmp_path / "typo"), "--resume")
+    assert code == 2 and "cannot resume" in out and "does not exist" in out and "Traceback" not in out, out
+    assert not (tmp_path / "typo").exists()  # no silent fresh start, no folder made
+    started = tmp_path / "started"  # killed during its first epoch: config.json, no last/
+    started.mkdir()
+    (started / "config.json").write_text('{"status": "training"}')
+    code, out = _cli(*args, "--out", str(started), "--resume")
+    assert code == 2 and "has no resume state" in out, out
+    assert not (started / "model.safetensors").exists()
 
 
 def _tiny_yaml(tmp: Path) -> Path:

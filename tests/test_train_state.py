@@ -46,7 +46,10 @@ def test_resume_point_continues_after_the_saved_epoch_or_skips_a_stopped_run() -
 def test_open_resume_refuses_to_overwrite_and_fresh_starts_without_last(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    assert open_resume(run, resume=True, identity={"model": "lite"}) is None  # nothing to resume
+    with pytest.raises(FungalError, match="has no resume state"):  # nothing to resume: no fresh start
+        open_resume(run, resume=True, identity={"model": "lite"})
+    with pytest.raises(FungalError, match="does not exist"):
+        open_resume(tmp_path / "nope", resume=True, identity={"model": "lite"})
     assert open_resume(run, resume=False, identity={"model": "lite"}) is None
     (run / "model.safetensors").write_bytes(b"")
     with pytest.raises(FungalError, match="already holds a training run"):
