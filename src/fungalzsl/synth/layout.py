@@ -7,8 +7,10 @@ Layout (docs/dataset.md): ``SPLIT/CLASS/INDEX.png`` (ImageFolder) or ``shards/SP
 Crash safety and resumption:
 * every image or shard is written under a temporary name and renamed, so a file with the final name
   is always complete;
-* finished rows are appended (fsynced) to a journal in ``DIR/.fungalzsl-progress/``; ``--resume``
-  skips images whose file and row exist and redoes the rest (images are deterministic, so a redo is
+* a row goes into the journal in ``DIR/.fungalzsl-progress/`` (appended, fsynced) only once its
+  files are on disk: their data fsynced before the rename, their folders fsynced before the append;
+* ``--resume`` skips images whose row exists and whose files pass a cheap check (non-empty, a whole
+  PNG or tar: ``file_is_whole``) and redoes the rest (images are deterministic, so a redo is
   byte-identical);
 * ``metadata.*`` and then ``dataset.json`` are written last, only when every image exists: a dataset
   with a manifest is complete;
@@ -34,6 +36,7 @@ from fungalzsl.io import (
     atomic_path,
     atomic_write_json,
     ensure_writable_dir,
+    fsync_dir,
     name_problem,
     read_jsonl,
     write_jsonl,
@@ -86,7 +89,7 @@ def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_di
         tar.addfile(info, io.BytesIO(data))
 
     tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for row, files in samples:
             key = f"{row['index']:06d}"
             for ext in ("png", "mask.png", "inst.png"):
@@ -95,8 +98,44 @@ def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_di
             add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
             add(tar, f"{key}.cls", str(row["label_id"]).encode())
             add(tar, f"{key}.txt", row["label"].encode())
+        tar.close()  # writes the end-of-archive blocks into f, then the data is made durable
+        f.flush()
+        os.fsync(f.fileno())
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, path)
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and fsync it (the caller renames it into place)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def file_is_whole(path: Path) -> bool:
+    """A cheap check of a file a resume keeps: non-empty and, for a PNG, one that Pillow's ``verify``
+    accepts (signature, every chunk's CRC, the end chunk: no pixels decoded); for a tar, one whose
+    members all list. Catches the 0-byte, cut-short or zero-filled files a power loss can leave."""
+    try:
+        if path.stat().st_size == 0:
+            return False
+        if path.suffix == ".tar":
+            with tarfile.open(path) as tar:
+                return bool(tar.getmembers())
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # Pillow raises OSError, SyntaxError, struct.error… for damaged files
+        return False
 
 
 def shard_groups(jobs: list[Job], per_shard: int = SAMPLES_PER_SHARD) -> list[tuple[str, list[Job]]]:
@@ -171,18 +210,24 @@ class Journal:
         self.dir = out / PROGRESS_DIR
         self.path = self.dir / f"rows-{part[0]}-of-{part[1]}.jsonl"
         self.pending: list[dict] = []
+        self.dirs: set[Path] = set()  # folders the pending rows' files were renamed into
         self.last_flush = time.monotonic()
 
-    def add(self, rows: list[dict]) -> None:
+    def add(self, rows: list[dict], dirs: set[Path]) -> None:
+        """Queue ``rows``, whose files (data already fsynced) were renamed into the folders ``dirs``."""
         # Batched fsyncs: a hard kill loses at most ~1 s of rows, and those images are simply redone.
         self.pending.extend(rows)
+        self.dirs |= dirs
         if len(self.pending) >= 256 or time.monotonic() - self.last_flush > 1.0:
             self.flush()
 
     def flush(self) -> None:
+        """Make the pending rows' renames durable (fsync their folders), then append the rows."""
         if self.pending:
+            for d in sorted(self.dirs):
+                fsync_dir(d)
             append_jsonl(self.path, self.pending)
-            self.pending = []
+            self.pending, self.dirs = [], set()
         self.last_flush = time.monotonic()
 
     def rows(self) -> dict[int, dict]:
