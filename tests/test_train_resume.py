@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,117 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path: Path) -
     wb = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
     for k in ("image_proj.weight", "visual.conv_head.weight", "logit_scale"):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+# Bit-identical resume, in the style of Hugging Face Trainer's tests: train to the end; separately
+# interrupt a run and resume it; every file the runs leave must be the same (timings aside). 12
+# training images in batches of 6: 2 steps an epoch; epoch 2 starts the second unfreezing stage.
+EXACT = {"epochs": 3, "batch_size": 6, "unfreeze_every": 2, "unfreeze_max": {"image": 1, "text": 0},
+         "image_size": 32, "embed_dim": 16, "progress": False, "lr": 5e-3, "warmup_steps": 2,
+         "device": "cpu"}  # fmt: skip
+VARIANTS = {
+    "contrastive": {},
+    "sigmoid": {"loss": "sigmoid"},
+    "catlip": {"objective": "catlip"},
+    # The text tower (MiniLM, dropout 0.1) trains from epoch 2: the RNG must be where it was.
+    "dropout": {"unfreeze_max": {"image": 1, "text": 1}},
+}
+TIMINGS = ("epoch_s", "s_per_it", "train_wall_s")
+
+
+@pytest.fixture(scope="module")
+def exact_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path, Path]]:
+    """(data, descriptions, the uninterrupted run) of a variant, trained once per module."""
+    root = tmp_path_factory.mktemp("exact")
+    data = make_dataset(root / "data", {"train": 4, "val": 2})
+    desc = make_descriptions(root / "d.jsonl")
+    done: dict[str, Path] = {}
+
+    def get(variant: str) -> tuple[Path, Path, Path]:
+        if variant not in done:
+            train_run(data, desc, root / variant, "lite", {**EXACT, **VARIANTS[variant]})
+            done[variant] = root / variant
+        return data, desc, done[variant]
+
+    return get
+
+
+def _without_timings(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMINGS}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Every file of run ``a`` is in ``b`` with the same bytes; JSON files equal but for timings."""
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.suffix == ".jsonl":
+            got = [json.loads(line) for line in (b / rel).read_text().splitlines()]
+            want = [json.loads(line) for line in (a / rel).read_text().splitlines()]
+            assert _without_timings(got) == _without_timings(want), rel
+        elif rel.suffix == ".json":
+            got, want = json.loads((b / rel).read_text()), json.loads((a / rel).read_text())
+            assert _without_timings(got) == _without_timings(want), rel
+        else:  # weights, optimiser moments, RNG state, class embeddings: bit for bit
+            assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
+
+
+def _crash_at_step(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Stop the run just before its ``n``-th optimiser step (1-based): killed in the middle of an epoch."""
+    import fungalzsl.train.loop as loop
+
+    real, calls = loop.optimizer_step, [0]
+
+    def step(*args: object, **kwargs: object) -> None:
+        calls[0] += 1
+        if calls[0] == n:
+            raise Crash
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant, stop",
+    [
+        ("contrastive", "after epoch 0"),  # an epoch boundary inside the first unfreezing stage
+        ("contrastive", "after epoch 1"),  # resumes into epoch 2's new stage
+        ("contrastive", "at step 6"),  # mid-epoch 2: its first step was taken, then the run died
+        ("sigmoid", "after epoch 1"),
+        ("catlip", "after epoch 1"),
+        ("dropout", "after epoch 1"),
+        ("dropout", "at step 6"),
+    ],
+)
+def test_interrupted_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(
+    exact_runs: Callable[[str], tuple[Path, Path, Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variant: str,
+    stop: str,
+) -> None:
+    data, desc, straight = exact_runs(variant)
+    cfg, run = {**EXACT, **VARIANTS[variant]}, tmp_path / "resumed"
+    hook = None
+    if stop.startswith("after epoch"):
+        epoch = int(stop.rsplit(" ", 1)[1])
+
+        def hook(rec: dict) -> None:
+            if rec["epoch"] == epoch:
+                raise Crash  # as if killed right after the epoch's checkpoint
+
+    else:
+        _crash_at_step(monkeypatch, int(stop.rsplit(" ", 1)[1]))
+    with pytest.raises(Crash):
+        train_run(data, desc, run, "lite", cfg, on_epoch_end=hook)
+    monkeypatch.undo()
+    train_run(data, desc, run, "lite", cfg, resume=True)
+    assert_same_run(straight, run)
 
 
 def test_run_directory_contract(tmp_path: Path) -> None:
@@ -130,7 +242,7 @@ def test_corrupt_image_is_skipped_with_a_warning_and_recorded(tmp_path: Path) ->
 
 
 def test_resume_with_other_descriptions_or_other_images_is_refused_but_an_older_run_resumes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = make_dataset(tmp_path / "data", {"train": 2, "val": 1})
     desc = make_descriptions(tmp_path / "d.jsonl")
@@ -153,11 +265,24 @@ def test_resume_with_other_descriptions_or_other_images_is_refused_but_an_older_
     with pytest.raises(FungalError, match="other images"):
         train_run(data, desc, run, "lite", cfg, resume=True)
     extra.unlink()
-    # A run saved before the fingerprint existed still resumes (and records the fingerprint now).
+    # A run saved before the fingerprint existed still resumes (and records the fingerprint now), and
+    # its next epoch starts from the RNG state last/ saved: the first passes over the images did not
+    # draw from it (the slow bit-identical tests below show what that changes).
     state_file = run / "last" / "state.json"
     state_file.write_text(json.dumps({k: v for k, v in saved.items() if k != "data_fingerprint"}))
-    again = train_run(data, desc, run, "lite", cfg, resume=True)
-    assert again["data_fingerprint"] == first["data_fingerprint"] and again["best_epoch"] == 0
+    saved_rng = load_file(str(run / "last" / "optimizer.safetensors"))["rng.torch"]
+    import fungalzsl.train.loop as loop
+
+    real_enter, rng_at_epoch = loop.enter_stage, []
+
+    def enter_stage(t, state, epoch):
+        rng_at_epoch.append(torch.get_rng_state())
+        return real_enter(t, state, epoch)
+
+    monkeypatch.setattr(loop, "enter_stage", enter_stage)
+    again = train_run(data, desc, run, "lite", {**cfg, "epochs": 2}, resume=True)
+    assert again["data_fingerprint"] == first["data_fingerprint"] and again["epochs_run"] == 2
+    assert len(rng_at_epoch) == 1 and torch.equal(rng_at_epoch[0], saved_rng)
 
 
 def test_resume_of_a_missing_run_or_one_without_a_finished_epoch_is_one_line(tmp_path: Path) -> None:

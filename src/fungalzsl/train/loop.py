@@ -217,10 +217,17 @@ def begin(t: Trainer) -> None:
     """The first pass over the training images (unreadable ones are skipped for the whole run), the
     step count of the lr schedule, config.json with status "training", and the logs.
 
-    It runs after the resume: the pass draws from the global RNG (DataLoader seeding), and resumed
-    runs have always drawn it after the RNG was restored."""
+    A disk pass draws from the global RNG (DataLoader seeding). A fresh run draws it here (and for
+    val/ in its first validation); a resumed run makes both passes under a forked RNG, so training
+    continues from the RNG state that last/ saved, as the uninterrupted run did (dropout masks)."""
     cfg, inputs, cache = t.cfg, t.inputs, t.train_cache
-    valid = cache.scan()
+    if t.resume_point is None:
+        valid = cache.scan()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            valid = cache.scan()
+            if t.val_cache is not None:
+                t.val_cache.scan()
     if t.main and cache.errors:
         shown = "; ".join(cache.errors[:5]) + (" …" if len(cache.errors) > 5 else "")
         print(f"warning: skipped {len(cache.errors)} unreadable training image(s): {shown}", file=sys.stderr)
