@@ -190,18 +190,27 @@ def test_resume_makes_again_the_recorded_images_a_power_loss_damaged(clean, tmp_
     assert all(p.stat().st_mtime_ns == t for p, t in intact.items())  # whole files are kept
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
-def test_an_image_is_journalled_only_after_its_files_and_folders_are_fsynced(tmp_path, monkeypatch):
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_an_image_is_journalled_only_after_its_files_and_names_are_on_disk(tmp_path, monkeypatch, syncfs):
+    """Linux: one syncfs(2) of the file system per journal batch; elsewhere (or where it fails) an
+    fsync of every file (image and masks) and then of every folder they were renamed into."""
     import os
 
+    import fungalzsl.io
     import fungalzsl.synth.layout as layout
 
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("names open files through /proc")
     events: list[tuple[str, object]] = []
-    real_fsync, real_append = os.fsync, layout.append_jsonl
+    real_fsync, real_append, real_syncfs = os.fsync, layout.append_jsonl, fungalzsl.io._syncfs
 
     def fsync(fd: int) -> None:
         events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
         real_fsync(fd)
+
+    def record_syncfs(folder: Path) -> bool:
+        events.append(("syncfs", folder))
+        return real_syncfs(folder) if syncfs else False
 
     def append(path, rows):
         rows = list(rows)
@@ -210,17 +219,22 @@ def test_an_image_is_journalled_only_after_its_files_and_folders_are_fsynced(tmp
         real_append(path, rows)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(fungalzsl.io, "_syncfs", record_syncfs)
     monkeypatch.setattr(layout, "append_jsonl", append)
     out = tmp_path / "d"
     gen(out, num_images=6, seed=1, masks=True)
     journalled = [(i, r) for i, (kind, rows) in enumerate(events) if kind == "journal" for r in rows]
     assert len(journalled) == 6
     for at, row in journalled:
-        synced = [p for kind, p in events[:at] if kind == "fsync"]
+        before = [(kind, p) for kind, p in events[:at] if kind != "journal"]
         for key in ("file_name", "mask_file_name", "instance_file_name"):
             final = out / row[key]
-            wrote = [k for k, p in enumerate(synced) if p.name.startswith(f"{final.name}.")]  # its temp file
-            assert wrote and final.parent in synced[wrote[0] + 1 :], (key, row[key])
+            if syncfs:  # the batch's flush: a syncfs of the file system holding it, then the append
+                kind, folder = events[at - 1]
+                assert kind == "syncfs" and os.stat(folder).st_dev == os.stat(final).st_dev, key
+                continue
+            synced = [p for kind, p in before if kind == "fsync"]
+            assert final in synced and final.parent in synced[synced.index(final) + 1 :], (key, row[key])
 
 
 @pytest.mark.slow

@@ -75,6 +75,45 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def make_durable(files: Iterable[Path]) -> None:
+    """Put the data and the names of ``files`` (written, then renamed into place) on disk, before
+    anything records them as done. On Linux one ``syncfs(2)`` per file system holding them: one
+    journal commit for a batch of files, where an fsync each cost ~6 ms per image. Elsewhere, or if
+    it fails: an fsync of each file and then of each folder."""
+    files = list(files)
+    folders = sorted({f.parent for f in files})
+    devices: dict[int, Path] = {}
+    for d in folders:
+        with contextlib.suppress(OSError):
+            devices.setdefault(os.stat(d).st_dev, d)
+    if devices and all(_syncfs(d) for d in devices.values()):
+        return
+    for f in files:
+        with contextlib.suppress(OSError):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for d in folders:
+        fsync_dir(d)
+
+
+def _syncfs(folder: Path) -> bool:
+    """``syncfs(2)`` of the file system holding ``folder``; False where there is none or it failed."""
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (AttributeError, OSError):
+        return False
+    try:
+        return call(fd) == 0
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """UTF-8; surrogate escapes (non-UTF-8 file names) are written back as their original bytes."""
     atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))

@@ -8,7 +8,7 @@ Crash safety and resumption:
 * every image or shard is written under a temporary name and renamed, so a file with the final name
   is always complete;
 * a row goes into the journal in ``DIR/.fungalzsl-progress/`` (appended, fsynced) only once its
-  files are on disk: their data fsynced before the rename, their folders fsynced before the append;
+  files and their names are on disk (``fungalzsl.io.make_durable``, once per batch of rows);
 * ``--resume`` skips images whose row exists and whose files pass a cheap check (non-empty, a whole
   PNG or tar: ``file_is_whole``) and redoes the rest (images are deterministic, so a redo is
   byte-identical);
@@ -36,7 +36,7 @@ from fungalzsl.io import (
     atomic_path,
     atomic_write_json,
     ensure_writable_dir,
-    fsync_dir,
+    make_durable,
     name_problem,
     read_jsonl,
     write_jsonl,
@@ -89,7 +89,7 @@ def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_di
         tar.addfile(info, io.BytesIO(data))
 
     tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for row, files in samples:
             key = f"{row['index']:06d}"
             for ext in ("png", "mask.png", "inst.png"):
@@ -98,19 +98,8 @@ def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_di
             add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
             add(tar, f"{key}.cls", str(row["label_id"]).encode())
             add(tar, f"{key}.txt", row["label"].encode())
-        tar.close()  # writes the end-of-archive blocks into f, then the data is made durable
-        f.flush()
-        os.fsync(f.fileno())
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, path)
-
-
-def write_synced(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` and fsync it (the caller renames it into place)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -210,24 +199,23 @@ class Journal:
         self.dir = out / PROGRESS_DIR
         self.path = self.dir / f"rows-{part[0]}-of-{part[1]}.jsonl"
         self.pending: list[dict] = []
-        self.dirs: set[Path] = set()  # folders the pending rows' files were renamed into
+        self.files: list[Path] = []  # the pending rows' files, renamed into place
         self.last_flush = time.monotonic()
 
-    def add(self, rows: list[dict], dirs: set[Path]) -> None:
-        """Queue ``rows``, whose files (data already fsynced) were renamed into the folders ``dirs``."""
-        # Batched fsyncs: a hard kill loses at most ~1 s of rows, and those images are simply redone.
+    def add(self, rows: list[dict], files: list[Path]) -> None:
+        """Queue ``rows``, whose ``files`` were written and renamed into place."""
+        # Batched: a hard kill loses at most ~1 s of rows, and those images are simply redone.
         self.pending.extend(rows)
-        self.dirs |= dirs
+        self.files.extend(files)
         if len(self.pending) >= 256 or time.monotonic() - self.last_flush > 1.0:
             self.flush()
 
     def flush(self) -> None:
-        """Make the pending rows' renames durable (fsync their folders), then append the rows."""
+        """Put the pending rows' files on disk (data and names), then append the rows (fsynced)."""
         if self.pending:
-            for d in sorted(self.dirs):
-                fsync_dir(d)
+            make_durable(self.files)
             append_jsonl(self.path, self.pending)
-            self.pending, self.dirs = [], set()
+            self.pending, self.files = [], []
         self.last_flush = time.monotonic()
 
     def rows(self) -> dict[int, dict]:

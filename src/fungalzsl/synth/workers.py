@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.errors import fail
-from fungalzsl.synth.layout import Journal, mask_file_name, write_shard, write_synced
+from fungalzsl.synth.layout import Journal, mask_file_name, write_shard
 from fungalzsl.synth.plan import Job
 from fungalzsl.synth.preset import GeneratorPreset
 
@@ -57,9 +57,9 @@ def render_job(job: Job) -> tuple[dict, dict[str, bytes]]:
 def write_job(job: Job) -> dict:
     """Render one image (and its masks) and move the files into place; returns its metadata row.
 
-    Each file's data is fsynced before its rename; masks are renamed into place before the image, and
-    the row is journalled after both (and after their folders are fsynced, ``Journal.flush``): an image
-    whose masks are missing, or whose bytes a power loss could still take, is never counted as done."""
+    Masks are renamed into place before the image, and the row is journalled after both, once they are
+    on disk (``Journal.flush``): an image whose masks are missing, or whose bytes a power loss could
+    still take, is never counted as done."""
     row, files = render_job(job)
     out = Path(_STATE["out"])
     targets = [
@@ -74,7 +74,7 @@ def write_job(job: Job) -> dict:
         for final, data in targets:
             tmp = Path(_STATE["tmp_dir"]) / f"{final.name}.{os.getpid()}.tmp"
             tmps.append(tmp)
-            write_synced(tmp, data)
+            tmp.write_bytes(data)
         for (final, _), tmp in zip(targets, tmps):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
@@ -218,7 +218,7 @@ def run_folder(
                 row["file_name"],
                 *(row[k] for k in ("mask_file_name", "instance_file_name") if k in row),
             ]
-            journal.add([row], {(out / f).parent for f in files})
+            journal.add([row], [out / f for f in files])
             bar.tick()
 
 
@@ -245,5 +245,5 @@ def run_shards(
                 samples.append((row, files))
                 bar.tick()
             write_shard(out / path, samples, Path(state["tmp_dir"]))
-            journal.add([r for r, _ in samples], {(out / path).parent})
+            journal.add([r for r, _ in samples], [out / path])
             journal.flush()
