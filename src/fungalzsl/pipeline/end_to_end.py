@@ -36,6 +36,7 @@ def run_pipeline(
     from fungalzsl.synth.settings import load_generate_settings
     from fungalzsl.text.settings import describe_from_settings, load_describe_settings
     from fungalzsl.train.loop import resolve_config, train_run
+    from fungalzsl.train.state import can_resume
 
     cfg_path = resolve_config_path(config)
     overrides = overrides or {}
@@ -79,6 +80,7 @@ def run_pipeline(
             )
 
     def do_train(resume: bool) -> None:
+        resume = resume and can_resume(run_dir)  # killed before its first epoch ended: start it again
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)
         train_run(data_dir, desc_file, run_dir, config=train_cfg, resume=resume)

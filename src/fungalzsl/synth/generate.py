@@ -8,6 +8,7 @@ metadata files and then the manifest."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from fungalzsl.synth.layout import (
     SAMPLES_PER_SHARD,
     Journal,
     clean_temp_files,
+    file_is_whole,
     finalize,
     image_files,
     part_tmp_dir,
@@ -249,15 +251,20 @@ class _Run:
         )
         if self.fmt == "folder":
             mine = [j for j in self.jobs if j.index % n == i]
-            todo = [j for j in mine if not self.image_done(j, done_rows)]
+            kept = {j.index for j in mine if self.image_done(j, done_rows)}
+            damaged = {
+                j.index for j in mine if j.index in kept
+                and not all(file_is_whole(p) for p in image_files(out, j, self.masks))
+            }  # fmt: skip
+            _say_damaged(len(damaged), "image(s)")
+            todo = [j for j in mine if j.index not in kept or j.index in damaged]
             run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
             return
         groups = [g for k, g in enumerate(shard_groups(self.jobs, self.per_shard)) if k % n == i]
-        todo_groups = [
-            (p, js)
-            for p, js in groups
-            if not (out / p).is_file() or any(j.index not in done_rows for j in js)
-        ]
+        done = {p for p, js in groups if (out / p).is_file() and all(j.index in done_rows for j in js)}
+        damaged_shards = {p for p in done if not file_is_whole(out / p)}
+        _say_damaged(len(damaged_shards), "shard(s)")
+        todo_groups = [(p, js) for p, js in groups if p not in done or p in damaged_shards]
         total = sum(len(js) for _, js in groups)
         run_shards(out, todo_groups, total, self.workers, state, journal, progress, on_progress)
 
@@ -321,6 +328,15 @@ def _check_style(style: str, mode: str, renderer: str) -> None:
         raise fail(f"--style {style} draws --mode classes only", "drop --mode sequence or use --style paper")
     if renderer != "fast":
         raise fail(f"--style {style} is drawn with skia only", "drop --renderer matplotlib")
+
+
+def _say_damaged(n: int, what: str) -> None:
+    if n:
+        print(
+            f"note: {n} {what} recorded as done are empty or damaged (an interrupted write or a power "
+            "loss); making them again",
+            file=sys.stderr,
+        )
 
 
 def _check_masks(cfg: GeneratorPreset, renderer: str) -> None:

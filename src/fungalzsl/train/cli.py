@@ -29,7 +29,7 @@ def train(
         help="Preset name (cpu-default, paper) or a YAML file with a 'train:' section.",
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue from RUN/last (same model, data, descriptions)."
+        False, "--resume", help="Continue from RUN/last/ (same model, classes, descriptions, images)."
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (preset).", show_default=False),
     batch_size: int = typer.Option(

@@ -72,6 +72,7 @@ class Trainer:
     val_cache: FeatureCache | None
     final_frozen: dict[str, int]  # frozen groups per tower in the last epoch: where caches are cut
     resume_point: ResumePoint | None
+    identity: dict[str, Any]  # what a resume must match (state.run_identity), computed once
     keep: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # readable
     total_steps: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # config.json's fields before the finish
@@ -155,9 +156,10 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     torch.set_flush_denormal(True)
     inputs = read_inputs(data, descriptions)
     objective = objective_type(cfg, inputs)
+    identity = run_identity(cfg.model, inputs)
+    point = open_resume(run, resume, identity)  # before mkdir: a mistyped --resume --out makes nothing
     if rank == 0:
         ensure_writable_dir(run)  # after the input checks: bad input leaves no run directory behind
-    point = open_resume(run, resume, run_identity(cfg.model, inputs))
 
     torch.manual_seed(cfg.seed)  # also fixes the random init of new heads, so WiSE-FT's θ0 is reproducible
     options = {"embed_dim": cfg.embed_dim, **({"image_size": cfg.image_size} if cfg.image_size else {})}
@@ -188,7 +190,7 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     val_cache = cache(inputs.val_set) if inputs.val_set else None
     return Trainer(
         cfg, run, rank, world, device, inputs, objective, model, options, schedule, opt, scaler,
-        amp_dtype, train_cache, val_cache, final_frozen, point,
+        amp_dtype, train_cache, val_cache, final_frozen, point, identity,
     )  # fmt: skip
 
 
@@ -218,10 +220,17 @@ def begin(t: Trainer) -> None:
     """The first pass over the training images (unreadable ones are skipped for the whole run), the
     step count of the lr schedule, config.json with status "training", and the logs.
 
-    It runs after the resume: the pass draws from the global RNG (DataLoader seeding), and resumed
-    runs have always drawn it after the RNG was restored."""
+    A disk pass draws from the global RNG (DataLoader seeding). A fresh run draws it here (and for
+    val/ in its first validation); a resumed run makes both passes under a forked RNG, so training
+    continues from the RNG state that last/ saved, as the uninterrupted run did (dropout masks)."""
     cfg, inputs, cache = t.cfg, t.inputs, t.train_cache
-    valid = cache.scan()
+    if t.resume_point is None:
+        valid = cache.scan()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            valid = cache.scan()
+            if t.val_cache is not None:
+                t.val_cache.scan()
     if t.main and cache.errors:
         shown = "; ".join(cache.errors[:5]) + (" …" if len(cache.errors) > 5 else "")
         print(f"warning: skipped {len(cache.errors)} unreadable training image(s): {shown}", file=sys.stderr)
@@ -240,6 +249,7 @@ def begin(t: Trainer) -> None:
         "image_size": t.model.image_size,
         "embed_dim": t.model.embed_dim,
         "data": str(inputs.data.resolve()),
+        "data_fingerprint": t.identity["data_fingerprint"],
         "train": cfg.model_dump(),
         "world_size": t.world,
         "skipped_images": cache.errors,
@@ -370,8 +380,7 @@ def end_epoch(
         if improved:
             save_weights(t.model, t.run / MODEL_FILE, {"epoch": str(stage.epoch + 1)})
             t.objective.save_best(t.run)
-        identity = run_identity(t.cfg.model, t.inputs)
-        ckpt.save_last(t.run, t.model, t.opt, state.to_json(identity), t.objective.state_dict())
+        ckpt.save_last(t.run, t.model, t.opt, state.to_json(t.identity), t.objective.state_dict())
         t.progress.log_epoch(rec)
     return rec
 
