@@ -201,3 +201,16 @@ def test_styles_refuse_sequences_and_matplotlib_in_one_line(tmp_path):
         assert result.exit_code == 2
         assert "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_pipeline_config_chooses_the_style_and_keys_its_stage_by_it(tmp_path):
+    from fungalzsl.synth.settings import load_generate_settings
+
+    config = tmp_path / "c.yaml"
+    micro = load_generate_settings(config, {"preset": "paper", "style": "micrograph", "num_images": 6})
+    paper = load_generate_settings(config, {"preset": "paper", "num_images": 6})
+    assert micro.preset.variation.style == "micrograph" and paper.preset.variation.style == "paper"
+    assert micro.settings["style_algorithm"] == 1 and "style_algorithm" not in paper.settings
+    assert "style" not in paper.settings["preset"]["variation"]
+    with pytest.raises(Exception, match="style"):
+        load_generate_settings(config, {"preset": "paper", "style": "watercolour"})
