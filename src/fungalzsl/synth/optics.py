@@ -131,7 +131,7 @@ def sample_optics(rng: np.random.Generator) -> Optics:
 
 
 def _colour(skia: Any, rgb: np.ndarray, alpha: float = 1.0) -> Any:
-    r, g, b = (float(c) for c in np.clip(rgb, 0.0, 1.0))
+    r, g, b = (min(max(c, 0.0), 1.0) for c in np.asarray(rgb, dtype=np.float64).tolist())
     return skia.Color4f(r, g, b, float(alpha))
 
 
