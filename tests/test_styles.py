@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fungalzsl.errors import FungalError
 from fungalzsl.synth import (
     generate_dataset,
     load_preset,
@@ -214,3 +215,17 @@ def test_a_pipeline_config_chooses_the_style_and_keys_its_stage_by_it(tmp_path):
     assert "style" not in paper.settings["preset"]["variation"]
     with pytest.raises(Exception, match="style"):
         load_generate_settings(config, {"preset": "paper", "style": "watercolour"})
+
+
+def test_styles_refuse_a_preset_with_classes_they_do_not_draw(tmp_path):
+    preset = load_preset("paper").to_dict()
+    preset["classes"][2]["name"] = "sclerotium"
+    preset["classes"][1]["overlap"] = [
+        o for o in preset["classes"][1].get("overlap", []) if o["class"] != "mycelium"
+    ]
+    from fungalzsl.synth import GeneratorPreset
+
+    custom = GeneratorPreset.model_validate(preset)
+    with pytest.raises(FungalError, match="sclerotium"):
+        generate_dataset(tmp_path / "x", custom, num_images=3, style="micrograph", progress=False)
+    assert not (tmp_path / "x").exists()

@@ -255,11 +255,7 @@ def micro_decor(scene: Scene, rng: np.random.Generator, defocus_share: float) ->
     r = scene.circle_r[owner] * np.asarray(scene.circle_aspect)[owner]
     off = rng.uniform(-0.55, 0.55, size=(owner.size, 2)) * r[:, None]
     granules = np.column_stack((scene.circle_xy[owner] + off, r * rng.uniform(0.08, 0.22, size=owner.size)))
-    return Decor(blurred, septa, pick_struct(scene, pick), granules, owner)
-
-
-def pick_struct(scene: Scene, seg_index: np.ndarray) -> np.ndarray:
-    return np.asarray(scene.seg_struct)[seg_index]
+    return Decor(blurred, septa, np.asarray(scene.seg_struct)[pick], granules, owner)
 
 
 def draw_micro(canvas: Any, scene: Scene, decor: Decor, optics: Optics, size: int) -> None:
