@@ -23,7 +23,7 @@ from fungalzsl.synth import (
 )
 from fungalzsl.synth.layout import PROGRESS_DIR
 from fungalzsl.synth.micro import grow_filaments
-from fungalzsl.synth.style import MIXED_WEIGHTS, resolve_style
+from fungalzsl.synth.style import MIXED_WEIGHTS, STYLE_ALGORITHM, resolve_style
 
 N, SIZE = 9, 48
 
@@ -211,7 +211,7 @@ def test_a_pipeline_config_chooses_the_style_and_keys_its_stage_by_it(tmp_path):
     micro = load_generate_settings(config, {"preset": "paper", "style": "micrograph", "num_images": 6})
     paper = load_generate_settings(config, {"preset": "paper", "num_images": 6})
     assert micro.preset.variation.style == "micrograph" and paper.preset.variation.style == "paper"
-    assert micro.settings["style_algorithm"] == 1 and "style_algorithm" not in paper.settings
+    assert micro.settings["style_algorithm"] == STYLE_ALGORITHM and "style_algorithm" not in paper.settings
     assert "style" not in paper.settings["preset"]["variation"]
     with pytest.raises(Exception, match="style"):
         load_generate_settings(config, {"preset": "paper", "style": "watercolour"})
