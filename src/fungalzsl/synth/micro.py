@@ -175,9 +175,9 @@ def _add_spores(b: _Builder, rng: np.random.Generator, kind: str, host: bool, n:
 
 def _add_filaments(
     b: _Builder, rng: np.random.Generator, structs: list[int], start: np.ndarray, width: np.ndarray,
-    steps: np.ndarray, step_len: float, curvature: float | None = None,
+    steps: np.ndarray, step_len: float, curvature: float | None = None, heading: np.ndarray | None = None,
 ) -> None:  # fmt: skip
-    heading = rng.uniform(0, 2 * np.pi, size=len(structs))
+    heading = rng.uniform(0, 2 * np.pi, size=len(structs)) if heading is None else heading
     curvature = float(rng.uniform(0.02, 0.15)) if curvature is None else curvature
     b.segs.append(
         grow_filaments(rng, start, heading, width, steps, np.array(structs), step_len,
@@ -195,11 +195,11 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
         return b.scene(background)
     if label == "hyphae":
         n, w0 = int(rng.integers(1, 6)), rng.uniform(0.01, 0.045)
-        structs, starts, widths, steps = [], [], [], []
+        structs, starts, widths, steps, headings = [], [], [], [], []
         for _ in range(n):
             w = w0 * rng.uniform(0.8, 1.2)
-            p = rng.uniform(0.1, 0.9, size=2)
             germ = rng.uniform() < 0.45  # a germ tube growing from its spore
+            p = rng.uniform(0.1, 0.9, size=2) if germ else rng.uniform(0.25, 0.75, size=2)
             s = b.add(
                 "hyphae",
                 True,
@@ -208,14 +208,24 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
                 rng.uniform(0.6, 1.0),
                 rng.uniform(0, np.pi),
             )
-            for _ in range(int(rng.integers(1, 4)) if germ else 1):
+            a = rng.uniform(0, 2 * np.pi)
+            # Germ tubes leave their spore in any direction; any other hypha passes through the field
+            # (two walks from one point in opposite directions), so it never leaves only a stub at an edge.
+            tubes = (
+                [a + k * 2 * np.pi / 3 + rng.uniform(-0.5, 0.5) for k in range(int(rng.integers(1, 4)))]
+                if germ
+                else [a, a + np.pi]
+            )
+            for h in tubes:
                 structs.append(s)
                 starts.append(p)
                 widths.append(w)
-                steps.append(int(rng.integers(8, 40)) if germ else int(rng.integers(20, 60)))
+                headings.append(h)
+                steps.append(int(rng.integers(8, 40)) if germ else int(rng.integers(12, 35)))
         _add_filaments(
-            b, rng, structs, np.array(starts), np.array(widths), np.array(steps), rng.uniform(0.015, 0.03)
-        )
+            b, rng, structs, np.array(starts), np.array(widths), np.array(steps), rng.uniform(0.015, 0.03),
+            heading=np.array(headings),
+        )  # fmt: skip
         if rng.uniform() < 0.4:
             _add_spores(b, rng, "spore", False, int(rng.integers(1, 4)), w0 * rng.uniform(1.2, 2.5))
         return b.scene(background)
