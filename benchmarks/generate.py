@@ -85,13 +85,20 @@ def full_set(workers: int) -> dict:
     return {"n": 6000, "size": 224, "wall_s": round(wall, 2), "images_per_s": round(6000 / wall, 1)}
 
 
-def measure_styles(n: int, workers: int) -> list[dict]:
-    """Every style at 224 px in one run; cost ratios are per image against the paper style."""
-    rows = []
-    for style in STYLES:
-        fast = measure(n, 224, "fast", workers, style=style)
-        enc = measure(n, 224, "fast", workers, encode_only=True, style=style)
-        rows.append({"style": style, "fast": fast, "encode_only": enc})
+def measure_styles(n: int, workers: int, rounds: int = 3) -> list[dict]:
+    """Every style at 224 px in one run; cost ratios are per image against the paper style.
+
+    The styles take turns for ``rounds`` rounds and each keeps its fastest round (by CPU seconds), so
+    a burst of load from other jobs on a shared machine does not land on one style only."""
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for style in STYLES:
+            fast = measure(n, 224, "fast", workers, style=style)
+            enc = measure(n, 224, "fast", workers, encode_only=True, style=style)
+            prev = best.get(style)
+            if prev is None or fast["images_per_cpu_s"] > prev["fast"]["images_per_cpu_s"]:
+                best[style] = {"style": style, "fast": fast, "encode_only": enc, "rounds": rounds}
+    rows = [best[s] for s in STYLES]
     paper = rows[0]["fast"]
     for r in rows:
         r["cost_vs_paper"] = round(paper["images_per_s"] / r["fast"]["images_per_s"], 2)
@@ -121,11 +128,12 @@ def main() -> None:
     ap.add_argument("--full-set", action="store_true", help="also time the 6,000-image set end to end")
     ap.add_argument("--n-styles", type=int, default=300, help="images per style in the styles table")
     ap.add_argument("--styles-only", action="store_true", help="only the styles table")
+    ap.add_argument("--style-rounds", type=int, default=3, help="turns per style; each keeps its best")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args()
     if a.styles_only:
         load = os.getloadavg()
-        rows = measure_styles(a.n_styles, a.workers)
+        rows = measure_styles(a.n_styles, a.workers, a.style_rounds)
         print_styles(rows)
         out = a.out.with_name("generate_styles.json") if a.out == RESULTS else a.out
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +166,7 @@ def main() -> None:
         "mix": "paper preset, classes interleaved (balanced), seed 0, PNG compress_level 1",
         "results": rows,
     }
-    result["styles"] = measure_styles(a.n_styles, a.workers)
+    result["styles"] = measure_styles(a.n_styles, a.workers, a.style_rounds)
     if a.full_set:
         result["full_set"] = full_set(a.workers)
     result["machine"]["load_avg_after"] = os.getloadavg()

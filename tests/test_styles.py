@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fungalzsl.errors import FungalError
 from fungalzsl.synth import (
     generate_dataset,
     load_preset,
@@ -22,7 +23,7 @@ from fungalzsl.synth import (
 )
 from fungalzsl.synth.layout import PROGRESS_DIR
 from fungalzsl.synth.micro import grow_filaments
-from fungalzsl.synth.style import MIXED_WEIGHTS, resolve_style
+from fungalzsl.synth.style import MIXED_WEIGHTS, STYLE_ALGORITHM, resolve_style
 
 N, SIZE = 9, 48
 
@@ -200,4 +201,31 @@ def test_styles_refuse_sequences_and_matplotlib_in_one_line(tmp_path):
         )
         assert result.exit_code == 2
         assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_pipeline_config_chooses_the_style_and_keys_its_stage_by_it(tmp_path):
+    from fungalzsl.synth.settings import load_generate_settings
+
+    config = tmp_path / "c.yaml"
+    micro = load_generate_settings(config, {"preset": "paper", "style": "micrograph", "num_images": 6})
+    paper = load_generate_settings(config, {"preset": "paper", "num_images": 6})
+    assert micro.preset.variation.style == "micrograph" and paper.preset.variation.style == "paper"
+    assert micro.settings["style_algorithm"] == STYLE_ALGORITHM and "style_algorithm" not in paper.settings
+    assert "style" not in paper.settings["preset"]["variation"]
+    with pytest.raises(Exception, match="style"):
+        load_generate_settings(config, {"preset": "paper", "style": "watercolour"})
+
+
+def test_styles_refuse_a_preset_with_classes_they_do_not_draw(tmp_path):
+    preset = load_preset("paper").to_dict()
+    preset["classes"][2]["name"] = "sclerotium"
+    preset["classes"][1]["overlap"] = [
+        o for o in preset["classes"][1].get("overlap", []) if o["class"] != "mycelium"
+    ]
+    from fungalzsl.synth import GeneratorPreset
+
+    custom = GeneratorPreset.model_validate(preset)
+    with pytest.raises(FungalError, match="sclerotium"):
+        generate_dataset(tmp_path / "x", custom, num_images=3, style="micrograph", progress=False)
     assert not (tmp_path / "x").exists()

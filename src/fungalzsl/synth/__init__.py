@@ -3,7 +3,9 @@
 Modules: ``preset`` (the settings), ``plan`` (which image goes where), ``rng`` (per-image random
 streams), ``geometry``/``sequence``/``colour`` (what is drawn), ``render``/``masks`` (pixels),
 ``sample`` (one image's files and metadata row), ``workers`` (the process pool that makes them),
-``layout`` (where files go on disk, metadata, manifest, resume), ``generate`` (``generate_dataset``),
+``layout`` (where files go on disk, metadata, manifest, resume), ``style`` (``--style``: which look an
+image gets) with ``optics`` (microscope field, stain, artefacts, camera), ``micro`` (micrograph
+structures) and ``colony`` (plates and grain), ``generate`` (``generate_dataset``),
 ``release`` (importing the authors' published dataset), ``cli`` (``fungalzsl generate``).
 
 Python API::
@@ -11,6 +13,7 @@ Python API::
     from fungalzsl.synth import generate_dataset, load_preset
     generate_dataset("data/fungi", "paper", num_images=600, size=224, seed=0, palette="random")
     generate_dataset("data/seg", "paper", num_images=600, masks=True)  # + segmentation masks
+    generate_dataset("data/micro", "paper", num_images=600, style="micrograph")  # photographic look
 """
 
 from fungalzsl.synth.generate import generate_dataset

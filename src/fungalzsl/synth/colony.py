@@ -140,14 +140,18 @@ def _draw_plate(canvas: Any, look: ColonyLook, rng: np.random.Generator, size: i
         r = rng.uniform(0.03, 0.06, size=n) * size
         shade = rng.uniform(0.7, 1.25, size=n)
         paint = skia.Paint(AntiAlias=True)
-        for (x, y), rad, k, a in zip(
-            xy.tolist(), r.tolist(), shade.tolist(), rng.uniform(0, 180, size=n).tolist()
+        # Kernels as rotated ovals: one transform per kernel, colours as plain floats (no numpy per call).
+        colours = np.clip(look.background[None, :] * shade[:, None], 0.0, 1.0).tolist()
+        unit = skia.Rect.MakeXYWH(-1.0, -0.55, 2.0, 1.1)
+        for (x, y), rad, rgb, a in zip(
+            xy.tolist(), r.tolist(), colours, rng.uniform(0, 180, size=n).tolist()
         ):
-            paint.setColor4f(_colour(skia, look.background * k))
+            paint.setColor4f(skia.Color4f(rgb[0], rgb[1], rgb[2], 1.0))
             canvas.save()
             canvas.translate(x, y)
             canvas.rotate(a)
-            canvas.drawOval(skia.Rect.MakeXYWH(-rad, -0.55 * rad, 2 * rad, 1.1 * rad), paint)
+            canvas.scale(rad, rad)
+            canvas.drawOval(unit, paint)
             canvas.restore()
         return
     cx, cy, d = look.dish

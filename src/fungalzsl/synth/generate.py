@@ -33,7 +33,7 @@ from fungalzsl.synth.layout import (
     split_summary,
 )
 from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes, plan_sequences
-from fungalzsl.synth.preset import GeneratorPreset, resolve_preset
+from fungalzsl.synth.preset import PAPER_CLASSES, GeneratorPreset, resolve_preset
 from fungalzsl.synth.workers import OnProgress, run_folder, run_shards, worker_state
 
 Mode = Literal["classes", "sequence"]
@@ -94,7 +94,7 @@ def generate_dataset(
         style=style,
     )
     if cfg.variation.style != "paper":
-        _check_style(cfg.variation.style, mode, renderer)
+        _check_style(cfg, mode, renderer)
     if masks:
         _check_masks(cfg, renderer)
     settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
@@ -322,8 +322,15 @@ class _Run:
         return manifest
 
 
-def _check_style(style: str, mode: str, renderer: str) -> None:
+def _check_style(cfg: GeneratorPreset, mode: str, renderer: str) -> None:
     """Refuse, before any work, what the photographic styles do not draw."""
+    style = cfg.variation.style
+    unknown = [c for c in cfg.class_names if c not in PAPER_CLASSES]
+    if unknown:
+        raise fail(
+            f"--style {style} draws the classes {', '.join(PAPER_CLASSES)}; the preset also has {', '.join(unknown)}",
+            "use --style paper for your own classes, or a preset with those three",
+        )
     if mode != "classes":
         raise fail(f"--style {style} draws --mode classes only", "drop --mode sequence or use --style paper")
     if renderer != "fast":

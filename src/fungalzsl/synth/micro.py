@@ -120,22 +120,32 @@ class _Builder:
     def __init__(self) -> None:
         self.kind: list[str] = []
         self.host: list[bool] = []
-        self.xy: list[np.ndarray] = []
-        self.r: list[float] = []
-        self.aspect: list[float] = []
-        self.angle: list[float] = []
+        self.xy: list[np.ndarray] = []  # per add_many call: (n, 2) centres, (n,) radii, aspects, angles
+        self.r: list[np.ndarray] = []
+        self.aspect: list[np.ndarray] = []
+        self.angle: list[np.ndarray] = []
         self.segs: list[tuple[np.ndarray, ...]] = []
+
+    def add_many(
+        self, kind: str, host: bool, xy: np.ndarray, r: np.ndarray, aspect: np.ndarray | None = None,
+        angle: np.ndarray | None = None,
+    ) -> list[int]:  # fmt: skip
+        """``len(r)`` structures of one kind; returns their indices."""
+        n, first = len(r), len(self.kind)
+        self.kind += [kind] * n
+        self.host += [host] * n
+        self.xy.append(np.asarray(xy, np.float64).reshape(n, 2))
+        self.r.append(np.asarray(r, np.float64).reshape(n))
+        self.aspect.append(np.ones(n) if aspect is None else np.asarray(aspect, np.float64).reshape(n))
+        self.angle.append(np.zeros(n) if angle is None else np.asarray(angle, np.float64).reshape(n))
+        return list(range(first, first + n))
 
     def add(
         self, kind: str, host: bool, xy: np.ndarray, r: float, aspect: float = 1.0, angle: float = 0.0
     ) -> int:
-        self.kind.append(kind)
-        self.host.append(host)
-        self.xy.append(np.asarray(xy, np.float64))
-        self.r.append(float(r))
-        self.aspect.append(float(aspect))
-        self.angle.append(float(angle))
-        return len(self.kind) - 1
+        return self.add_many(
+            kind, host, np.reshape(xy, (1, 2)), np.array([r]), np.array([aspect]), np.array([angle])
+        )[0]
 
     def scene(self, background: np.ndarray, round_caps: bool = True) -> Scene:
         seg = [s for s in self.segs if s[0].shape[0]]
@@ -144,31 +154,30 @@ class _Builder:
             background=background,
             struct_kind=self.kind,
             struct_host=np.array(self.host, dtype=bool),
-            circle_xy=np.array(self.xy).reshape(-1, 2),
-            circle_r=np.array(self.r),
+            circle_xy=np.concatenate(self.xy) if self.xy else np.zeros((0, 2)),
+            circle_r=np.concatenate(self.r) if self.r else np.zeros(0),
             struct_rgb=np.zeros((len(self.kind), 3)),
             seg_xy=cat([s[0] for s in seg]) if seg else np.zeros((0, 4), np.float32),
             seg_width=cat([s[1] for s in seg]) * _PT_PER_SIDE if seg else np.zeros(0),
             seg_struct=cat([s[2] for s in seg]) if seg else np.zeros(0, np.int64),
             seg_level=cat([s[3] for s in seg]) if seg else np.zeros(0, np.int16),
             line_alpha=1.0,
-            circle_aspect=np.array(self.aspect),
-            circle_angle=np.array(self.angle),
+            circle_aspect=np.concatenate(self.aspect) if self.aspect else np.zeros(0),
+            circle_angle=np.concatenate(self.angle) if self.angle else np.zeros(0),
             round_caps=round_caps,
         )
 
 
 def _add_spores(b: _Builder, rng: np.random.Generator, kind: str, host: bool, n: int, r: float) -> None:
     xy, radius, aspect, angle = _spores(rng, n, r, spread=max(3 * r, 0.04))
-    for i in range(n):
-        b.add(kind, host, xy[i], radius[i], aspect[i], angle[i])
+    b.add_many(kind, host, xy, radius, aspect, angle)
 
 
 def _add_filaments(
     b: _Builder, rng: np.random.Generator, structs: list[int], start: np.ndarray, width: np.ndarray,
-    steps: np.ndarray, step_len: float, curvature: float | None = None,
+    steps: np.ndarray, step_len: float, curvature: float | None = None, heading: np.ndarray | None = None,
 ) -> None:  # fmt: skip
-    heading = rng.uniform(0, 2 * np.pi, size=len(structs))
+    heading = rng.uniform(0, 2 * np.pi, size=len(structs)) if heading is None else heading
     curvature = float(rng.uniform(0.02, 0.15)) if curvature is None else curvature
     b.segs.append(
         grow_filaments(rng, start, heading, width, steps, np.array(structs), step_len,
@@ -186,11 +195,11 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
         return b.scene(background)
     if label == "hyphae":
         n, w0 = int(rng.integers(1, 6)), rng.uniform(0.01, 0.045)
-        structs, starts, widths, steps = [], [], [], []
+        structs, starts, widths, steps, headings = [], [], [], [], []
         for _ in range(n):
             w = w0 * rng.uniform(0.8, 1.2)
-            p = rng.uniform(0.1, 0.9, size=2)
             germ = rng.uniform() < 0.45  # a germ tube growing from its spore
+            p = rng.uniform(0.1, 0.9, size=2) if germ else rng.uniform(0.25, 0.75, size=2)
             s = b.add(
                 "hyphae",
                 True,
@@ -199,14 +208,24 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
                 rng.uniform(0.6, 1.0),
                 rng.uniform(0, np.pi),
             )
-            for _ in range(int(rng.integers(1, 4)) if germ else 1):
+            a = rng.uniform(0, 2 * np.pi)
+            # Germ tubes leave their spore in any direction; any other hypha passes through the field
+            # (two walks from one point in opposite directions), so it never leaves only a stub at an edge.
+            tubes = (
+                [a + k * 2 * np.pi / 3 + rng.uniform(-0.5, 0.5) for k in range(int(rng.integers(1, 4)))]
+                if germ
+                else [a, a + np.pi]
+            )
+            for h in tubes:
                 structs.append(s)
                 starts.append(p)
                 widths.append(w)
-                steps.append(int(rng.integers(8, 40)) if germ else int(rng.integers(20, 60)))
+                headings.append(h)
+                steps.append(int(rng.integers(8, 40)) if germ else int(rng.integers(12, 35)))
         _add_filaments(
-            b, rng, structs, np.array(starts), np.array(widths), np.array(steps), rng.uniform(0.015, 0.03)
-        )
+            b, rng, structs, np.array(starts), np.array(widths), np.array(steps), rng.uniform(0.015, 0.03),
+            heading=np.array(headings),
+        )  # fmt: skip
         if rng.uniform() < 0.4:
             _add_spores(b, rng, "spore", False, int(rng.integers(1, 4)), w0 * rng.uniform(1.2, 2.5))
         return b.scene(background)
@@ -214,14 +233,14 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
         raise ValueError(f"the micrograph style draws spore, hyphae and mycelium, not {label!r}")
     n = int(rng.integers(25, 140))
     w0 = rng.uniform(0.003, 0.014) if n > 60 else rng.uniform(0.004, 0.02)
-    structs = [b.add("mycelium", True, (0.5, 0.5), 0.0) for _ in range(n)]
+    structs = b.add_many("mycelium", True, np.full((n, 2), 0.5), np.zeros(n))
     _add_filaments(
         b, rng, structs, rng.uniform(-0.1, 1.1, size=(n, 2)), w0 * rng.uniform(0.7, 1.3, size=n),
         rng.integers(8, 30, size=n), rng.uniform(0.03, 0.05), rng.uniform(0.05, 0.3),
     )  # fmt: skip
     if rng.uniform() < 0.5:
         k = int(rng.integers(1, 3))
-        thick = [b.add("hyphae", False, (0.5, 0.5), 0.0) for _ in range(k)]
+        thick = b.add_many("hyphae", False, np.full((k, 2), 0.5), np.zeros(k))
         _add_filaments(b, rng, thick, rng.uniform(0.0, 1.0, size=(k, 2)), np.full(k, w0 * rng.uniform(2, 3)),
                        rng.integers(15, 30, size=k), 0.04)  # fmt: skip
     # A dense network of thin tubes: square caps as the paper draws them (the masks follow the
@@ -246,11 +265,7 @@ def micro_decor(scene: Scene, rng: np.random.Generator, defocus_share: float) ->
     r = scene.circle_r[owner] * np.asarray(scene.circle_aspect)[owner]
     off = rng.uniform(-0.55, 0.55, size=(owner.size, 2)) * r[:, None]
     granules = np.column_stack((scene.circle_xy[owner] + off, r * rng.uniform(0.08, 0.22, size=owner.size)))
-    return Decor(blurred, septa, pick_struct(scene, pick), granules, owner)
-
-
-def pick_struct(scene: Scene, seg_index: np.ndarray) -> np.ndarray:
-    return np.asarray(scene.seg_struct)[seg_index]
+    return Decor(blurred, septa, np.asarray(scene.seg_struct)[pick], granules, owner)
 
 
 def draw_micro(canvas: Any, scene: Scene, decor: Decor, optics: Optics, size: int) -> None:
@@ -314,8 +329,8 @@ def _draw_tubes(
         paint.setColor4f(_colour(skia, rgb, alpha))
         for w, parts in by_width.items():
             sw = stroke(w)
-            if sw < 1.2 and rgb is not optics.wall:
-                continue  # a hairline has no visible lumen or halo
+            if rgb is not optics.wall and (sw < 1.2 or (w < 1.0 and optics.imaging != "phase")):
+                continue  # a hairline has no visible lumen, and a halo only in phase contrast
             path.readFromMemory(_path_bytes(np.ascontiguousarray(np.concatenate(parts))))
             # Round caps as the masks draw them (PixelLayout); hairlines take skia's fast butt-cap path.
             if sw < 1.0:

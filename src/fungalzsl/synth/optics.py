@@ -131,7 +131,7 @@ def sample_optics(rng: np.random.Generator) -> Optics:
 
 
 def _colour(skia: Any, rgb: np.ndarray, alpha: float = 1.0) -> Any:
-    r, g, b = (float(c) for c in np.clip(rgb, 0.0, 1.0))
+    r, g, b = (min(max(c, 0.0), 1.0) for c in np.asarray(rgb, dtype=np.float64).tolist())
     return skia.Color4f(r, g, b, float(alpha))
 
 
@@ -231,19 +231,21 @@ def finish(rgb: np.ndarray, optics: Optics, rng: np.random.Generator) -> np.ndar
     )
     # Auto-exposure: the camera brings the frame's mean to its own target, whatever the content
     # (the field is smooth, so mean(rgb·field) ≈ mean(rgb)·mean(field)).
-    field *= np.float32(optics.exposure / max(float(rgb.mean()) / 255 * float(field.mean()), 1e-3) / 255)
+    # In 0-255 units throughout, so that the image takes as few full passes as possible.
+    field *= np.float32(optics.exposure / max(float(rgb.mean()) / 255 * float(field.mean()), 1e-3))
     img = rgb * field[:, :, None]
     # Sensor noise: a window of a fixed noise field at a random offset and sign (drawing 3·size²
     # normals per image would cost more than the whole drawing); luminance plus a weaker colour part.
     bank = _noise_bank(size)
     oy, ox = (int(v) for v in rng.integers(0, _BANK_PAD, size=2))
     sign = np.float32(1.0 if rng.uniform() < 0.5 else -1.0)
-    tint = (rng.uniform(-1, 1, size=3) * optics.noise_sd * 0.4).astype(np.float32)
-    img += bank[oy : oy + size, ox : ox + size, :1] * (sign * np.float32(optics.noise_sd))
-    img += bank[ox : ox + size, oy : oy + size, 1:] * tint
-    np.clip(img, 0.0, 1.0, out=img)
-    img *= np.float32(255)
-    img += np.float32(0.5)
+    tint = (rng.uniform(-1, 1, size=3) * optics.noise_sd * 0.4 * 255).astype(np.float32)
+    noise = bank[ox : ox + size, oy : oy + size, 1:] * tint
+    lum = bank[oy : oy + size, ox : ox + size, :1] * (sign * np.float32(optics.noise_sd * 255))
+    lum += np.float32(0.5)  # rounding, folded into the small luminance term
+    noise += lum
+    img += noise
+    np.clip(img, 0.0, 255.0, out=img)
     out = img.astype(np.uint8)
     if optics.jpeg_quality:
         buf = io.BytesIO()

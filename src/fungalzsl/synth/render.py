@@ -182,18 +182,18 @@ class PixelLayout:
         """Structure ``s``'s segment groups as (first, end, drawn width in px), indexing ``self.seg``."""
         return self._groups[s]
 
-    def draw_disc(self, canvas: Any, s: int, paint: Any, scale: float = 1.0) -> None:
-        """Structure ``s``'s disc (an ellipse when the scene gives aspects), its radius × ``scale``."""
+    def draw_disc(self, canvas: Any, s: int, paint: Any) -> None:
+        """Structure ``s``'s disc (an ellipse when the scene gives aspects)."""
         x, y, r = self._discs[s]
         aspect = self.scene.circle_aspect
         if aspect is None or aspect[s] >= 1.0:
-            canvas.drawCircle(x, y, r * scale, paint)
+            canvas.drawCircle(x, y, r, paint)
             return
         canvas.save()
         canvas.translate(x, y)
         canvas.rotate(float(np.degrees(self.scene.circle_angle[s])))
         canvas.scale(1.0, float(aspect[s]))
-        canvas.drawCircle(0.0, 0.0, r * scale, paint)
+        canvas.drawCircle(0.0, 0.0, r, paint)
         canvas.restore()
 
 

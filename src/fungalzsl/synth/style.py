@@ -30,7 +30,9 @@ from fungalzsl.synth.rng import image_rng
 STYLE_STREAM = 1 << 21  # apart from the image index and SEQUENCE_STREAM
 # Which drawing code made a photographic style's pixels (as plan.IMAGE_ALGORITHM for the paper's):
 # part of a styled dataset's settings, so --resume and --shard never mix two versions.
-STYLE_ALGORITHM = 1
+# 1: first micrographs and colonies; 2: no halo on hairlines outside phase contrast, camera in 0-255,
+# hyphae that pass through the field.
+STYLE_ALGORITHM = 2
 MIXED_WEIGHTS = {"paper": 0.25, "micrograph": 0.5, "colony": 0.25}
 PHOTO_STYLES = ("micrograph", "colony")
 
