@@ -88,8 +88,26 @@ def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     except OSError as e:
         raise fail(f"cannot read {what} {path} ({e.strerror or e})", "check the path") from None
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise fail(f"{what} {path} is {kind}", "give a regular file")
+        raise fail(f"{what} {path} is {_kind(mode)}", "give a regular file")
+    return path
+
+
+def _kind(mode: int) -> str:
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """``path`` if it is free or a regular file (to be replaced or appended to); a one-line error if it
+    is a directory, a FIFO or a device: appending to a FIFO blocks until a reader appears, i.e. forever."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise fail(f"cannot use {what} {path} ({e.strerror or e})", "check the path") from None
+    if not stat.S_ISREG(mode):
+        raise fail(f"{what} {path} is {_kind(mode)}", "give the name of a regular file (or of a new one)")
     return path
 
 
@@ -170,7 +188,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Append records, one JSON object a line, flushed and fsynced so finished work survives a crash."""
-    path = Path(path)
+    path = output_file(path, "JSON Lines file")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A torn final line from an earlier crash must not glue onto the next record.
     if path.exists() and path.stat().st_size > 0:
