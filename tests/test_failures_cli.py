@@ -4,7 +4,10 @@ ONNX export spec, ``run`` keeping its last evaluation, and the command-line case
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,81 @@ def test_appending_to_a_fifo_is_refused(tmp_path):
     os.mkfifo(tmp_path / "p.jsonl")
     with pytest.raises(FungalError, match="not a regular file"):
         append_jsonl(tmp_path / "p.jsonl", [{"a": 1}])
+
+
+# ---- fungalzsl export --opset ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opset", ["0", "99", "-3"])
+def test_export_opset_outside_the_exporters_range_is_one_line(tmp_path, opset):
+    line = _one_line_error(RUN.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "x"),
+                                            "--opset", opset]))  # fmt: skip
+    assert f"--opset {opset} is not supported" in line and "17" in line
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_export_at_an_opset_the_model_cannot_use_is_one_line(tiny_pipeline, tmp_path):
+    cmd = [sys.executable, "-m", "fungalzsl", "export", str(tiny_pipeline / "run"), "--opset", "8"]
+    p = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "x")], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.stdout == ""  # not torch's dump of the whole graph
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "--opset 8" in errors[0] and "newer --opset" in errors[0], p.stderr
+    assert not (tmp_path / "x" / "image_encoder.onnx").exists()
+
+
+# ---- predict EXPORT_DIR with a damaged classifier.json -------------------------------------------------------
+
+GOOD_SPEC = {
+    "format": "fungalzsl-onnx-v1",
+    "classes": ["a", "b"],
+    "class_embeddings": [[1.0, 0.0], [0.0, 1.0]],
+    "logit_scale": 10.0,
+    "preprocess": [{"op": "to_tensor"}],
+}
+
+
+def _export_dir(tmp_path: Path, spec: bytes) -> Path:
+    d = tmp_path / "export"
+    d.mkdir()
+    (d / "classifier.json").write_bytes(spec)
+    (d / "image_encoder.onnx").write_bytes(b"not read: the spec is checked first")
+    return d
+
+
+def _spec(**changes) -> bytes:
+    spec = {**GOOD_SPEC, **changes}
+    return json.dumps({k: v for k, v in spec.items() if v is not None}).encode()
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (_spec(classes=None), "'classes' is missing"),
+        (b"[1, 2]", "JSON list, not an object"),
+        (b'{"classes": ["a",', "not valid JSON"),
+        (bytes(range(128, 256)), "not UTF-8"),
+        (_spec(classes="ab"), "not a list of class names"),
+        (_spec(class_embeddings=[[1.0, 0.0]]), "one finite row per class"),
+        (_spec(class_embeddings=[["x", 1], [0, 1]]), "not a table of numbers"),
+        (_spec(logit_scale="hot"), "'logit_scale' is not a number"),
+        (_spec(preprocess=[{"op": "rotate"}]), "unknown or incomplete"),
+        (_spec(preprocess=[{"op": "resize", "size": 4, "interpolation": "magic"}]), "interpolation"),
+    ],
+)
+def test_predict_with_a_damaged_export_spec_is_one_line_naming_the_file(tmp_path, spec, words):
+    d = _export_dir(tmp_path, spec)
+    (tmp_path / "x.png").write_bytes(b"x")
+    line = _one_line_error(RUN.invoke(app, ["predict", str(d), str(tmp_path / "x.png")]))
+    assert str(d / "classifier.json") in line and words in line and "fungalzsl export" in line, line
+
+
+def test_a_good_spec_is_read_back_as_arrays(tmp_path):
+    from fungalzsl.predict.onnx import read_spec
+
+    d = _export_dir(tmp_path, _spec())
+    spec = read_spec(d / "classifier.json")
+    assert spec["classes"] == ["a", "b"] and spec["class_embeddings"].shape == (2, 2)

@@ -111,14 +111,16 @@ def output_file(path: str | os.PathLike[str], what: str = "output file") -> Path
     return path
 
 
-def read_text_file(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The text of a UTF-8 file; a FIFO, a directory or bytes that are not UTF-8 are one-line errors."""
+def read_text_file(path: str | os.PathLike[str], what: str = "file", fix: str | None = None) -> str:
+    """The text of a UTF-8 file; a FIFO, a directory or bytes that are not UTF-8 are one-line errors
+    (ending with ``fix`` where the caller knows a better one than checking the path)."""
     path = regular_file(path, what)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise fail(
-            f"{what} {path} is not UTF-8 text (byte {e.start})", "check that the path names the right file"
+            f"{what} {path} is not UTF-8 text (byte {e.start})",
+            fix or "check that the path names the right file",
         ) from None
 
 
