@@ -127,3 +127,33 @@ def test_a_good_spec_is_read_back_as_arrays(tmp_path):
     d = _export_dir(tmp_path, _spec())
     spec = read_spec(d / "classifier.json")
     assert spec["classes"] == ["a", "b"] and spec["class_embeddings"].shape == (2, 2)
+
+
+# ---- fungalzsl run keeps its last good evaluation ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_whose_evaluate_fails_keeps_the_previous_eval_folder(tiny_pipeline, tmp_path, monkeypatch):
+    import shutil
+
+    import fungalzsl.eval.evaluate as evaluate
+    from fungalzsl.pipeline import run_pipeline
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_pipeline, out)
+    before = {p.name: p.read_bytes() for p in (out / "eval").iterdir() if p.is_file()}
+    assert "metrics.json" in before and "report.html" in before
+    real = evaluate.write_outputs
+
+    def dies_half_way(stage, *args, **kwargs):
+        (Path(stage) / "metrics.json").write_text("{}")  # a first new file, then the crash
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "write_outputs", dies_half_way)
+    cfg, changed = tiny_pipeline.parent / "tiny.yaml", {"evaluate": {"n_boot": 51}}  # evaluate reruns
+    with pytest.raises(OSError, match="No space"):
+        run_pipeline(out, cfg, overrides=changed, log=lambda _m: None)
+    assert {p.name: p.read_bytes() for p in (out / "eval").iterdir() if p.is_file()} == before
+    monkeypatch.setattr(evaluate, "write_outputs", real)
+    metrics = run_pipeline(out, cfg, overrides=changed, log=lambda _m: None)
+    assert json.loads((out / "eval" / "metrics.json").read_text()) == metrics

@@ -84,8 +84,7 @@ def run_pipeline(
         train_run(data_dir, desc_file, run_dir, config=train_cfg, resume=resume)
 
     def do_evaluate(resume: bool) -> None:
-        if eval_dir.exists():
-            shutil.rmtree(eval_dir)
+        # evaluate_run builds eval/ aside and swaps it in: a failed or killed evaluation keeps the last one
         evaluate_run(
             run_dir,
             data_dir,
