@@ -157,3 +157,49 @@ def test_run_whose_evaluate_fails_keeps_the_previous_eval_folder(tiny_pipeline, 
     monkeypatch.setattr(evaluate, "write_outputs", real)
     metrics = run_pipeline(out, cfg, overrides=changed, log=lambda _m: None)
     assert json.loads((out / "eval" / "metrics.json").read_text()) == metrics
+
+
+# ---- a full or read-only disk names the output that failed, not a temporary file or nothing -----------------
+
+
+def test_a_write_error_names_the_output_file(tmp_path, monkeypatch):
+    import errno
+
+    import fungalzsl.io as io_mod
+    from fungalzsl import errors
+
+    def no_space(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write/fsync raise it: no file name
+
+    monkeypatch.setattr(io_mod.os, "fsync", no_space)
+    for write in (
+        lambda p: io_mod.atomic_write_text(p, "x"),
+        lambda p: io_mod.append_jsonl(p, [{"a": 1}]),
+    ):
+        with pytest.raises(OSError) as info:
+            write(tmp_path / "r.csv")
+        line = errors.explain(info.value)
+        assert f"No space left on device: {tmp_path / 'r.csv'}." in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]  # the append's, no temporary left
+    line = _one_line_error(RUN.invoke(app, ["describe", "-n", "2", "-q", "--out", str(tmp_path / "d.jsonl")]))
+    assert str(tmp_path / "d.jsonl") in line
+
+
+def test_a_read_only_folder_names_the_output_not_its_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import fungalzsl.io as io_mod
+
+    def read_only(prefix, suffix, dir):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}k3j2.tmp")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as info, io_mod.atomic_path(tmp_path / "m.safetensors"):
+        pass
+    assert info.value.filename == str(tmp_path / "m.safetensors")
+    other = OSError(errno.EROFS, "Read-only file system", "/elsewhere/file")
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **_k: (_ for _ in ()).throw(other))
+    with pytest.raises(OSError) as info:
+        io_mod.atomic_write_text(tmp_path / "x.txt", "x")
+    assert info.value is other  # an error about another file keeps its own name

@@ -32,30 +32,49 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _tmp_beside(path: Path) -> Path:
+def _tmp_prefix(path: Path) -> str:
     # The temporary name is kept UTF-8 (the final name need not be), for libraries that need UTF-8 names.
     name = path.name if _is_utf8(Path(path.name)) else path.name.encode("utf-8", "backslashreplace").decode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
+    return f".{name}."
+
+
+def _tmp_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     return Path(tmp)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OS error while writing ``path`` names ``path``: a write or fsync error names no file, and one
+    on the temporary file names ``.NAME.XXXX.tmp``; either way the user needs to know which output."""
+    try:
+        yield
+    except OSError as e:
+        name = None if e.filename is None else Path(os.fsdecode(e.filename))
+        ours = name is None or (name.parent == path.parent and name.name.startswith(_tmp_prefix(path)))
+        if e.errno is None or not ours:
+            raise
+        raise type(e)(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from e
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with _naming(path):
+        tmp = _tmp_beside(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -131,14 +150,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     For writers that want a file name (safetensors, pyarrow, matplotlib)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
-        with _utf8_name(tmp) as name:
-            yield name
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with _naming(path):
+        tmp = _tmp_beside(path)
+        try:
+            with _utf8_name(tmp) as name:
+                yield name
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _is_utf8(path: Path) -> bool:
@@ -200,7 +220,7 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
         if torn:
             good = [ln for ln in path.read_text(encoding="utf-8").splitlines()[:-1]]
             atomic_write_text(path, "".join(ln + "\n" for ln in good))
-    with open(path, "a", encoding="utf-8") as f:
+    with _naming(path), open(path, "a", encoding="utf-8") as f:
         for rec in records:
             f.write(json_line(rec) + "\n")
         f.flush()
