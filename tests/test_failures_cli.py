@@ -203,3 +203,29 @@ def test_a_read_only_folder_names_the_output_not_its_temporary_file(tmp_path, mo
     with pytest.raises(OSError) as info:
         io_mod.atomic_write_text(tmp_path / "x.txt", "x")
     assert info.value is other  # an error about another file keeps its own name
+
+
+@pytest.mark.timeout(60)
+def test_atomic_writers_refuse_to_replace_a_fifo(tmp_path):
+    from fungalzsl.io import atomic_path, atomic_write_text
+
+    fifo = tmp_path / "stats.json"
+    os.mkfifo(fifo)
+    with pytest.raises(FungalError, match="not a regular file"):
+        atomic_write_text(fifo, "x")
+    with pytest.raises(FungalError, match="not a regular file"), atomic_path(fifo):
+        pass
+    d = tmp_path / "d.jsonl"
+    RUN.invoke(app, ["describe", "-n", "2", "-q", "--out", str(d)])
+    _one_line_error(RUN.invoke(app, ["describe", "stats", str(d), "--out", str(fifo)]))
+    fifo2 = tmp_path / "e.jsonl"
+    os.mkfifo(fifo2)
+    line = _one_line_error(
+        RUN.invoke(app, ["describe", "import", str(d), "--out", str(fifo2), "--overwrite"])
+    )
+    assert (
+        "not a regular file" in line
+        and fifo.is_fifo()
+        and fifo2.is_fifo()
+        and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    )

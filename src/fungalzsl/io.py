@@ -60,8 +60,9 @@ def _naming(path: Path) -> Iterator[None]:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one (a FIFO,
+    device or folder at ``path`` is refused, not replaced)."""
+    path = output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _naming(path):
         tmp = _tmp_beside(path)
@@ -148,7 +149,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
     For writers that want a file name (safetensors, pyarrow, matplotlib)."""
-    path = Path(path)
+    path = output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _naming(path):
         tmp = _tmp_beside(path)
