@@ -229,3 +229,13 @@ def test_atomic_writers_refuse_to_replace_a_fifo(tmp_path):
         and fifo2.is_fifo()
         and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     )
+
+
+def test_run_out_that_is_a_file_is_one_line_and_the_file_is_kept(tmp_path):
+    from conftest import write_tiny_config
+
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    cfg = write_tiny_config(tmp_path / "t.yaml")
+    line = _one_line_error(RUN.invoke(app, ["run", "--out", str(f), "--config", str(cfg)]))
+    assert "is a file, not a folder" in line and f.read_text() == "mine"

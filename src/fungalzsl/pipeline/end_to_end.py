@@ -49,6 +49,10 @@ def run_pipeline(
     evaluate = validate(EvaluateSettings, sections["evaluate"], f"{cfg_path.name}: evaluate")
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise fail(
+            f"--out {out} is a file, not a folder", "give a folder for the run's outputs (new or earlier)"
+        )
     data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
     set_name = plain_name(
         describe.set_name or describe.backend.split(":", 1)[0], f"{cfg_path.name}: describe set_name"
