@@ -32,3 +32,14 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     assert p.stderr.strip().startswith("error:") and "mapping" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     del load_yaml
+
+
+def test_help_lists_the_commands_in_pipeline_order():
+    import re
+
+    res = CliRunner().invoke(app, ["--help"], terminal_width=100)
+    listed = re.findall(r"^│ ([a-z]+) ", res.output, flags=re.M)
+    assert listed == [
+        "generate", "describe", "train", "evaluate", "compare", "table", "fewshot", "adapt",
+        "predict", "export", "serve", "loco", "shift", "run",
+    ]  # fmt: skip

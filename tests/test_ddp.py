@@ -97,7 +97,7 @@ def test_two_process_torchrun_run_matches_the_single_process_run(tmp_path: Path)
     assert config["world_size"] == 2 and config["status"] == "done"
     ddp = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     # rank 0 alone writes (one line per record): 2 steps per epoch (12 images, global batch 6)
-    assert [(r["epoch"], r["step"]) for r in ddp if r["type"] == "epoch"] == [(0, 2), (1, 4)]
+    assert [(r["epoch"], r["step"]) for r in ddp if r["type"] == "epoch"] == [(1, 2), (2, 4)]
     assert len({(r["type"], r["step"]) for r in ddp}) == len(ddp)
 
     # the same global batches in one process: same losses, same validation

@@ -48,6 +48,42 @@ def test_resume_after_a_torn_write_equals_an_uninterrupted_run(tmp_path):
     assert again.total_added == 0 and len(read_jsonl(part)) == 60
 
 
+@pytest.mark.parametrize(
+    "torn",
+    [
+        lambda line: line[: len(line) // 2],  # a kill mid-append: no newline
+        lambda line: line[: len(line) // 2] + "\n",  # cut short, yet newline-terminated
+        lambda line: "\x00" * len(line),  # a power loss: the tail's blocks never written
+    ],
+    ids=["no-newline", "newline", "nul-bytes"],
+)
+def test_resume_cuts_a_torn_last_line_and_stats_accepts_the_result(tmp_path, capsys, torn):
+    full = generate_descriptions("bank", per_class=6, out=tmp_path / "full.jsonl", seed=5, batch_size=4)
+    part = tmp_path / "part.jsonl"
+    lines = full.out.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:8]) + torn(lines[8]))
+    capsys.readouterr()
+    rep = generate_descriptions("bank", per_class=6, out=part, seed=5, batch_size=4, set_name="full")
+    assert "cut the torn last line" in capsys.readouterr().err
+    assert rep.existing == {"spore": 6, "hyphae": 2, "mycelium": 0}
+    assert [(r["class"], r["text"]) for r in read_jsonl(part)] == [
+        (r["class"], r["text"]) for r in read_jsonl(full.out)
+    ]
+    res = RUN.invoke(app, ["describe", "stats", str(part), "--json"])
+    assert res.exit_code == 0 and '"n": 6' in res.output, res.output
+
+
+def test_resume_refuses_a_malformed_line_mid_file_naming_it(tmp_path):
+    out = generate_descriptions("bank", per_class=3, out=tmp_path / "d.jsonl", batch_size=4).out
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:4]) + '{"class": "hyphae", "te\n' + "".join(lines[4:]))
+    before = out.read_bytes()
+    res = RUN.invoke(app, ["describe", "--backend", "bank", "--per-class", "5", "--out", str(out)])
+    assert res.exit_code == 2 and f"{out}:5 is not valid JSON" in res.output, res.output
+    assert "fix or delete that line" in res.output and "Traceback" not in res.output
+    assert out.read_bytes() == before  # nothing cut or appended
+
+
 def test_growing_per_class_tops_up_without_duplicates(tmp_path):
     out = tmp_path / "d.jsonl"
     generate_descriptions("bank", per_class=10, out=out)

@@ -141,3 +141,32 @@ def test_stats_counts_leaks_duplicates_and_overlap(tmp_path):
     assert res.exit_code == 0 and json.loads(res.output)["sets"][0]["set"] == "A"
     res = RUN.invoke(app, ["describe", "stats", str(a)])
     assert res.exit_code == 0 and "spore" in res.output and "mycelium" in res.output
+
+
+def test_a_whole_json_file_passed_as_descriptions_says_to_import_it(release_dir, tmp_path):
+    """--descriptions takes JSON Lines; the authors' generated_captions.json is one JSON array, whose first
+    line alone ("[") is not JSON. The error says what the file is and the command that converts it."""
+    captions = release_dir / "generated_captions.json"
+    with pytest.raises(FungalError) as e:
+        load_description_set(captions)
+    msg = str(e.value)
+    assert "is one JSON array (e.g. the authors' generated_captions.json), not JSON Lines" in msg
+    assert f"fungalzsl describe import {captions} --out generated_captions.jsonl" in msg
+    assert "not valid JSON" not in msg
+    obj = tmp_path / "mine.json"
+    obj.write_text(json.dumps({"spore": ["round dots"], "hyphae": ["threads"]}, indent=2))
+    with pytest.raises(FungalError, match="is one JSON object"):
+        load_description_set(obj)
+    res = RUN.invoke(app, ["describe", "stats", str(obj)])  # the CLI: one line, exit 2
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "describe import" in res.output
+    # the suggested command works, and its output is accepted
+    assert (
+        RUN.invoke(app, ["describe", "import", str(obj), "--out", str(tmp_path / "mine.jsonl")]).exit_code
+        == 0
+    )
+    assert set(load_description_set(tmp_path / "mine.jsonl").by_class) == {"spore", "hyphae"}
+    # a broken JSONL file keeps its line-numbered error
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"class": "spore", "text": "a"}\n{oops\n{"class": "spore", "text": "b"}\n')
+    with pytest.raises(FungalError, match=r"bad.jsonl:2 is not valid JSON"):
+        load_description_set(bad)

@@ -228,12 +228,28 @@ def test_compare_two_sets(toy_registry, tmp_path):
         (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o"], "no descriptions"),
         (["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/o", "--split", "val"], "no 'val' split"),
         (["evaluate", "nomodel", "--data", "{data}", "--out", "{tmp}/o"], "unknown model spec"),
-        (["evaluate", "{data}", "--data", "{data}", "--out", "{tmp}/o"], "not a run directory"),
+        (
+            ["evaluate", "{data}", "--data", "{data}", "--out", "{tmp}/o"],
+            "is a dataset folder (dataset.json): evaluate needs a training run",
+        ),
         (
             ["compare", "toy", "--data", "{data}", "--descriptions", "{tmp}/g.jsonl", "--out", "{tmp}/o"],
             "at least two",
         ),
-        (["table", "{tmp}/missing"], "is not a directory"),
+        (["table", "{tmp}/missing"], "missing does not exist: expected a run"),
+        (
+            [
+                "evaluate",
+                "toy",
+                "--data",
+                "{data}",
+                "--out",
+                "{tmp}/o",
+                "--descriptions",
+                "{tmp}/captions.json",
+            ],
+            "captions.json is one JSON array (e.g. the authors' generated_captions.json)",
+        ),
         (["evaluate", "toy", "--data", "{tmp}/g.jsonl", "--out", "{tmp}/o"], "is a file, not a dataset"),
         (
             ["evaluate", "toy", "--data", "{data}", "--out", "{tmp}/g.jsonl", "--classifier", "template"],
@@ -244,6 +260,9 @@ def test_compare_two_sets(toy_registry, tmp_path):
 def test_user_errors_are_one_line_exit_2(toy_registry, tmp_path, args, needle):
     data = make_colour_dataset(tmp_path / "data")
     write_descriptions(tmp_path / "g.jsonl", GOOD)
+    (tmp_path / "captions.json").write_text(
+        json.dumps([{"class_label": "red", "description": "x"}], indent=1)
+    )
     res = CliRunner().invoke(app, [a.format(tmp=tmp_path, data=data) for a in args])
     assert res.exit_code == 2, res.output
     assert res.output.startswith("error:") and needle in res.output

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from fungalzsl.io import read_jsonl
 from fungalzsl.synth import generate_dataset
 from fungalzsl.synth.layout import PROGRESS_DIR
 
@@ -162,6 +163,80 @@ def test_resume_after_interruption_completes_identically(clean, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())  # finished work not redone
 
 
+def test_resume_makes_again_the_recorded_images_a_power_loss_damaged(clean, tmp_path, capsys):
+    out = tmp_path / "lost"
+
+    def stop_after(done, total):
+        if done == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen(out, seed=3, on_progress=stop_after)
+    journal = next((out / PROGRESS_DIR).glob("rows-*.jsonl"))
+    listed = [out / json.loads(line)["file_name"] for line in journal.read_text().splitlines()]
+    assert len(listed) == 12
+    data = listed[0].read_bytes()
+    listed[0].write_bytes(b"")  # the name reached the disk, the data did not
+    listed[1].write_bytes(listed[1].read_bytes()[: len(data) // 2])  # cut short
+    listed[2].write_bytes(b"\0" * listed[2].stat().st_size)  # blocks allocated, never written
+    flipped = bytearray(listed[3].read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF  # one bad byte inside the image data: its CRC fails
+    listed[3].write_bytes(bytes(flipped))
+    intact = {p: p.stat().st_mtime_ns for p in listed[4:]}
+    capsys.readouterr()
+    gen(out, seed=3, resume=True)
+    assert "4 image(s) recorded as done are empty or damaged" in capsys.readouterr().err
+    assert tree_hashes(out) == tree_hashes(clean)
+    assert all(p.stat().st_mtime_ns == t for p, t in intact.items())  # whole files are kept
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_an_image_is_journalled_only_after_its_files_and_names_are_on_disk(tmp_path, monkeypatch, syncfs):
+    """Linux: one syncfs(2) of the file system per journal batch; elsewhere (or where it fails) an
+    fsync of every file (image and masks) and then of every folder they were renamed into."""
+    import os
+
+    import fungalzsl.io
+    import fungalzsl.synth.layout as layout
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("names open files through /proc")
+    events: list[tuple[str, object]] = []
+    real_fsync, real_append, real_syncfs = os.fsync, layout.append_jsonl, fungalzsl.io._syncfs
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def record_syncfs(folder: Path) -> bool:
+        events.append(("syncfs", folder))
+        return real_syncfs(folder) if syncfs else False
+
+    def append(path, rows):
+        rows = list(rows)
+        if path.name.startswith("rows-"):
+            events.append(("journal", rows))
+        real_append(path, rows)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(fungalzsl.io, "_syncfs", record_syncfs)
+    monkeypatch.setattr(layout, "append_jsonl", append)
+    out = tmp_path / "d"
+    gen(out, num_images=6, seed=1, masks=True)
+    journalled = [(i, r) for i, (kind, rows) in enumerate(events) if kind == "journal" for r in rows]
+    assert len(journalled) == 6
+    for at, row in journalled:
+        before = [(kind, p) for kind, p in events[:at] if kind != "journal"]
+        for key in ("file_name", "mask_file_name", "instance_file_name"):
+            final = out / row[key]
+            if syncfs:  # the batch's flush: a syncfs of the file system holding it, then the append
+                kind, folder = events[at - 1]
+                assert kind == "syncfs" and os.stat(folder).st_dev == os.stat(final).st_dev, key
+                continue
+            synced = [p for kind, p in before if kind == "fsync"]
+            assert final in synced and final.parent in synced[synced.index(final) + 1 :], (key, row[key])
+
+
 @pytest.mark.slow
 def test_resume_after_a_hard_kill(tmp_path):
     """SIGKILL a real 2-worker run mid-way, resume it, and get the same bytes as an uninterrupted run."""
@@ -178,12 +253,20 @@ def test_resume_after_a_hard_kill(tmp_path):
     cmd = [sys.executable, "-c", code, str(tmp_path / "k")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
-    while len(list((tmp_path / "k").rglob("*.png"))) < 80 and time.time() < deadline:
+    journals = tmp_path / "k" / PROGRESS_DIR
+
+    def journalled() -> int:
+        return sum(f.stat().st_size for f in journals.glob("rows-*.jsonl")) if journals.is_dir() else 0
+
+    while (len(list((tmp_path / "k").rglob("*.png"))) < 80 or not journalled()) and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole group: the main process and its workers
     proc.wait()
     assert 0 < len(list((tmp_path / "k").rglob("*.png"))) < 300
     assert not (tmp_path / "k/dataset.json").exists()
+    # and, as if the power went too, a journalled image whose data never reached the disk
+    rows = [r for j in journals.glob("rows-*.jsonl") for r in read_jsonl(j)]
+    (tmp_path / "k" / rows[0]["file_name"]).write_bytes(b"")
     done = subprocess.run([*cmd, "resume"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     gen(tmp_path / "ref", num_images=300, size=32, seed=5)
@@ -253,6 +336,8 @@ def test_webdataset_in_parts_and_resumed(tmp_path):
         gen(out, seed=2, fmt="webdataset", samples_per_shard=10, shard="0/2", on_progress=stop)
     assert not (out / "dataset.json").exists()
     assert (out / "shards/train-000000.tar").is_file() and not (out / "shards/train-000002.tar").exists()
+    cut = out / "shards/train-000001.tar"  # part 1's, journalled: a power loss left it cut short
+    cut.write_bytes(cut.read_bytes()[:1500])
     gen(out, seed=2, fmt="webdataset", samples_per_shard=10, resume=True)
     assert tree_hashes(out) == tree_hashes(tmp_path / "ref")
 

@@ -6,7 +6,7 @@ import pytest
 
 from fungalzsl.config import load_section, resolve_config_path
 from fungalzsl.errors import FungalError
-from fungalzsl.io import append_jsonl, atomic_path, atomic_write_text, read_jsonl, sha256_json
+from fungalzsl.io import append_jsonl, atomic_path, atomic_write_text, drop_torn_tail, read_jsonl, sha256_json
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path):
@@ -26,6 +26,21 @@ def test_torn_last_jsonl_line_is_ignored_then_repaired_on_append(tmp_path):
     append_jsonl(f, [{"a": 4}])
     assert read_jsonl(f) == [{"a": 1}, {"a": 2}, {"a": 4}]
     assert f.read_text().endswith('{"a": 4}\n')
+
+
+def test_torn_tail_is_cut_whatever_it_looks_like_and_a_whole_last_record_is_kept(tmp_path):
+    f = tmp_path / "d.jsonl"
+    big = {"t": "x" * 100_000}  # longer than one read-back block
+    for tail, cut in [("garbage\n\n", 9), ("\x00" * 70_000, 70_000), ("[1, 2]\n", 7), ("", 0)]:
+        f.write_text(json.dumps(big) + "\n" + tail)
+        assert drop_torn_tail(f) == cut, tail[:10]
+        append_jsonl(f, [{"a": 4}])
+        assert read_jsonl(f) == [big, {"a": 4}]
+    f.write_text('{"a": 1}\n{"a": 2}')  # whole, only its newline missing: kept, newline added
+    assert drop_torn_tail(f) == 0 and f.read_text() == '{"a": 1}\n{"a": 2}\n'
+    f.write_text('{"a": ')  # one torn line and nothing else
+    assert drop_torn_tail(f) == 6 and f.read_bytes() == b""
+    assert drop_torn_tail(tmp_path / "missing.jsonl") == 0 and drop_torn_tail(tmp_path) == 0
 
 
 def test_corrupt_middle_line_is_a_one_line_error(tmp_path):

@@ -83,7 +83,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.browser
-def test_headless_chromium_uploads_an_image_and_reads_the_prediction(clf, test_images, tmp_path):
+def test_headless_chromium_uploads_an_image_and_reads_the_prediction(
+    clf, test_images, tiny_pipeline, tmp_path
+):
+    """Upload, read the row, switch the label set (every shown image is rescored and the rows say which
+    set scored them), upload more (the status counts all rows), download the CSV, clear."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian chromium is not installed (.ci/run installs it)")
@@ -91,14 +95,22 @@ def test_headless_chromium_uploads_an_image_and_reads_the_prediction(clf, test_i
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(clf), host="127.0.0.1", port=port, log_level="warning"))
+    two = tiny_pipeline.parent / "two-stages.jsonl"
+    two.write_text(
+        '{"class": "early", "text": "round yellow spores, isolated single cells"}\n'
+        '{"class": "late", "text": "dense red branching network of mycelium filaments"}\n'
+    )
+    web = create_app(clf, {"two": two})
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
-    image = test_images[0]
+    image, more = test_images[0], test_images[1:3]
     expected = clf.predict(image)[0].prediction
+    clf_two = Classifier.load(tiny_pipeline, classes=two)
+    expected_two = {p.name: r.prediction for p, r in zip(test_images[:3], clf_two.predict(test_images[:3]))}
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
@@ -120,16 +132,36 @@ def test_headless_chromium_uploads_an_image_and_reads_the_prediction(clf, test_i
             row = page.locator(f'tr.result[data-name="{image.name}"]')
             row.wait_for(timeout=30_000)
             assert row.locator(".top-class").inner_text().strip() == expected
+            assert row.locator(".label-set").inner_text().strip() == "run"
             assert row.locator(".bar").count() == 3
+            # switching the label set rescores the image already shown, in place
+            page.select_option("#labelset", "two")
+            page.wait_for_function("document.querySelector('tr.result .label-set').textContent === 'two'")
+            assert row.locator(".bar").count() == 2
+            assert row.locator(".top-class").inner_text().strip() == expected_two[image.name]
+            # a second upload is scored with the current set and the status counts every row
+            page.set_input_files("#files", [str(p) for p in more])
+            page.wait_for_function("document.querySelectorAll('tr.result').length === 3")
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('3 of 3')")
+            assert page.inner_text("#status") == "3 of 3 classified (label set: two)."
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             with page.expect_download() as dl:
                 page.click("#download")
             rows = list(csv.DictReader(io.StringIO(dl.value.path().read_text())))
+            page.click("#clear")
+            page.wait_for_function("document.querySelectorAll('tr.result').length === 0")
+            cleared = (page.is_hidden("#results"), page.is_disabled("#download"), page.inner_text("#status"))
+            page.select_option("#labelset", "run")  # nothing left to rescore: no request, no rows
+            page.wait_for_timeout(300)
+            assert page.locator("tr.result").count() == 0
             browser.close()
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    assert rows[0]["path"] == image.name and rows[0]["prediction"] == expected
+    assert cleared == (True, True, "")
+    assert list(rows[0]) == ["path", "label_set", "prediction", "p_early", "p_late", "error"]
+    assert [r["path"] for r in rows] == [p.name for p in test_images[:3]]
+    assert all(r["label_set"] == "two" and r["prediction"] == expected_two[r["path"]] for r in rows)
     shot = Image.open(tmp_path / "page.png")
     assert shot.width >= 800 and shot.height >= 300
 

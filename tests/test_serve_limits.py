@@ -347,9 +347,35 @@ def test_serve_has_queue_size_and_upload_timeout_options(monkeypatch, tmp_path):
     monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, *a, **k: _app_clf()))
     monkeypatch.setattr(app_module, "create_app", lambda clf, sets, **kw: seen.update(kw) or "app")
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(ran=app))
+    (tmp_path / "config.json").write_text("{}")  # a run folder; Classifier.load is the fake above
     res = CliRunner().invoke(cli, ["serve", str(tmp_path), "--port", str(_free_port()), "--queue-size", "2",
                                    "--upload-timeout", "5"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert seen["max_queue"] == 2 and seen["upload_timeout"] == 5.0 and seen["ran"] == "app"
     bad = CliRunner().invoke(cli, ["serve", str(tmp_path), "--queue-size", "0"])
     assert bad.exit_code == 2 and "--queue-size" in bad.output
+
+
+def test_port_probe_accepts_a_port_whose_server_just_stopped_and_refuses_a_live_one():
+    """A stopped server leaves its accepted connections in TIME_WAIT: uvicorn (SO_REUSEADDR) can listen
+    again at once, so the probe before it must not say "Address already in use"."""
+    import socket
+
+    from fungalzsl.errors import FungalError
+    from fungalzsl.serve.cli import check_port_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    with pytest.raises(FungalError, match=f"cannot listen on 127.0.0.1:{port}"):
+        check_port_free("127.0.0.1", port)  # a live server: refused
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first, as a stopped server does: TIME_WAIT on `port`
+    client.close()
+    server.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the old probe (no SO_REUSEADDR) fails here ...
+    check_port_free("127.0.0.1", port)  # ... this one does not

@@ -156,7 +156,7 @@ def test_sigmoid_bias_survives_resume(tmp_path: Path) -> None:
         pass
 
     def crash(rec: dict) -> None:
-        if rec["epoch"] == 0:
+        if rec["epoch"] == 1:
             raise Crash
 
     with pytest.raises(Crash):

@@ -42,7 +42,7 @@ class _Crash(Exception):
 
 
 def _crash_after_first_epoch(rec: dict) -> None:
-    if rec["epoch"] == 0:
+    if rec["epoch"] == 1:  # counted from 1
         raise _Crash
 
 
@@ -64,7 +64,8 @@ def _numbers(run: Path, result: dict) -> dict:
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     optimizer = _stats(run / "last" / "optimizer.safetensors", lambda k: k.startswith("opt."))
     return {
-        "summary": {k: result.get(k) for k in SUMMARY},
+        # the reference counts epochs from 0, config.json (since "epoch_base": 1) from 1
+        "summary": {k: result.get(k) for k in SUMMARY} | {"best_epoch": result["best_epoch"] - 1},
         "steps": [[r[k] for k in STEP] for r in recs if r["type"] == "step"],
         "epochs": [[r[k] for k in EPOCH] for r in recs if r["type"] == "epoch"],
         "weights": _stats(run / "model.safetensors", WEIGHTS.__contains__),

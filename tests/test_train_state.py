@@ -46,7 +46,10 @@ def test_resume_point_continues_after_the_saved_epoch_or_skips_a_stopped_run() -
 def test_open_resume_refuses_to_overwrite_and_fresh_starts_without_last(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    assert open_resume(run, resume=True, identity={"model": "lite"}) is None  # nothing to resume
+    with pytest.raises(FungalError, match="has no resume state"):  # nothing to resume: no fresh start
+        open_resume(run, resume=True, identity={"model": "lite"})
+    with pytest.raises(FungalError, match="does not exist"):
+        open_resume(tmp_path / "nope", resume=True, identity={"model": "lite"})
     assert open_resume(run, resume=False, identity={"model": "lite"}) is None
     (run / "model.safetensors").write_bytes(b"")
     with pytest.raises(FungalError, match="already holds a training run"):
@@ -73,3 +76,37 @@ def test_pairs_match_each_image_with_a_description_of_its_class_and_split_over_r
             ranks[0][b][0].tolist() == idx[0::2].tolist() and ranks[1][b][1].tolist() == tidx[1::2].tolist()
         )
     assert all(len(i) >= 2 for i, _ in draw_pairs(inputs, keep[:5], 4, 3, 1, 0, 1))  # no 1-pair batch
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+def test_last_checkpoint_fsyncs_every_file_then_its_directory_then_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from fungalzsl.train import checkpoint as ckpt
+    from keyword_model import KeywordModel
+
+    model = KeywordModel()
+    model.spec = "keyword"
+    opt = torch.optim.AdamW([model.logit_scale], lr=0.1)
+    (model.logit_scale * 2).backward()
+    opt.step()
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt.save_last(run, model, opt, {"epoch": 0})
+    new = run / ".last-new"
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
+        at = [i for i, p in enumerate(synced) if p.parent == new and p.name.startswith(f".{name}.")]
+        assert at and synced[at[0] + 1] == new, (name, synced)  # the file, then the rename into place
+    assert synced[-1] == run  # the swap of .last-new into last/ is durable too
+    assert sorted(p.name for p in (run / "last").iterdir()) == ["model.safetensors", "optimizer.safetensors",
+                                                                 "state.json"]  # fmt: skip

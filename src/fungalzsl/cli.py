@@ -11,6 +11,12 @@ from typer.core import TyperGroup
 from fungalzsl import __version__
 from fungalzsl.errors import FungalError, debug_enabled, explain
 
+# The order of `fungalzsl --help`: the stages as data flows through them, then the protocols and `run`.
+PIPELINE_ORDER = (
+    "generate", "describe", "train", "evaluate", "compare", "table", "fewshot", "adapt",
+    "predict", "export", "serve", "loco", "shift", "run",
+)  # fmt: skip
+
 
 class _Group(TyperGroup):
     """Turns a user error raised anywhere below into one red line on stderr and exit code 2.
@@ -18,6 +24,12 @@ class _Group(TyperGroup):
     User errors are FungalError and the exception classes :func:`fungalzsl.errors.explain` knows (a file
     that is not UTF-8, a full disk, a damaged safetensors file...); anything else is a bug and keeps its
     traceback. ``FUNGALZSL_DEBUG=1`` shows the traceback of known errors too."""
+
+    def list_commands(self, ctx):  # type: ignore[no-untyped-def]
+        """``--help`` in pipeline order (as data flows), not click's alphabetical one; a command not in
+        :data:`PIPELINE_ORDER` comes after, in registration order."""
+        rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+        return sorted(self.commands, key=lambda n: rank.get(n, len(rank)))
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
@@ -63,6 +75,7 @@ def _root(
 
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
+    from fungalzsl.fewshot.cli import adapt, fewshot
     from fungalzsl.pipeline.cli import loco, run, shift
     from fungalzsl.predict.cli import export, predict
     from fungalzsl.serve.cli import serve
@@ -81,6 +94,8 @@ def _register() -> None:
     app.command("predict")(predict)
     app.command("serve")(serve)
     app.command("export")(export)
+    app.command("adapt")(adapt)
+    app.command("fewshot")(fewshot)
     app.command("run")(run)
 
 

@@ -72,10 +72,66 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            fsync_dir(path.parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make the names in directory ``path`` durable: after a rename into it, the file's data may be on
+    disk (fsynced) while its new name is not, and a power loss then leaves the old name or none.
+    Best effort: platforms and file systems that cannot fsync a directory are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def make_durable(files: Iterable[Path]) -> None:
+    """Put the data and the names of ``files`` (written, then renamed into place) on disk, before
+    anything records them as done. On Linux one ``syncfs(2)`` per file system holding them: one
+    journal commit for a batch of files, where an fsync each cost ~6 ms per image. Elsewhere, or if
+    it fails: an fsync of each file and then of each folder."""
+    files = list(files)
+    folders = sorted({f.parent for f in files})
+    devices: dict[int, Path] = {}
+    for d in folders:
+        with contextlib.suppress(OSError):
+            devices.setdefault(os.stat(d).st_dev, d)
+    if devices and all(_syncfs(d) for d in devices.values()):
+        return
+    for f in files:
+        with contextlib.suppress(OSError):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for d in folders:
+        fsync_dir(d)
+
+
+def _syncfs(folder: Path) -> bool:
+    """``syncfs(2)`` of the file system holding ``folder``; False where there is none or it failed."""
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (AttributeError, OSError):
+        return False
+    try:
+        return call(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -157,6 +213,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             with _utf8_name(tmp) as name:
                 yield name
             os.replace(tmp, path)
+            fsync_dir(path.parent)
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -209,18 +266,56 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
+def drop_torn_tail(path: str | os.PathLike[str]) -> int:
+    """Cut the last line of a JSON Lines file when it is not a whole JSON object — what a writer killed
+    mid-append (or a power loss: a tail of NUL bytes) leaves; returns the bytes cut (0: nothing torn).
+
+    Readers skip such a line (``read_jsonl``), but an append after it would leave it mid-file, where it
+    is an error. A whole last record that lacks only its newline gets one. Reads the tail only."""
+    path = Path(path)
+    if not path.is_file():  # never opens a FIFO: that would block
+        return 0
+    try:
+        with open(path, "r+b") as f:
+            return _cut_torn_tail(f)
+    except OSError:
+        return 0  # unreadable or read-only: left to the reader's or the writer's own error
+
+
+def _cut_torn_tail(f: Any) -> int:
+    size = f.seek(0, os.SEEK_END)
+    end, tail = size, b""
+    while end > 0:  # read back to the newline before the last non-blank line
+        step = min(end, 1 << 16)
+        f.seek(end - step)
+        tail = f.read(step) + tail
+        end -= step
+        if b"\n" in tail.rstrip(b" \t\r\n"):
+            break
+    body = tail.rstrip(b" \t\r\n")
+    start = body.rfind(b"\n") + 1
+    try:
+        whole = not body or isinstance(json.loads(body[start:]), dict)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        whole = False
+    if whole:
+        if body and not tail.endswith(b"\n"):
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return 0
+    keep = end + start
+    f.truncate(keep)
+    f.flush()
+    os.fsync(f.fileno())
+    return size - keep
+
+
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Append records, one JSON object a line, flushed and fsynced so finished work survives a crash."""
     path = output_file(path, "JSON Lines file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A torn final line from an earlier crash must not glue onto the next record.
-    if path.exists() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        if torn:
-            good = [ln for ln in path.read_text(encoding="utf-8").splitlines()[:-1]]
-            atomic_write_text(path, "".join(ln + "\n" for ln in good))
+    drop_torn_tail(path)  # a torn final line from an earlier crash must not end up mid-file
     with _naming(path), open(path, "a", encoding="utf-8") as f:
         for rec in records:
             f.write(json_line(rec) + "\n")

@@ -18,6 +18,7 @@ from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
 from fungalzsl.eval.report import Block, fmt, fmt_ci, write_blocks
 from fungalzsl.eval.scoring import Scored, embed_split, score_sets
 from fungalzsl.eval.sources import align_labels, dataset_classes, load_eval_images, load_source
+from fungalzsl.eval.textcache import TextStore, cached_text
 from fungalzsl.io import atomic_write_json, atomic_write_text
 from fungalzsl.outdir import staged_dir
 from fungalzsl.text.records import load_description_set
@@ -76,7 +77,7 @@ def score_comparison(
     found = align_labels(found, classes)
     emb = embed_split(source.model, found.paths, found.labels, classes, batch_size)
     scored = score_sets(
-        source.model,
+        cached_text(source.model, TextStore()),  # a set's retrieval texts are among its class texts
         emb,
         list(sets),
         classifier=classifier,

@@ -25,6 +25,7 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
+from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,
@@ -43,8 +44,10 @@ from fungalzsl.eval.sources import (
     stored_class_embeddings,
     training_description_path,
 )
+from fungalzsl.eval.textcache import TextStore, cached_text
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text
 from fungalzsl.outdir import staged_dir
+from fungalzsl.progress import step
 from fungalzsl.rundir import EVALUATIONS_FILE
 from fungalzsl.text.records import DescriptionSet, load_description_set
 
@@ -136,15 +139,20 @@ def classify(
     batch_size: int,
     device: str,
     kw: dict[str, Any],
+    store: TextStore | None = None,
 ) -> Scores:
     """Score the headline description sets, then each control classifier on the headline's texts,
-    then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options."""
+    then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options;
+    ``store``: where every text tower's embedded texts are kept for the whole evaluation."""
     source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
-    scored = score_sets(source.model, split_emb, sets, stored=inputs.stored, calibration=cal_split, **kw)
+    model = cached_text(source.model, store)
+    scored = score_sets(
+        model, split_emb, sets, stored=inputs.stored, calibration=cal_split, adapter=source.adapter, **kw
+    )
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
     if sets == [None] and td is not None:
         scored[0].metrics["retrieval"] = retrieval_metrics(
-            source.model, split_emb, load_description_set(td), seed, kw["max_retrieval_texts"]
+            model, split_emb, load_description_set(td), seed, kw["max_retrieval_texts"]
         )
     # The description set behind the headline, as text (the stored embeddings came from the training set).
     text_set = sets[0] if sets[0] is not None else (load_description_set(td) if td is not None else None)
@@ -153,7 +161,7 @@ def classify(
         by_classifier = {classifier: scored[0].metrics}
         for name in also_classifiers:
             only_names = name in ("template", "waffle")  # chils uses the set for its parents
-            one = score_sets(source.model, split_emb, [None if only_names else text_set], stored=None,
+            one = score_sets(model, split_emb, [None if only_names else text_set], stored=None,
                              calibration=cal_split, **{**kw, "classifier": name})  # fmt: skip
             by_classifier[name] = one[0].metrics
     base_scored: list[Scored] = []
@@ -165,7 +173,9 @@ def classify(
         # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
         base_sets = [text_set] if text_set is not None else [None]
         base_cls = "template" if text_set is None and classifier == "mean" else classifier
-        base_scored = score_sets(base, base_split, base_sets, stored=None, **{**kw, "classifier": base_cls})
+        base_scored = score_sets(
+            cached_text(base, store), base_split, base_sets, stored=None, **{**kw, "classifier": base_cls}
+        )
     return Scores(scored, by_classifier, base_scored, text_set)
 
 
@@ -195,6 +205,8 @@ def assemble_metrics(
         image_seconds=round(split_emb.seconds, 3),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if source.run_dir is not None and (training := training_summary(source.config)) is not None:
+        metrics["training"] = training
     if calibrate_on:  # then the headline was calibrated (embed_inputs embedded that split)
         metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
     if len(scores.scored) > 1:
@@ -280,6 +292,7 @@ def evaluate_run(
     device: str = "cpu",
     record: bool = True,
     calibrate_on: str | None = None,
+    cache_texts: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -290,7 +303,9 @@ def evaluate_run(
     descriptions help. ``calibrate_on`` (e.g. ``"val"``) refits the temperature on that split of the
     same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the
     evaluation to RUN/evaluations.jsonl (for ``table``); protocols that score a run on other data turn
-    it off. Returns the metrics dict that is also written to ``out/metrics.json``.
+    it off. ``cache_texts`` embeds each distinct text once per text tower (fungalzsl.eval.textcache);
+    False re-embeds them for every classifier, as before the cache. Returns the metrics dict that is
+    also written to ``out/metrics.json``.
 
     ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
     the previous one in place, and a folder holding other files is refused."""
@@ -319,6 +334,7 @@ def evaluate_run(
             batch_size=batch_size,
             device=device,
             kw=kw,
+            store=TextStore() if cache_texts else None,
         )
         metrics = assemble_metrics(
             inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on
@@ -338,7 +354,8 @@ def build_start_model(source: ModelSource) -> Any:
     seed = (source.config.get("train") or {}).get("seed")
     if isinstance(seed, int):
         torch.manual_seed(seed)
-    return build_model(source.start_spec, **options)
+    with step(f"starting the zero-shot start model {source.start_spec}", now=True):
+        return build_model(source.start_spec, **options)
 
 
 def write_predictions(path: Path, split: EmbeddedSplit, probs: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.io import atomic_write_text, read_jsonl
-from fungalzsl.rundir import METRICS_FILE
+from fungalzsl.rundir import METRICS_FILE, best_epoch
 
 
 @dataclass
@@ -113,6 +113,37 @@ def summary_row(label: str, m: dict[str, Any]) -> list[str]:
     return [label, *(fmt_ci(m.get(k), ci.get(k)) if k in ci else fmt(m.get(k)) for k in SUMMARY_KEYS)]
 
 
+def training_summary(config: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json's ``training``: what the report says about how the run trained (epochs counted
+    from 1; the loss floor only where the run recorded one, i.e. for the multi-positive loss)."""
+    if not config or "best_epoch" not in config:
+        return None
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    return {
+        "best_epoch": best_epoch(config),
+        "epochs_run": config.get("epochs_run"),
+        "final_train_loss": config.get("final_train_loss"),
+        "loss_floor": config.get("loss_floor"),
+        "batch_size": train.get("batch_size"),
+        "num_classes": len(config.get("classes") or []),
+    }
+
+
+def training_text(t: dict[str, Any]) -> str:
+    """The report's sentence on training: the best epoch, the last loss and its floor."""
+    text = f"Training: best epoch {fmt(t['best_epoch'])} of {fmt(t['epochs_run'])} (counted from 1)"
+    if t.get("final_train_loss") is not None:
+        text += f", last epoch's training loss {fmt(t['final_train_loss'], 2)}"
+    if t.get("loss_floor") is not None:
+        b, k = t["batch_size"], t["num_classes"]
+        text += (
+            f". The multi-positive loss cannot go below {fmt(t['loss_floor'], 2)} on these batches "
+            f"({b} images of {k} classes: each image has ~{b / max(k, 1):.0f} same-class positives, "
+            f"floor ≈ 2·ln({b}/{k})), so a loss near it means converged, not stuck"
+        )
+    return text + "."
+
+
 def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]:
     """The evaluation report: every number comes from the metrics dict ``m`` (read from metrics.json)."""
     classes = m["classes"]
@@ -139,6 +170,7 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             if m.get("calibration")
             else []
         ),
+        *([Block("p", training_text(m["training"]))] if m.get("training") else []),
         Block("h2", "Summary"),
         Block(
             "table",

@@ -10,8 +10,9 @@ from typing import Any
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
+from fungalzsl.progress import step
 from fungalzsl.release_split import find_images, read_split_file
-from fungalzsl.rundir import CONFIG_FILE
+from fungalzsl.rundir import resolve_run_dir
 
 
 def load_release_split(json_path: str | Path, images: str | Path | None) -> ImageSet:
@@ -110,6 +111,7 @@ class ModelSource:
     run_dir: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
     spec: str | None = None
+    adapter: Any = None  # a run written by ``fungalzsl adapt``: its fewshot.adapter.Adapter
 
     @property
     def start_spec(self) -> str | None:
@@ -122,29 +124,27 @@ class ModelSource:
         return m if isinstance(m, str) else None
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / CONFIG_FILE).is_file()
-
-
 def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
     """A run directory (``fungalzsl.models.load_run``), a model spec (``build_model``) or a model object."""
     if hasattr(run_or_spec, "encode_image"):
         return ModelSource(model=run_or_spec.eval(), label=type(run_or_spec).__name__)
     text = str(run_or_spec)
     path = Path(text)
-    if is_run_dir(path):
+    if path.exists():  # a run, the output folder of `fungalzsl run`, or a one-line error saying what it is
+        from fungalzsl.fewshot.adapter import load_adapter
         from fungalzsl.models import load_run
 
-        model, config = load_run(path)
-        return ModelSource(model=model.to(device).eval(), label=path.name, run_dir=path, config=config)
-    if path.exists():
-        raise fail(
-            f"{path} is not a run directory (no config.json)",
-            "pass a directory written by 'fungalzsl train', or a model spec such as 'lite'",
-        )
+        run = resolve_run_dir(path, "evaluate")
+        with step(f"loading run {run}", now=True):
+            model, config = load_run(run)
+        source = ModelSource(model=model.to(device).eval(), label=path.name, run_dir=run, config=config)
+        source.adapter = load_adapter(run)
+        return source
     from fungalzsl.models import build_model
 
-    return ModelSource(model=build_model(text).to(device).eval(), label=text, spec=text)
+    with step(f"starting model {text}", now=True):
+        model = build_model(text)
+    return ModelSource(model=model.to(device).eval(), label=text, spec=text)
 
 
 def training_description_path(source: ModelSource) -> Path | None:

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fungalzsl.errors import fail
+from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.report import fmt
 from fungalzsl.io import read_jsonl, read_text_file
-from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE
+from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE, best_epoch, resolve_run_dir
 
 # Names the trainer (or another tool) may use for the same quantity; the first one present wins.
 LR_KEYS = ("lr", "learning_rate")
@@ -95,24 +95,25 @@ def objective_name(config: dict[str, Any]) -> str | None:
 
 
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
-    """One Table 1 row from a run directory or an evaluation directory."""
+    """One Table 1 row from a run directory, the output folder of ``fungalzsl run`` or an evaluation
+    directory."""
     path = Path(path)
-    if not path.is_dir():
-        raise fail(f"{path} is not a directory", "pass run directories or evaluation output directories")
-    if (path / CONFIG_FILE).is_file():
-        own_data = _load_json(path / CONFIG_FILE).get("data")
-        run, metrics_file = path, latest_evaluation(path, split, own_data)
-        if metrics_file is None:
-            raise fail(
-                f"run {path} has no evaluation on split '{split}'",
-                f"run 'fungalzsl evaluate {path} --data DIR --out DIR' first",
-            )
-    elif (path / "metrics.json").is_file():
+    if (path / "metrics.json").is_file() and not (path / CONFIG_FILE).is_file():
         metrics_file = path / "metrics.json"
         rd = _load_json(metrics_file).get("model", {}).get("run_dir")
         run = Path(rd) if rd and Path(rd).is_dir() else None
     else:
-        raise fail(f"{path} has neither config.json nor metrics.json", "pass a run or evaluation directory")
+        try:
+            run = resolve_run_dir(path, "table")
+        except FungalError as e:
+            raise fail(f"{e} (table also takes an evaluation folder: one with metrics.json)") from None
+        own_data = _load_json(run / CONFIG_FILE).get("data")
+        metrics_file = latest_evaluation(run, split, own_data)
+        if metrics_file is None:
+            raise fail(
+                f"run {run} has no evaluation on split '{split}'",
+                f"run 'fungalzsl evaluate {path} --data DIR --out DIR' first",
+            )
     m = _load_json(metrics_file)
     config = _load_json(run / CONFIG_FILE) if run is not None else {}
     history = read_jsonl(run / METRICS_FILE) if run is not None and (run / METRICS_FILE).is_file() else []
@@ -132,6 +133,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "split": m.get("split"),
         "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
         "objective": objective_name(config),
+        "best_epoch": best_epoch(config),  # counted from 1, also for runs that recorded it from 0
+        "epochs_run": config.get("epochs_run"),
         "metrics": str(metrics_file),
     }
 
@@ -146,12 +149,18 @@ def _lr(v: Any) -> str:
     return f"{v:.0e}" if isinstance(v, float) else fmt(v)
 
 
+def _epoch(r: dict[str, Any]) -> str:
+    """``3 of 5``: the best epoch (from 1) of the epochs run."""
+    best, run = r.get("best_epoch"), r.get("epochs_run")
+    return fmt(best) + (f" of {run}" if best is not None and run is not None else "")
+
+
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions "
-        "| objective |"
+        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | best epoch "
+        "| descriptions | objective |"
     )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -161,7 +170,8 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lr += f" (backbone {_lr(r['backbone_lr'])})"
         lines.append(
             f"| {r['model']} | {lr} | {rate} | {rec} | "
-            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} | {fmt(r.get('objective'))} |"
+            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {_epoch(r)} | {r['descriptions']} | "
+            f"{fmt(r.get('objective'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -184,6 +194,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "descriptions",
             "backbone_lr",
             "objective",
+            "best_epoch",
+            "epochs_run",
         ]
     )
     for r in rows:
@@ -203,6 +215,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r["descriptions"],
                 r.get("backbone_lr"),
                 r.get("objective"),
+                r.get("best_epoch"),
+                r.get("epochs_run"),
             ]
         )
     return buf.getvalue()

@@ -12,7 +12,7 @@ from fungalzsl.errors import fail
 from fungalzsl.io import read_text_file
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.specs import SPEC_HELP
-from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE
+from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE, resolve_run_dir
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
 
@@ -70,14 +70,15 @@ def model_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TwoTowerModel, dict[str, Any]]:
-    """Rebuild a trained model from a run directory (best weights) and return it with its config dict."""
-    run = Path(run_dir)
+    """Rebuild a trained model from a run directory (best weights) and return it with its config dict;
+    the output folder of ``fungalzsl run`` stands for its ``run/`` (:func:`fungalzsl.rundir.resolve_run_dir`)."""
+    run = resolve_run_dir(run_dir)
     cfg_path = run / CONFIG_FILE
     weights = run / MODEL_FILE
-    if not cfg_path.is_file() or not weights.is_file():
+    if not weights.is_file():
         raise fail(
-            f"{run} is not a training run (needs config.json and model.safetensors)",
-            "run 'fungalzsl train' first",
+            f"{run} has {CONFIG_FILE} but no {MODEL_FILE}: its training has not finished",
+            "resume it with the same 'fungalzsl train ... --resume' (or 'fungalzsl run') command",
         )
     try:
         config = json.loads(read_text_file(cfg_path, "run config"))

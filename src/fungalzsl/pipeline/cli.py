@@ -104,7 +104,9 @@ def loco(
 
 
 def shift(
-    run: Path = typer.Argument(..., metavar="RUN_DIR", help="Run directory to test."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN_DIR", help="Run directory, or the output folder of 'fungalzsl run' (its run/)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory: data/, evals/, shift.md/.csv/.json."),
     variant: list[str] = typer.Option(
         None,

@@ -17,7 +17,7 @@ from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
 from fungalzsl.pipeline.stages import Stage, StageRunner
-from fungalzsl.rundir import MODEL_FILE
+from fungalzsl.rundir import MODEL_FILE, PIPELINE_RUN_DIR
 
 DEFAULT_CONFIG = "cpu-default"
 
@@ -36,6 +36,7 @@ def run_pipeline(
     from fungalzsl.synth.settings import load_generate_settings
     from fungalzsl.text.settings import describe_from_settings, load_describe_settings
     from fungalzsl.train.loop import resolve_config, train_run
+    from fungalzsl.train.state import can_resume
 
     cfg_path = resolve_config_path(config)
     overrides = overrides or {}
@@ -53,7 +54,7 @@ def run_pipeline(
         raise fail(
             f"--out {out} is a file, not a folder", "give a folder for the run's outputs (new or earlier)"
         )
-    data_dir, run_dir, eval_dir = out / "data", out / "run", out / "eval"
+    data_dir, run_dir, eval_dir = out / "data", out / PIPELINE_RUN_DIR, out / "eval"
     set_name = plain_name(
         describe.set_name or describe.backend.split(":", 1)[0], f"{cfg_path.name}: describe set_name"
     )
@@ -83,6 +84,7 @@ def run_pipeline(
             )
 
     def do_train(resume: bool) -> None:
+        resume = resume and can_resume(run_dir)  # killed before its first epoch ended: start it again
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)
         train_run(data_dir, desc_file, run_dir, config=train_cfg, resume=resume)

@@ -26,7 +26,7 @@ from fungalzsl.eval.evaluate import evaluate_run
 from fungalzsl.eval.report import Block, fmt, fmt_ci, render_markdown, write_blocks
 from fungalzsl.images import list_split
 from fungalzsl.io import atomic_write_json, atomic_write_text, ensure_writable_dir, write_jsonl
-from fungalzsl.rundir import CONFIG_FILE, LAST_DIR
+from fungalzsl.rundir import CONFIG_FILE, LAST_DIR, resolve_run_dir
 from fungalzsl.text.records import load_description_set
 
 # name → keyword arguments of fungalzsl.synth.generate_dataset (on top of the run's own preset).
@@ -246,7 +246,7 @@ def shift_robustness(
     the training data never used, so 'reference' is the in-distribution score the others drop from."""
     from fungalzsl.synth import generate_dataset, with_overrides
 
-    run, out = Path(run), ensure_writable_dir(out)
+    run, out = resolve_run_dir(run, "shift"), ensure_writable_dir(out)
     names = list(variants or SHIFT_VARIANTS)
     bad = [v for v in names if v not in SHIFT_VARIANTS]
     if bad:

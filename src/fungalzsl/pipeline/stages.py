@@ -20,8 +20,9 @@ from typing import Any
 
 from fungalzsl import __version__
 from fungalzsl.io import atomic_write_json, sha256_json
+from fungalzsl.rundir import PIPELINE_STATE_FILE
 
-STATE_FILE = "pipeline.json"
+STATE_FILE = PIPELINE_STATE_FILE
 
 
 @dataclass

@@ -15,6 +15,7 @@ from rich.table import Table
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, atomic_write_text
 from fungalzsl.predict.result import Prediction
+from fungalzsl.rundir import resolve_run_dir
 
 if TYPE_CHECKING:
     from fungalzsl.predict.classifier import Classifier
@@ -41,7 +42,8 @@ def write_results(path: Path, results: list[Prediction], classes: list[str]) -> 
 def predict(
     run_dir: Path = typer.Argument(
         ...,
-        help="Run directory from 'fungalzsl train' (RUN/run after 'fungalzsl run'), or an ONNX export directory.",
+        help="Run directory from 'fungalzsl train', the output folder of 'fungalzsl run' (its run/ is used), "
+        "or an ONNX export directory from 'fungalzsl export'.",
     ),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (searched recursively) or glob patterns."
@@ -64,12 +66,10 @@ def predict(
         raise fail(
             f"unknown output format {output.suffix or '(none)'} for {output}", "use a .csv or .json file name"
         )
-    from fungalzsl.predict.classifier import Classifier
     from fungalzsl.predict.onnx import OnnxClassifier, is_export_dir
-    from fungalzsl.runtime import configure_torch_threads
 
     clf: Classifier | OnnxClassifier
-    if is_export_dir(run_dir):
+    if is_export_dir(run_dir):  # onnxruntime only: this path never imports torch (docs/predict.md)
         if classes is not None:
             raise fail(
                 "--classes needs the text tower, which an ONNX export does not have",
@@ -77,8 +77,12 @@ def predict(
             )
         clf = OnnxClassifier(run_dir)
     else:
+        run = resolve_run_dir(run_dir, "predict")  # before torch loads: a wrong path fails at once
+        from fungalzsl.predict.classifier import Classifier
+        from fungalzsl.runtime import configure_torch_threads
+
         configure_torch_threads()
-        clf = Classifier.load(run_dir, classes=classes, device=device)
+        clf = Classifier.load(run, classes=classes, device=device)
     results = clf.predict(inputs, batch_size=batch_size)
     console = Console()
     table = Table(title=f"{sum(r.ok for r in results)} of {len(results)} images classified")
@@ -94,6 +98,12 @@ def predict(
         else:
             table.add_row(escape(r.path), "[red]error[/red]", *["" for _ in clf.classes])
     console.print(table)
+    if len(results) > show:
+        console.print(
+            f"… {len(results) - show} more not shown"
+            + (f"; all {len(results)} are in {output}" if output else "; use --output FILE.csv for all"),
+            soft_wrap=True,
+        )
     errors = [r for r in results if not r.ok]
     for r in errors:
         typer.secho(f"skipped: {r.error}", fg=typer.colors.YELLOW, err=True)
@@ -105,7 +115,9 @@ def predict(
 
 
 def export(
-    run_dir: Path = typer.Argument(..., help="Run directory written by 'fungalzsl train'."),
+    run_dir: Path = typer.Argument(
+        ..., help="Run directory from 'fungalzsl train', or the output folder of 'fungalzsl run'."
+    ),
     out: Path = typer.Option(..., "--out", help="Directory for image_encoder.onnx and classifier.json."),
     opset: int = typer.Option(17, help="ONNX opset version."),
 ) -> None:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from fungalzsl.images import ImageReadError, load_image
+from fungalzsl.progress import step
 
 
 class ImagePaths(Dataset):
@@ -62,13 +63,15 @@ def embed_images(
     feats: list[torch.Tensor] = []
     kept: list[int] = []
     errors: list[str] = []
-    for idx, xs, errs in loader:
-        errors.extend(e for _, e in errs)
-        if xs is not None:
-            feats.append(model.encode_image(xs.to(device)).float().cpu())
-            kept.extend(idx)
-        if progress:
-            progress(len(idx) + len(errs))
+    with step(f"embedding {len(paths)} images", len(paths)) as bar:
+        for idx, xs, errs in loader:
+            errors.extend(e for _, e in errs)
+            if xs is not None:
+                feats.append(model.encode_image(xs.to(device)).float().cpu())
+                kept.extend(idx)
+            bar.advance(len(idx) + len(errs))
+            if progress:
+                progress(len(idx) + len(errs))
     dim = feats[0].shape[1] if feats else 0
     return (torch.cat(feats) if feats else torch.empty(0, dim)), kept, errors
 
@@ -77,8 +80,9 @@ def embed_images(
 def embed_texts(model: Any, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """L2-normalised text embeddings, computed in batches without gradients."""
     model.eval()
-    out = [
-        model.encode_text(list(texts[i : i + batch_size])).float().cpu()
-        for i in range(0, len(texts), batch_size)
-    ]
+    out = []
+    with step(f"embedding {len(texts)} texts", len(texts)) as bar:
+        for i in range(0, len(texts), batch_size):
+            out.append(model.encode_text(list(texts[i : i + batch_size])).float().cpu())
+            bar.advance(len(out[-1]))
     return F.normalize(torch.cat(out), dim=-1)

@@ -24,9 +24,10 @@ from fungalzsl.io import atomic_path, atomic_write_json, read_text_file
 from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
 from fungalzsl.predict.zeroshot import class_probabilities_numpy
+from fungalzsl.rundir import EXPORT_ENCODER_FILE, EXPORT_SPEC_FILE
 
-ENCODER = "image_encoder.onnx"
-SPEC = "classifier.json"
+ENCODER = EXPORT_ENCODER_FILE
+SPEC = EXPORT_SPEC_FILE
 DEFAULT_OPSET = 17
 _PIL_INTERP = {
     "nearest": Image.NEAREST,
@@ -134,6 +135,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = DEFAULT_OPSET
     from torch.onnx import _constants as onnx_limits
 
     from fungalzsl.predict.classifier import Classifier
+    from fungalzsl.rundir import resolve_run_dir
 
     low, high = onnx_limits.ONNX_MIN_OPSET, onnx_limits.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
     if not low <= opset <= high:
@@ -141,7 +143,14 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = DEFAULT_OPSET
             f"--opset {opset} is not supported (the exporter writes opsets {low} to {high})",
             f"give one in that range; the default {DEFAULT_OPSET} suits every model here",
         )
-    clf = Classifier.load(run_dir)
+    clf = Classifier.load(resolve_run_dir(run_dir, "export"))
+    if clf.adapter is not None:
+        # classifier.json holds one cosine classifier; a cache or probe on top would change what every
+        # ONNX consumer computes, so the export says so rather than silently dropping the adaptation.
+        raise fail(
+            f"{run_dir} carries a few-shot '{clf.adapter.method}' adapter, which the ONNX export does not hold",
+            "serve or predict the adapted run directory itself, or export the run it was adapted from",
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = describe_transform(clf.model.preprocess)
@@ -178,7 +187,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = DEFAULT_OPSET
             "class_embeddings": torch.nn.functional.normalize(clf.class_embeddings, dim=-1).tolist(),
             "logit_scale": clf.logit_scale,
             "preprocess": steps,
-            "source_run": str(run_dir),
+            "source_run": str(clf.run_dir),
             "model": clf.config.get("model"),
         },
     )

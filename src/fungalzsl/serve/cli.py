@@ -7,11 +7,29 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
+from fungalzsl.rundir import resolve_run_dir
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail in one line if ``host:port`` cannot be listened on, before the model loads.
+
+    The probe sets SO_REUSEADDR as uvicorn's own socket does: a port whose last server just stopped
+    (connections in TIME_WAIT, nothing listening) is free to uvicorn, so it must be free here too."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise fail(
+                f"cannot listen on {host}:{port} ({e.strerror or e})", "choose another --port"
+            ) from None
 
 
 def serve(
     run_dir: Path = typer.Argument(
-        ..., help="Run directory written by 'fungalzsl train' (or RUN/run from 'fungalzsl run')."
+        ..., help="Run directory from 'fungalzsl train', or the output folder of 'fungalzsl run' (its run/)."
     ),
     host: str = typer.Option(
         "127.0.0.1", help="Address to bind; the default keeps the page on this machine."
@@ -48,20 +66,13 @@ def serve(
     from fungalzsl.runtime import configure_torch_threads
     from fungalzsl.serve.app import create_app
 
+    run = resolve_run_dir(run_dir, "serve")
     for d in descriptions:
         if not d.is_file():
             raise fail(f"description set {d} does not exist", "check the --descriptions path")
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise fail(
-                f"cannot listen on {host}:{port} ({e.strerror or e})", "choose another --port"
-            ) from None
+    check_port_free(host, port)
     configure_torch_threads()
-    clf = Classifier.load(run_dir, device=device)
+    clf = Classifier.load(run, device=device)
     app = create_app(
         clf,
         {d.stem: d for d in descriptions},
@@ -71,5 +82,5 @@ def serve(
         max_queue=queue_size,
         upload_timeout=upload_timeout,
     )
-    typer.echo(f"fungalzsl: serving {run_dir} on http://{host}:{port}/  (Ctrl+C to stop)")
+    typer.echo(f"fungalzsl: serving {run} on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,6 +8,7 @@ metadata files and then the manifest."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from fungalzsl.synth.layout import (
     SAMPLES_PER_SHARD,
     Journal,
     clean_temp_files,
+    file_is_whole,
     finalize,
     image_files,
     part_tmp_dir,
@@ -71,6 +73,7 @@ def generate_dataset(
     progress: bool = True,
     on_progress: OnProgress = None,
     masks: bool = False,
+    style: Literal["paper", "micrograph", "colony", "mixed"] | None = None,
 ) -> dict[str, Any]:
     """Generate (or finish) a synthetic dataset in ``out``; returns the manifest (``dataset.json``).
 
@@ -88,7 +91,10 @@ def generate_dataset(
         noise_sd=noise_sd,
         blur_radius=blur_radius,
         background=background,
+        style=style,
     )
+    if cfg.variation.style != "paper":
+        _check_style(cfg.variation.style, mode, renderer)
     if masks:
         _check_masks(cfg, renderer)
     settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
@@ -180,6 +186,10 @@ def _settings(
         settings["samples_per_shard"] = samples_per_shard
     if masks:  # only when on: datasets made without masks keep their settings hash
         settings["masks"] = True
+    if cfg.variation.style != "paper":  # likewise: paper datasets keep theirs
+        from fungalzsl.synth.style import STYLE_ALGORITHM
+
+        settings["style_algorithm"] = STYLE_ALGORITHM
     return settings
 
 
@@ -241,15 +251,20 @@ class _Run:
         )
         if self.fmt == "folder":
             mine = [j for j in self.jobs if j.index % n == i]
-            todo = [j for j in mine if not self.image_done(j, done_rows)]
+            kept = {j.index for j in mine if self.image_done(j, done_rows)}
+            damaged = {
+                j.index for j in mine if j.index in kept
+                and not all(file_is_whole(p) for p in image_files(out, j, self.masks))
+            }  # fmt: skip
+            _say_damaged(len(damaged), "image(s)")
+            todo = [j for j in mine if j.index not in kept or j.index in damaged]
             run_folder(todo, len(mine), self.workers, state, journal, progress, on_progress)
             return
         groups = [g for k, g in enumerate(shard_groups(self.jobs, self.per_shard)) if k % n == i]
-        todo_groups = [
-            (p, js)
-            for p, js in groups
-            if not (out / p).is_file() or any(j.index not in done_rows for j in js)
-        ]
+        done = {p for p, js in groups if (out / p).is_file() and all(j.index in done_rows for j in js)}
+        damaged_shards = {p for p in done if not file_is_whole(out / p)}
+        _say_damaged(len(damaged_shards), "shard(s)")
+        todo_groups = [(p, js) for p, js in groups if p not in done or p in damaged_shards]
         total = sum(len(js) for _, js in groups)
         run_shards(out, todo_groups, total, self.workers, state, journal, progress, on_progress)
 
@@ -285,6 +300,13 @@ class _Run:
             "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
             "masks": self.masks,
         }
+        if cfg.variation.style != "paper":  # only then: paper manifests stay as they were
+            from fungalzsl.synth.style import MIXED_WEIGHTS, STYLE_ALGORITHM
+
+            manifest["style"] = cfg.variation.style
+            manifest["style_algorithm"] = STYLE_ALGORITHM
+            if cfg.variation.style == "mixed":
+                manifest["style_weights"] = MIXED_WEIGHTS
         if self.masks:
             from fungalzsl.synth.masks import COVERAGE_THRESHOLD, label_map
 
@@ -298,6 +320,23 @@ class _Run:
         if self.fmt == "webdataset":
             manifest["shards"] = {p: len(js) for p, js in shard_groups(self.jobs, self.per_shard)}
         return manifest
+
+
+def _check_style(style: str, mode: str, renderer: str) -> None:
+    """Refuse, before any work, what the photographic styles do not draw."""
+    if mode != "classes":
+        raise fail(f"--style {style} draws --mode classes only", "drop --mode sequence or use --style paper")
+    if renderer != "fast":
+        raise fail(f"--style {style} is drawn with skia only", "drop --renderer matplotlib")
+
+
+def _say_damaged(n: int, what: str) -> None:
+    if n:
+        print(
+            f"note: {n} {what} recorded as done are empty or damaged (an interrupted write or a power "
+            "loss); making them again",
+            file=sys.stderr,
+        )
 
 
 def _check_masks(cfg: GeneratorPreset, renderer: str) -> None:

@@ -7,8 +7,10 @@ Layout (docs/dataset.md): ``SPLIT/CLASS/INDEX.png`` (ImageFolder) or ``shards/SP
 Crash safety and resumption:
 * every image or shard is written under a temporary name and renamed, so a file with the final name
   is always complete;
-* finished rows are appended (fsynced) to a journal in ``DIR/.fungalzsl-progress/``; ``--resume``
-  skips images whose file and row exist and redoes the rest (images are deterministic, so a redo is
+* a row goes into the journal in ``DIR/.fungalzsl-progress/`` (appended, fsynced) only once its
+  files and their names are on disk (``fungalzsl.io.make_durable``, once per batch of rows);
+* ``--resume`` skips images whose row exists and whose files pass a cheap check (non-empty, a whole
+  PNG or tar: ``file_is_whole``) and redoes the rest (images are deterministic, so a redo is
   byte-identical);
 * ``metadata.*`` and then ``dataset.json`` are written last, only when every image exists: a dataset
   with a manifest is complete;
@@ -34,6 +36,7 @@ from fungalzsl.io import (
     atomic_path,
     atomic_write_json,
     ensure_writable_dir,
+    make_durable,
     name_problem,
     read_jsonl,
     write_jsonl,
@@ -97,6 +100,31 @@ def write_shard(path: Path, samples: list[tuple[dict, dict[str, bytes]]], tmp_di
             add(tar, f"{key}.txt", row["label"].encode())
     path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, path)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def file_is_whole(path: Path) -> bool:
+    """A cheap check of a file a resume keeps: non-empty and, for a PNG, one that Pillow's ``verify``
+    accepts (signature, every chunk's CRC, the end chunk: no pixels decoded); for a tar, one whose
+    members all list. Catches the 0-byte, cut-short or zero-filled files a power loss can leave."""
+    try:
+        if path.stat().st_size == 0:
+            return False
+        if path.suffix == ".tar":
+            with tarfile.open(path) as tar:
+                return bool(tar.getmembers())
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # Pillow raises OSError, SyntaxError, struct.error… for damaged files
+        return False
 
 
 def shard_groups(jobs: list[Job], per_shard: int = SAMPLES_PER_SHARD) -> list[tuple[str, list[Job]]]:
@@ -171,18 +199,23 @@ class Journal:
         self.dir = out / PROGRESS_DIR
         self.path = self.dir / f"rows-{part[0]}-of-{part[1]}.jsonl"
         self.pending: list[dict] = []
+        self.files: list[Path] = []  # the pending rows' files, renamed into place
         self.last_flush = time.monotonic()
 
-    def add(self, rows: list[dict]) -> None:
-        # Batched fsyncs: a hard kill loses at most ~1 s of rows, and those images are simply redone.
+    def add(self, rows: list[dict], files: list[Path]) -> None:
+        """Queue ``rows``, whose ``files`` were written and renamed into place."""
+        # Batched: a hard kill loses at most ~1 s of rows, and those images are simply redone.
         self.pending.extend(rows)
+        self.files.extend(files)
         if len(self.pending) >= 256 or time.monotonic() - self.last_flush > 1.0:
             self.flush()
 
     def flush(self) -> None:
+        """Put the pending rows' files on disk (data and names), then append the rows (fsynced)."""
         if self.pending:
+            make_durable(self.files)
             append_jsonl(self.path, self.pending)
-            self.pending = []
+            self.pending, self.files = [], []
         self.last_flush = time.monotonic()
 
     def rows(self) -> dict[int, dict]:

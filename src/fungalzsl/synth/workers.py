@@ -57,8 +57,9 @@ def render_job(job: Job) -> tuple[dict, dict[str, bytes]]:
 def write_job(job: Job) -> dict:
     """Render one image (and its masks) and move the files into place; returns its metadata row.
 
-    Masks are renamed into place before the image, and the row is journalled after both: an image
-    whose masks are missing is never counted as done."""
+    Masks are renamed into place before the image, and the row is journalled after both, once they are
+    on disk (``Journal.flush``): an image whose masks are missing, or whose bytes a power loss could
+    still take, is never counted as done."""
     row, files = render_job(job)
     out = Path(_STATE["out"])
     targets = [
@@ -72,8 +73,8 @@ def write_job(job: Job) -> dict:
     try:
         for final, data in targets:
             tmp = Path(_STATE["tmp_dir"]) / f"{final.name}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
             tmps.append(tmp)
+            tmp.write_bytes(data)
         for (final, _), tmp in zip(targets, tmps):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
@@ -211,8 +212,13 @@ def run_folder(
         _Progress(total, total - len(todo), progress, on_progress) as bar,
         WorkerPool(useful_workers(workers, len(todo)), state) as pool,
     ):
+        out = Path(state["out"])
         for row in pool.map(write_job, todo, ordered=False):
-            journal.add([row])
+            files = [
+                row["file_name"],
+                *(row[k] for k in ("mask_file_name", "instance_file_name") if k in row),
+            ]
+            journal.add([row], [out / f for f in files])
             bar.tick()
 
 
@@ -239,5 +245,5 @@ def run_shards(
                 samples.append((row, files))
                 bar.tick()
             write_shard(out / path, samples, Path(state["tmp_dir"]))
-            journal.add([r for r, _ in samples])
+            journal.add([r for r, _ in samples], [out / path])
             journal.flush()

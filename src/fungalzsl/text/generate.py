@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.errors import FungalError, fail
-from fungalzsl.io import append_jsonl, output_file
+from fungalzsl.io import append_jsonl, drop_torn_tail, output_file
 from fungalzsl.synth.preset import PAPER_CLASSES
 from fungalzsl.text.backends import Backend, BackendOptions, Request, Sampling, open_backend
 from fungalzsl.text.cleanup import NearDuplicateIndex, clean_text, mask_names, name_forms, word_count
@@ -142,6 +143,10 @@ def generate_descriptions(
     prompt_set = prompts if isinstance(prompts, PromptSet) else load_prompts(prompts)
     if not resume and out.exists():
         out.unlink()  # only after the settings above validated, so a typo never costs a finished set
+    torn = drop_torn_tail(out)  # else the next append would leave that line mid-file, where it is an error
+    if torn:
+        print(f"note: cut the torn last line of {out} ({torn} bytes from an interrupted write); "
+              "its descriptions are made again", file=sys.stderr)  # fmt: skip
     existing_records = read_records_if_any(out)
     if set_name is None:
         set_name = next((r["set"] for r in existing_records if r.get("set")), out.stem)

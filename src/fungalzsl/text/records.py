@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fungalzsl.errors import fail
-from fungalzsl.io import read_jsonl
+from fungalzsl.errors import FungalError, fail
+from fungalzsl.io import read_jsonl, read_text_file
 
 
 def text_hash(text: str) -> str:
@@ -74,10 +74,33 @@ class DescriptionSet:
 def load_description_set(path: str | Path) -> DescriptionSet:
     """Read a descriptions JSONL file. The set name is the records' ``set`` field, else the file stem."""
     path = Path(path)
-    records = read_jsonl(path)
+    try:
+        records = read_jsonl(path)
+    except FungalError:
+        _refuse_whole_json_document(path)
+        raise
     names = {r.get("set") for r in records if r.get("set")}
     name = names.pop() if len(names) == 1 else path.stem
     return DescriptionSet.from_records(records, name=name, path=path)
+
+
+def _refuse_whole_json_document(path: Path) -> None:
+    """A file that is one JSON document (an array or an object over many lines, as the authors'
+    ``generated_captions.json``) is not JSON Lines; its first line alone is not valid JSON, which is a
+    misleading thing to say about a valid file. Say what it is and how to convert it instead."""
+    import json
+
+    try:
+        doc = json.loads(read_text_file(path, "descriptions file"))
+    except (ValueError, FungalError):
+        return  # not one document either: the JSONL error stands
+    if isinstance(doc, (list, dict)):
+        kind = "array" if isinstance(doc, list) else "object"
+        raise fail(
+            f"{path} is one JSON {kind} (e.g. the authors' generated_captions.json), not JSON Lines with "
+            "one description per line",
+            f"convert it once: fungalzsl describe import {path} --out {path.with_suffix('.jsonl').name}",
+        )
 
 
 # ---- writing records (used by `fungalzsl describe` and `fungalzsl describe import`) ----

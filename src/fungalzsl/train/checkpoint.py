@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_write_json
+from fungalzsl.io import atomic_write_json, fsync_dir
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import state_for_saving
 from fungalzsl.rundir import LAST_DIR, LAST_STATE_FILE, MODEL_FILE
@@ -63,7 +63,10 @@ def save_last(
     extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write RUN/last atomically (new dir beside, then swap). ``extra``: trained tensors that live outside
-    the model (the sigmoid loss's bias, the CatLIP head), stored as ``extra.NAME`` beside the optimiser."""
+    the model (the sigmoid loss's bias, the CatLIP head), stored as ``extra.NAME`` beside the optimiser.
+
+    Durable before it counts: each file is fsynced, then the new directory, and after the swap the run
+    directory, so a power loss leaves the previous last/ or this one whole, never empty files."""
     new, old, last = run / ".last-new", run / ".last-old", run / LAST_DIR
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
@@ -79,6 +82,7 @@ def save_last(
         shutil.rmtree(old, ignore_errors=True)
         last.rename(old)
     new.rename(last)
+    fsync_dir(run)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ def train(
         help="Preset name (cpu-default, paper) or a YAML file with a 'train:' section.",
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue from RUN/last (same model, data, descriptions)."
+        False, "--resume", help="Continue from RUN/last/ (same model, classes, descriptions, images)."
     ),
     epochs: int = typer.Option(None, "--epochs", help="Epochs (preset).", show_default=False),
     batch_size: int = typer.Option(
@@ -124,7 +124,7 @@ def train(
     if not quiet:
         val = result.get("val_recall@1")
         val_s = (
-            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch'] + 1})"
+            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch']})"
             if val is not None
             else "no val split"
         )

@@ -20,6 +20,7 @@ from fungalzsl.predict.zeroshot import (
     model_logit_scale,
     save_class_embeddings,
 )
+from fungalzsl.progress import step
 from fungalzsl.rundir import MODEL_FILE
 from fungalzsl.train.inputs import FeatureCache, iter_images
 
@@ -36,11 +37,14 @@ class TextFeatures:
         if split == 0:
             return None
         if split not in self._feats:
-            with torch.no_grad():
-                chunks = [
-                    self.model.text_trunk(self.texts[i : i + self.batch_size], split).float().cpu()
-                    for i in range(0, len(self.texts), self.batch_size)
-                ]
+            chunks = []
+            with torch.no_grad(), step(f"caching frozen text features of {len(self.texts)} descriptions",
+                                       len(self.texts)) as bar:  # fmt: skip
+                for i in range(0, len(self.texts), self.batch_size):
+                    chunks.append(
+                        self.model.text_trunk(self.texts[i : i + self.batch_size], split).float().cpu()
+                    )
+                    bar.advance(len(chunks[-1]))
             self._feats = {split: torch.cat(chunks)}  # one split alive at a time
         return self._feats[split]
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from fungalzsl.errors import fail
 from fungalzsl.images import ImageReadError, ImageSet, list_split, load_image
 from fungalzsl.predict.embed import ImagePaths, collate_images
+from fungalzsl.progress import step
 from fungalzsl.text.records import DescriptionSet, load_description_set
 
 
@@ -130,12 +131,15 @@ class FeatureCache:
         with torch.no_grad():
             mine, bs = list(range(rank, len(self.paths), world)), self.batch_size
             batches = [mine[i : i + bs] for i in range(0, len(mine), bs)]
-            for idx, xs in iter_images(self.paths, batches, self.model.preprocess, self.num_workers, errs):
-                h = self.model.image_trunk(xs.to(self.device), n).float().cpu()
-                if feats is None:
-                    feats = torch.zeros((len(self.paths), *h.shape[1:]))
-                feats[idx] = h
-                valid[idx] = True
+            images = iter_images(self.paths, batches, self.model.preprocess, self.num_workers, errs)
+            with step(f"caching frozen image features of {len(mine)} images", len(mine)) as bar:
+                for idx, xs in images:
+                    h = self.model.image_trunk(xs.to(self.device), n).float().cpu()
+                    if feats is None:
+                        feats = torch.zeros((len(self.paths), *h.shape[1:]))
+                    feats[idx] = h
+                    valid[idx] = True
+                    bar.advance(len(idx))
         if world > 1:
             feats, valid, errs = _sum_across_ranks(feats, valid, errs, self.device)
         self.errors.extend(errs)

@@ -31,6 +31,7 @@ from fungalzsl.io import append_jsonl, atomic_write_json, ensure_writable_dir, r
 from fungalzsl.models import build_model, load_weights, save_weights
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.registry import write_architecture_files
+from fungalzsl.progress import step
 from fungalzsl.rundir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
@@ -71,6 +72,7 @@ class Trainer:
     val_cache: FeatureCache | None
     final_frozen: dict[str, int]  # frozen groups per tower in the last epoch: where caches are cut
     resume_point: ResumePoint | None
+    identity: dict[str, Any]  # what a resume must match (state.run_identity), computed once
     keep: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # readable
     total_steps: int = 0
     summary: dict[str, Any] = field(default_factory=dict)  # config.json's fields before the finish
@@ -104,6 +106,7 @@ class Stage:
 @dataclass
 class EpochStats:
     loss_sum: float = 0.0  # sum of the optimiser steps' (last micro-batch) losses
+    floor_sum: float = 0.0  # and of those batches' loss floors (multi-positive loss only)
     steps: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -153,14 +156,16 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     torch.set_flush_denormal(True)
     inputs = read_inputs(data, descriptions)
     objective = objective_type(cfg, inputs)
+    identity = run_identity(cfg.model, inputs)
+    point = open_resume(run, resume, identity)  # before mkdir: a mistyped --resume --out makes nothing
     if rank == 0:
         ensure_writable_dir(run)  # after the input checks: bad input leaves no run directory behind
-    point = open_resume(run, resume, run_identity(cfg.model, inputs))
 
     torch.manual_seed(cfg.seed)  # also fixes the random init of new heads, so WiSE-FT's θ0 is reproducible
     options = {"embed_dim": cfg.embed_dim, **({"image_size": cfg.image_size} if cfg.image_size else {})}
     options = options if cfg.model == "lite" else {}
-    model = build_model(cfg.model, **options).to(device)
+    with step(f"starting model {cfg.model}", now=True, enabled=rank == 0):
+        model = build_model(cfg.model, **options).to(device)
     objective.bind(model, device)
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and rank == 0:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
@@ -185,7 +190,7 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     val_cache = cache(inputs.val_set) if inputs.val_set else None
     return Trainer(
         cfg, run, rank, world, device, inputs, objective, model, options, schedule, opt, scaler,
-        amp_dtype, train_cache, val_cache, final_frozen, point,
+        amp_dtype, train_cache, val_cache, final_frozen, point, identity,
     )  # fmt: skip
 
 
@@ -206,8 +211,8 @@ def resume_state(t: Trainer) -> TrainState:
     t.objective.load_state_dict({k: v.to(t.device) for k, v in ckpt.extra_state(point.tensors).items()})
     ckpt.restore_rng(point.tensors)
     if t.main:  # drop log lines of the epoch that was cut short
-        recs = read_jsonl(t.run / METRICS_FILE)
-        write_jsonl(t.run / METRICS_FILE, [r for r in recs if r["epoch"] <= state.epoch])
+        recs = epochs_from_one(read_jsonl(t.run / METRICS_FILE))
+        write_jsonl(t.run / METRICS_FILE, [r for r in recs if r["epoch"] <= state.epoch + 1])
     return state
 
 
@@ -215,10 +220,17 @@ def begin(t: Trainer) -> None:
     """The first pass over the training images (unreadable ones are skipped for the whole run), the
     step count of the lr schedule, config.json with status "training", and the logs.
 
-    It runs after the resume: the pass draws from the global RNG (DataLoader seeding), and resumed
-    runs have always drawn it after the RNG was restored."""
+    A disk pass draws from the global RNG (DataLoader seeding). A fresh run draws it here (and for
+    val/ in its first validation); a resumed run makes both passes under a forked RNG, so training
+    continues from the RNG state that last/ saved, as the uninterrupted run did (dropout masks)."""
     cfg, inputs, cache = t.cfg, t.inputs, t.train_cache
-    valid = cache.scan()
+    if t.resume_point is None:
+        valid = cache.scan()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            valid = cache.scan()
+            if t.val_cache is not None:
+                t.val_cache.scan()
     if t.main and cache.errors:
         shown = "; ".join(cache.errors[:5]) + (" …" if len(cache.errors) > 5 else "")
         print(f"warning: skipped {len(cache.errors)} unreadable training image(s): {shown}", file=sys.stderr)
@@ -237,6 +249,7 @@ def begin(t: Trainer) -> None:
         "image_size": t.model.image_size,
         "embed_dim": t.model.embed_dim,
         "data": str(inputs.data.resolve()),
+        "data_fingerprint": t.identity["data_fingerprint"],
         "train": cfg.model_dump(),
         "world_size": t.world,
         "skipped_images": cache.errors,
@@ -322,11 +335,12 @@ def log_step(
     """Count the step's loss; a metrics.jsonl line every ``log_every`` steps and at the epoch's end."""
     loss = float(losses["loss"].detach())
     stats.loss_sum, stats.steps = stats.loss_sum + loss, stats.steps + 1
+    stats.floor_sum += float(losses["floor"]) if "floor" in losses else math.nan
     lr = t.head_lr * lr_scale
     t.progress.advance(loss=loss, lr=lr, s_it=s_it)
     if t.main and (state.step % t.cfg.log_every == 0 or last):
         rec = {
-            "type": "step", "epoch": stage.epoch, "step": state.step, "loss": loss,
+            "type": "step", "epoch": stage.epoch + 1, "step": state.step, "loss": loss,
             "loss_image": float(losses["loss_image"].detach()), "loss_text": float(losses["loss_text"].detach()),
             "lr": lr, "logit_scale": float(t.model.clamped_logit_scale().detach()), "s_per_it": s_it,
         }  # fmt: skip
@@ -353,7 +367,8 @@ def end_epoch(
     score = [recall, p_true] if recall is not None else [-stats.loss_sum, 0.0]  # no val: lowest loss
     improved = state.end_epoch(stage.epoch, score, t.cfg.patience)
     rec = {
-        "type": "epoch", "epoch": stage.epoch, "step": state.step, "train_loss": stats.loss_sum / max(1, stats.steps),
+        "type": "epoch", "epoch": stage.epoch + 1, "step": state.step, "train_loss": stats.loss_sum / max(1, stats.steps),
+        "train_loss_floor": _mean_or_none(stats.floor_sum, stats.steps),
         "val_recall@1": recall, "val_p_true": p_true, "unfrozen": stage.unfrozen,
         "cached_split": {"image": stage.isplit, "text": stage.tsplit},
         "epoch_s": time.perf_counter() - stats.started, "best": improved,
@@ -363,10 +378,9 @@ def end_epoch(
         if t.writer and recall is not None:
             t.writer.add_scalar("val/recall@1", recall, stage.epoch)
         if improved:
-            save_weights(t.model, t.run / MODEL_FILE, {"epoch": str(stage.epoch)})
+            save_weights(t.model, t.run / MODEL_FILE, {"epoch": str(stage.epoch + 1)})
             t.objective.save_best(t.run)
-        identity = run_identity(t.cfg.model, t.inputs)
-        ckpt.save_last(t.run, t.model, t.opt, state.to_json(identity), t.objective.state_dict())
+        ckpt.save_last(t.run, t.model, t.opt, state.to_json(t.identity), t.objective.state_dict())
         t.progress.log_epoch(rec)
     return rec
 
@@ -379,11 +393,13 @@ def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
     load_weights(t.model, t.run / MODEL_FILE)
     t.model.eval()
     result = {
-        **t.summary, "status": "done", "best_epoch": state.best_epoch,
+        **t.summary, "status": "done", "best_epoch": state.best_epoch + 1, "epoch_base": 1,
         "val_recall@1": state.best[0] if t.val_cache is not None else None,
         "epochs_run": state.epoch + 1, "train_wall_s": wall,
     }  # fmt: skip
     if t.main:
+        result.update(final_loss(t.run))
+        t.progress.log_finish(result, min(t.cfg.batch_size, len(t.keep)), len(t.inputs.classes))
         result.update(t.objective.finish(t.model, t.run, t.val_cache, t.final_frozen))
         atomic_write_json(t.run / CONFIG_FILE, result)
     if t.writer:
@@ -391,6 +407,26 @@ def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
     if t.world > 1:
         dist.barrier()
     return result
+
+
+def epochs_from_one(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """metrics.jsonl records with epochs counted from 1, as users see them everywhere. Runs from
+    before that counted from 0 (an epoch 0 gives them away); resuming one renumbers its file."""
+    if not any(r.get("epoch") == 0 for r in recs):
+        return recs
+    return [{**r, "epoch": r["epoch"] + 1} if isinstance(r.get("epoch"), int) else r for r in recs]
+
+
+def final_loss(run: Path) -> dict[str, Any]:
+    """config.json's ``final_train_loss`` and ``loss_floor``: the last epoch's mean training loss and
+    the mean floor of its batches (None for losses without one), from metrics.jsonl."""
+    epochs = [r for r in read_jsonl(run / METRICS_FILE) if r.get("type") == "epoch"]
+    last = epochs[-1] if epochs else {}
+    return {"final_train_loss": last.get("train_loss"), "loss_floor": last.get("train_loss_floor")}
+
+
+def _mean_or_none(total: float, n: int) -> float | None:
+    return None if n == 0 or math.isnan(total) else total / n
 
 
 def _tensorboard(run: Path):  # type: ignore[no-untyped-def]

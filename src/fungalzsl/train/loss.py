@@ -12,6 +12,16 @@ instead average the log-softmax over every same-class text (P_q) or image (P_r):
     L_text  = -1/N Σ_r 1/|P_r| Σ_{q∈P_r} log softmax_q(S_qr / τ)
     L_total = L_image + L_text                                    (Eq. 9: a sum, not a mean)
 
+The loss has a floor above zero (:func:`multi_positive_floor`). Row q's term is the mean of
+−log p_r over its |P_q| positives with Σ_r p_r = 1, smallest when the softmax splits evenly over the
+positives and gives the negatives nothing: −log(1/|P_q|) = ln |P_q|. Positives of row q and column q
+are the images of q's class in the batch (n_y of them), so the infimum, reached as τ → 0 by a model
+that maps every class to one point, is
+
+    floor = 2 · (1/N) Σ_q ln n_{y_q} = 2 · Σ_k (n_k/N) ln n_k      ≈ 2 · ln(B/K) for B images, K balanced classes
+
+(64 images of 3 classes: 2·ln(64/3) ≈ 6.12), so a training loss near it means converged, not stuck.
+
 ``loss: sigmoid`` is SigLIP's pairwise binary loss (Zhai et al. 2023) with the same multi-positive
 labels: every (image, text) pair of the batch is an independent binary problem, positive when both are
 of the same class, with a learnable bias b (SigLIP checkpoints bring theirs; other models start at −10,
@@ -23,6 +33,8 @@ Under DDP, features and labels of every rank are gathered *with gradients*
 (``torch.distributed.nn.functional.all_gather``) so the negatives span the global batch."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
@@ -56,6 +68,18 @@ def multi_positive_loss(
     l_image = -((pos * F.log_softmax(logits, dim=1)).sum(1) / pos.sum(1)).mean()
     l_text = -((pos * F.log_softmax(logits, dim=0)).sum(0) / pos.sum(0)).mean()
     return l_image, l_text
+
+
+def multi_positive_floor(labels: torch.Tensor) -> torch.Tensor:
+    """The smallest value L_image + L_text can take on a batch with these class ``labels``:
+    2 · mean over images of ln(number of same-class images in the batch)."""
+    counts = torch.bincount(labels)[labels].double()
+    return 2.0 * counts.log().mean()
+
+
+def balanced_floor(batch_size: int, num_classes: int) -> float:
+    """:func:`multi_positive_floor` of a batch of ``batch_size`` images, ``num_classes`` balanced classes."""
+    return 2.0 * math.log(batch_size / num_classes)
 
 
 def clip_loss(
@@ -108,7 +132,8 @@ class MultiPositiveContrastiveLoss(ContrastiveLoss):
         self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         l_image, l_text = multi_positive_loss(image, text, labels, scale)
-        return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text}
+        floor = multi_positive_floor(labels)  # of the gathered batch: the one the loss is over
+        return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text, "floor": floor}
 
 
 class ClipContrastiveLoss(ContrastiveLoss):

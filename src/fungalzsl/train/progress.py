@@ -51,8 +51,28 @@ class TrainProgress:
         val_s = f"val R@1 {val:.4f}" if val is not None else "no val split"
         un = rec["unfrozen"]
         self.console.print(
-            f"epoch {rec['epoch'] + 1}: loss {rec['train_loss']:.4f}  {val_s}  "
+            f"epoch {rec['epoch']}: loss {rec['train_loss']:.4f}  {val_s}  "
             f"unfrozen image {un['image']} text {un['text']}  {rec['epoch_s']:.1f}s"
             + ("  *best" if rec["best"] else ""),
             highlight=False,
         )
+
+    def log_finish(self, result: dict[str, Any], batch_size: int, num_classes: int) -> None:
+        """The last epoch's loss beside the loss's floor, so a loss that stopped falling there reads as
+        converged, not stuck."""
+        if not self.enabled or result.get("final_train_loss") is None:
+            return
+        self.console.print(finish_line(result, batch_size, num_classes), highlight=False)
+
+
+def finish_line(result: dict[str, Any], batch_size: int, num_classes: int) -> str:
+    """``final loss 6.14 (floor 6.12 for batch 64, 3 classes)``; the floor only for losses with one."""
+    line = f"final loss {result['final_train_loss']:.2f}"
+    floor = result.get("loss_floor")
+    if floor is not None:
+        line += (
+            f" (floor {floor:.2f} for batch {batch_size}, {num_classes} classes: every image has"
+            f" ~{batch_size / num_classes:.0f} same-class positives, so the multi-positive loss"
+            f" cannot go below ~2·ln({batch_size}/{num_classes}))"
+        )
+    return line

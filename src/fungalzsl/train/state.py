@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,26 @@ class TrainState:
 
 def run_identity(model_spec: str, inputs: TrainInputs) -> dict[str, Any]:
     """What a resumed run must share with the one it continues."""
-    return {"model": model_spec, "classes": inputs.classes, "descriptions_hash": inputs.desc.hash}
+    return {
+        "model": model_spec, "classes": inputs.classes, "descriptions_hash": inputs.desc.hash,
+        "data_fingerprint": data_fingerprint(inputs),
+    }  # fmt: skip
+
+
+def data_fingerprint(inputs: TrainInputs) -> str:
+    """The sha256 (16 hex digits) of the sorted (split-relative path, size in bytes) of every train and
+    val image: a changed, added or removed image changes it. Cheap (one ``stat`` per file, no
+    decoding), so a resumed run can check that it continues on the images it started on."""
+    files = []
+    for split, images in (("train", inputs.train_set), ("val", inputs.val_set)):
+        for path in images.paths if images is not None else ():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = -1  # unreadable now: the first pass skips it, as it would have then
+            files.append([split, os.fsdecode(path.relative_to(inputs.data / split)), size])
+    text = json.dumps(sorted(files), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 @dataclass
@@ -74,10 +96,12 @@ class ResumePoint:
 
 
 def open_resume(run: Path, resume: bool, identity: dict[str, Any]) -> ResumePoint | None:
-    """The resume point of ``run`` when ``resume`` and one exists (None: a fresh start).
+    """The resume point of ``run`` when ``resume`` (None: a fresh start).
 
     Refuses to start afresh over a run that finished an epoch (one that never did has nothing to
-    lose), and to resume a run of another model, other classes or another description set."""
+    lose); to resume a run that is not there or never finished an epoch (no ``last/``); and to resume
+    a run of another model, other classes, another description set or other images. Runs saved before
+    the data fingerprint existed resume without that check."""
     if not resume:
         if ckpt.find_last(run) is not None or (run / MODEL_FILE).is_file():
             raise fail(
@@ -86,11 +110,22 @@ def open_resume(run: Path, resume: bool, identity: dict[str, Any]) -> ResumePoin
         return None
     last = ckpt.find_last(run)
     if last is None:
-        return None
+        what = "does not exist" if not run.exists() else "has no resume state (last/: no epoch finished)"
+        raise fail(f"cannot resume: {run} {what}", "check --out, or drop --resume to start a new run there")
     saved, tensors = ckpt.load_last(last)
-    if any(saved.get(k) != v for k, v in identity.items()):
+    if any(saved.get(k) != v for k, v in identity.items() if k != "data_fingerprint"):
         raise fail(
             f"{run} was trained with model {saved.get('model')} on other classes or descriptions",
             "resume with the same --model, --data and --descriptions, or use a new --out",
         )
+    if saved.get("data_fingerprint", identity.get("data_fingerprint")) != identity.get("data_fingerprint"):
+        raise fail(
+            f"{run} was trained on other images (same classes, different files or sizes under train/ or val/)",
+            "resume with the --data the run started on, or use a new --out",
+        )
     return ResumePoint(last, saved, tensors)
+
+
+def can_resume(run: Path) -> bool:
+    """Whether ``run`` holds a resume point (``last/``) that ``--resume`` can continue from."""
+    return ckpt.find_last(run) is not None
