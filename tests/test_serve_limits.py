@@ -4,6 +4,7 @@ disk, the model off the event loop behind a bounded queue, memory handed back af
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -47,8 +48,12 @@ def model():
     return GatedModel()
 
 
+def _app_clf(model=None) -> Classifier:
+    return Classifier(model or GatedModel(), ["a", "b"], torch.eye(2), 10.0)
+
+
 def _app(model, **kw):
-    return create_app(Classifier(model, ["a", "b"], torch.eye(2), 10.0), **kw)
+    return create_app(_app_clf(model), **kw)
 
 
 def _png(side=8):
@@ -262,6 +267,93 @@ def test_trim_heap_returns_memory_the_allocator_kept():
     assert trim_heap()
     # (the heap may have held free pages from earlier tests, so compare with just before the trim)
     assert kept - _rss_mb() > 150, (kept, _rss_mb())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _loopback(app):
+    """``app`` under a real uvicorn on a free loopback port, in a thread; yields the port."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _stalling_upload(port: int, trickle: bool) -> tuple[bytes, float]:
+    """Send the headers and a few bytes of a 1 MB upload, then stall (or trickle a byte every 50 ms);
+    returns what the server answered and how long that took."""
+    import socket
+
+    head = (
+        "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + _part_head() + b"\0" * 10)
+        t0, answer = time.monotonic(), b""
+        sock.settimeout(0.05 if trickle else 10)
+        while time.monotonic() - t0 < 10 and not answer:
+            try:
+                answer = sock.recv(4096)
+            except TimeoutError:
+                sock.sendall(b"\0")  # a trickling client never lets an idle timer fire
+        took = time.monotonic() - t0
+        sock.settimeout(10)
+        while chunk := sock.recv(4096):  # the server closes the connection after answering
+            answer += chunk
+    return answer, took
+
+
+@pytest.mark.network_local
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("trickle", [False, True])
+def test_a_stalled_upload_gets_408_and_frees_its_queue_place(model, trickle):
+    app = _app(model, max_queue=1, upload_timeout=0.5)
+    with _loopback(app) as port:
+        answer, took = _stalling_upload(port, trickle)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 0.5 s" in answer and 0.4 < took < 5, took
+        import httpx
+
+        files = [("files", ("x.png", _png(), "image/png"))]
+        after = httpx.post(f"http://127.0.0.1:{port}/api/predict", files=files, timeout=10)
+        assert after.status_code == 200  # the one queue place is free again
+
+
+def test_serve_has_queue_size_and_upload_timeout_options(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import fungalzsl.serve.app as app_module
+    from fungalzsl.cli import app as cli
+
+    seen: dict = {}
+    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, *a, **k: _app_clf()))
+    monkeypatch.setattr(app_module, "create_app", lambda clf, sets, **kw: seen.update(kw) or "app")
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(ran=app))
+    (tmp_path / "config.json").write_text("{}")  # a run folder; Classifier.load is the fake above
+    res = CliRunner().invoke(cli, ["serve", str(tmp_path), "--port", str(_free_port()), "--queue-size", "2",
+                                   "--upload-timeout", "5"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert seen["max_queue"] == 2 and seen["upload_timeout"] == 5.0 and seen["ran"] == "app"
+    bad = CliRunner().invoke(cli, ["serve", str(tmp_path), "--queue-size", "0"])
+    assert bad.exit_code == 2 and "--queue-size" in bad.output
 
 
 def test_port_probe_accepts_a_port_whose_server_just_stopped_and_refuses_a_live_one():

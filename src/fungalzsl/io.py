@@ -32,31 +32,51 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
-def _tmp_beside(path: Path) -> Path:
+def _tmp_prefix(path: Path) -> str:
     # The temporary name is kept UTF-8 (the final name need not be), for libraries that need UTF-8 names.
     name = path.name if _is_utf8(Path(path.name)) else path.name.encode("utf-8", "backslashreplace").decode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
+    return f".{name}."
+
+
+def _tmp_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     return Path(tmp)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OS error while writing ``path`` names ``path``: a write or fsync error names no file, and one
+    on the temporary file names ``.NAME.XXXX.tmp``; either way the user needs to know which output."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+        yield
+    except OSError as e:
+        name = None if e.filename is None else Path(os.fsdecode(e.filename))
+        ours = name is None or (name.parent == path.parent and name.name.startswith(_tmp_prefix(path)))
+        if e.errno is None or not ours:
+            raise
+        raise type(e)(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from e
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one (a FIFO,
+    device or folder at ``path`` is refused, not replaced)."""
+    path = output_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _naming(path):
+        tmp = _tmp_beside(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -144,19 +164,39 @@ def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     except OSError as e:
         raise fail(f"cannot read {what} {path} ({e.strerror or e})", "check the path") from None
     if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise fail(f"{what} {path} is {kind}", "give a regular file")
+        raise fail(f"{what} {path} is {_kind(mode)}", "give a regular file")
     return path
 
 
-def read_text_file(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The text of a UTF-8 file; a FIFO, a directory or bytes that are not UTF-8 are one-line errors."""
+def _kind(mode: int) -> str:
+    return "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """``path`` if it is free or a regular file (to be replaced or appended to); a one-line error if it
+    is a directory, a FIFO or a device: appending to a FIFO blocks until a reader appears, i.e. forever."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise fail(f"cannot use {what} {path} ({e.strerror or e})", "check the path") from None
+    if not stat.S_ISREG(mode):
+        raise fail(f"{what} {path} is {_kind(mode)}", "give the name of a regular file (or of a new one)")
+    return path
+
+
+def read_text_file(path: str | os.PathLike[str], what: str = "file", fix: str | None = None) -> str:
+    """The text of a UTF-8 file; a FIFO, a directory or bytes that are not UTF-8 are one-line errors
+    (ending with ``fix`` where the caller knows a better one than checking the path)."""
     path = regular_file(path, what)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise fail(
-            f"{what} {path} is not UTF-8 text (byte {e.start})", "check that the path names the right file"
+            f"{what} {path} is not UTF-8 text (byte {e.start})",
+            fix or "check that the path names the right file",
         ) from None
 
 
@@ -165,17 +205,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
     For writers that want a file name (safetensors, pyarrow, matplotlib)."""
-    path = Path(path)
+    path = output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
-        with _utf8_name(tmp) as name:
-            yield name
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with _naming(path):
+        tmp = _tmp_beside(path)
+        try:
+            with _utf8_name(tmp) as name:
+                yield name
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _is_utf8(path: Path) -> bool:
@@ -272,10 +313,10 @@ def _cut_torn_tail(f: Any) -> int:
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
     """Append records, one JSON object a line, flushed and fsynced so finished work survives a crash."""
-    path = Path(path)
+    path = output_file(path, "JSON Lines file")
     path.parent.mkdir(parents=True, exist_ok=True)
     drop_torn_tail(path)  # a torn final line from an earlier crash must not end up mid-file
-    with open(path, "a", encoding="utf-8") as f:
+    with _naming(path), open(path, "a", encoding="utf-8") as f:
         for rec in records:
             f.write(json_line(rec) + "\n")
         f.flush()

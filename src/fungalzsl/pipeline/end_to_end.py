@@ -50,6 +50,10 @@ def run_pipeline(
     evaluate = validate(EvaluateSettings, sections["evaluate"], f"{cfg_path.name}: evaluate")
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise fail(
+            f"--out {out} is a file, not a folder", "give a folder for the run's outputs (new or earlier)"
+        )
     data_dir, run_dir, eval_dir = out / "data", out / PIPELINE_RUN_DIR, out / "eval"
     set_name = plain_name(
         describe.set_name or describe.backend.split(":", 1)[0], f"{cfg_path.name}: describe set_name"
@@ -86,8 +90,7 @@ def run_pipeline(
         train_run(data_dir, desc_file, run_dir, config=train_cfg, resume=resume)
 
     def do_evaluate(resume: bool) -> None:
-        if eval_dir.exists():
-            shutil.rmtree(eval_dir)
+        # evaluate_run builds eval/ aside and swaps it in: a failed or killed evaluation keeps the last one
         evaluate_run(
             run_dir,
             data_dir,

@@ -7,7 +7,12 @@ classify images with neither torch nor a text model installed."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from fungalzsl.errors import fail
-from fungalzsl.io import atomic_path, atomic_write_json
+from fungalzsl.io import atomic_path, atomic_write_json, read_text_file
 from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
 from fungalzsl.predict.zeroshot import class_probabilities_numpy
@@ -23,6 +28,7 @@ from fungalzsl.rundir import EXPORT_ENCODER_FILE, EXPORT_SPEC_FILE
 
 ENCODER = EXPORT_ENCODER_FILE
 SPEC = EXPORT_SPEC_FILE
+DEFAULT_OPSET = 17
 _PIL_INTERP = {
     "nearest": Image.NEAREST,
     "bilinear": Image.BILINEAR,
@@ -31,6 +37,8 @@ _PIL_INTERP = {
     "box": Image.BOX,
     "hamming": Image.HAMMING,
 }
+
+_OPSET_FIX = f"use a newer --opset, e.g. the default {DEFAULT_OPSET}"
 
 
 def describe_transform(transform: Any) -> list[dict[str, Any]]:
@@ -103,13 +111,38 @@ def apply_steps(im: Image.Image, steps: list[dict[str, Any]]) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
+@contextlib.contextmanager
+def _graph_dump_dropped() -> Iterator[None]:
+    """Send the C++ side's stdout to nowhere while exporting: torch's TorchScript exporter always turns
+    its log on (``setup_onnx_logging`` tests a function object, not its result), so a failed export
+    prints its whole graph, hundreds of lines, before the error we turn into one line."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            ctypes.CDLL(None).fflush(None)  # what C stdio still buffers goes to /dev/null too
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """Export the run's image encoder and class embeddings to ``out``; returns the ONNX file path."""
     import torch
+    from torch.onnx import _constants as onnx_limits
 
     from fungalzsl.predict.classifier import Classifier
     from fungalzsl.rundir import resolve_run_dir
 
+    low, high = onnx_limits.ONNX_MIN_OPSET, onnx_limits.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    if not low <= opset <= high:
+        raise fail(
+            f"--opset {opset} is not supported (the exporter writes opsets {low} to {high})",
+            f"give one in that range; the default {DEFAULT_OPSET} suits every model here",
+        )
     clf = Classifier.load(resolve_run_dir(run_dir, "export"))
     if clf.adapter is not None:
         # classifier.json holds one cosine classifier; a cache or probe on top would change what every
@@ -131,17 +164,21 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model.encode_image(x)
 
-    with atomic_path(out / ENCODER) as tmp:
-        torch.onnx.export(
-            _ImageEncoder(clf.model).eval(),
-            (example,),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["embedding"],
-            dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+    with atomic_path(out / ENCODER) as tmp, _graph_dump_dropped():
+        try:
+            torch.onnx.export(
+                _ImageEncoder(clf.model).eval(),
+                (example,),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["embedding"],
+                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        except torch.onnx.OnnxExporterError as e:  # an operator of this model that the opset lacks
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" [Caused")[0][:160]
+            raise fail(f"cannot export this model with --opset {opset} ({first})", _OPSET_FIX) from None
     atomic_write_json(
         out / SPEC,
         {
@@ -161,6 +198,55 @@ def is_export_dir(path: str | Path) -> bool:
     return (Path(path) / SPEC).is_file() and (Path(path) / ENCODER).is_file()
 
 
+_STEP_KEYS = {"resize": ("size", "interpolation"), "center_crop": ("size",), "to_tensor": (),
+              "normalize": ("mean", "std")}  # fmt: skip
+
+
+def _spec_problem(spec: Any) -> str | None:
+    """What is wrong with a parsed ``classifier.json``, or None."""
+    if not isinstance(spec, dict):
+        return f"it holds a JSON {type(spec).__name__}, not an object"
+    missing = [k for k in ("classes", "class_embeddings", "logit_scale", "preprocess") if k not in spec]
+    if missing:
+        return f"'{missing[0]}' is missing"
+    classes, emb = spec["classes"], spec["class_embeddings"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+        return "'classes' is not a list of class names"
+    try:
+        arr = np.asarray(emb, dtype=np.float32)
+    except (TypeError, ValueError):
+        return "'class_embeddings' is not a table of numbers"
+    if arr.ndim != 2 or arr.shape[0] != len(classes) or arr.shape[1] == 0 or not np.isfinite(arr).all():
+        return f"'class_embeddings' is not one finite row per class ({len(classes)} classes)"
+    scale = spec["logit_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale):
+        return "'logit_scale' is not a number"
+    steps = spec["preprocess"]
+    if not isinstance(steps, list):
+        return "'preprocess' is not a list of steps"
+    for step in steps:
+        keys = _STEP_KEYS.get(step.get("op")) if isinstance(step, dict) else None
+        if keys is None or any(k not in step for k in keys):
+            return f"preprocessing step {step!r} is unknown or incomplete"
+        if step["op"] == "resize" and step["interpolation"] not in _PIL_INTERP:
+            return f"unknown interpolation {step['interpolation']!r}"
+    spec["class_embeddings"] = arr
+    return None
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """``classifier.json`` of an export, checked; one line naming the file and the fix otherwise."""
+    fix = "re-run 'fungalzsl export RUN_DIR --out DIR' to write it again"
+    try:
+        spec = json.loads(read_text_file(path, "ONNX export spec", fix=fix))
+    except json.JSONDecodeError as e:
+        raise fail(f"ONNX export spec {path} is not valid JSON ({e.msg}, line {e.lineno})", fix) from None
+    problem = _spec_problem(spec)
+    if problem is not None:
+        raise fail(f"ONNX export spec {path} is damaged: {problem}", fix)
+    return spec
+
+
 class OnnxClassifier:
     """Classify images with an exported encoder on onnxruntime; same results type as ``Classifier``."""
 
@@ -172,9 +258,9 @@ class OnnxClassifier:
             raise fail(
                 f"{export_dir} is not an ONNX export", "create one with 'fungalzsl export RUN_DIR --out DIR'"
             )
-        spec = json.loads((export_dir / SPEC).read_text())
+        spec = read_spec(export_dir / SPEC)
         self.classes: list[str] = spec["classes"]
-        self.class_embeddings = np.asarray(spec["class_embeddings"], dtype=np.float32)
+        self.class_embeddings = spec["class_embeddings"]
         self.logit_scale = float(spec["logit_scale"])
         self.steps = spec["preprocess"]
         opts = ort.SessionOptions()

@@ -1,12 +1,13 @@
 """The web page behind ``fungalzsl serve``: upload images, see per-class probabilities, download a CSV.
 
 Uploads are parsed as they stream in and kept in memory within the request limits (count, per-file
-and per-request size: :mod:`fungalzsl.serve.upload`), decoded with the same robust loader as the CLI,
-and never written to disk. The model runs on one worker thread behind a bounded queue
-(:mod:`fungalzsl.serve.worker`: 503 + ``Retry-After`` when it is full), so the page and ``/api/info``
-answer while a prediction runs; after a prediction request that grew the process, the freed memory
-is handed back to the OS (:mod:`fungalzsl.serve.memory`). One classifier is shared; each label set
-(the run's own classes plus any description sets given at start-up) is embedded once at start-up."""
+and per-request size, and a deadline for the whole body: :mod:`fungalzsl.serve.upload`), decoded with
+the same robust loader as the CLI, and never written to disk. The model runs on one worker thread
+behind a bounded queue (:mod:`fungalzsl.serve.worker`: 503 + ``Retry-After`` when it is full), so the
+page and ``/api/info`` answer while a prediction runs; after a prediction request that grew the
+process, the freed memory is handed back to the OS (:mod:`fungalzsl.serve.memory`). One classifier is
+shared; each label set (the run's own classes plus any description sets given at start-up) is
+embedded once at start-up."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from fungalzsl.serve.worker import ModelWorker
 
 DEFAULT_SET = "run"
 DEFAULT_QUEUE = 4  # requests in the server at once (one classifying, the rest uploading or waiting)
+DEFAULT_UPLOAD_TIMEOUT = 30.0  # seconds for a whole request body to arrive (408 after)
 BATCH = 16  # images decoded and classified together
 
 
@@ -90,6 +92,7 @@ def create_app(
     max_upload_mb: float = 200.0,
     max_queue: int = DEFAULT_QUEUE,
     trim_memory: bool = True,
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded classifier (``trim_memory=False`` only to measure)."""
     label_sets: dict[str, tuple[list[str], torch.Tensor]] = {DEFAULT_SET: (clf.classes, clf.class_embeddings)}
@@ -127,7 +130,9 @@ def create_app(
     @app.post("/api/predict")
     async def predict(request: Request) -> JSONResponse:
         async with worker.slot():
-            upload = await read_upload(request, max_files=max_files, max_file=max_file, max_body=max_body)
+            upload = await read_upload(
+                request, max_files=max_files, max_file=max_file, max_body=max_body, timeout=upload_timeout
+            )
             label_set_name = upload.fields.get("label_set", DEFAULT_SET)
             if label_set_name not in label_sets:
                 raise HTTPException(

@@ -43,6 +43,20 @@ def serve(
     max_upload_mb: float = typer.Option(
         200.0, min=0.01, help="Largest request (all files of one upload together), in MB."
     ),
+    queue_size: int = typer.Option(
+        4,
+        "--queue-size",
+        min=1,
+        help="Prediction requests in the server at once (one classifying, the rest "
+        "uploading or waiting); the next gets 503 busy with Retry-After.",
+    ),
+    upload_timeout: float = typer.Option(
+        30.0,
+        "--upload-timeout",
+        min=0.1,
+        help="Seconds for a whole upload to arrive; a slower or stalled "
+        "one gets 408 (raise it for large uploads over slow links).",
+    ),
     device: str = typer.Option("cpu", help="Torch device."),
 ) -> None:
     """Serve a page to upload images (drag and drop), see per-class probabilities and download a CSV."""
@@ -65,6 +79,8 @@ def serve(
         max_files=max_files,
         max_file_mb=max_file_mb,
         max_upload_mb=max_upload_mb,
+        max_queue=queue_size,
+        upload_timeout=upload_timeout,
     )
     typer.echo(f"fungalzsl: serving {run} on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

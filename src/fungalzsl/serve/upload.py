@@ -3,15 +3,18 @@
 The limits hold while the body is read, so a client cannot make the server buffer more than it allows:
 a ``Content-Length`` over ``max_body`` is refused before any of the body is read, a chunked body as
 soon as it passes ``max_body``, and a request with more than ``max_files`` files at the header of the
-file one too many; each gets 413 at once. A file over ``max_file`` bytes is not kept (its bytes are
-dropped as they arrive) and gets a per-file error, as an unreadable image does. Nothing touches the
-disk: the memory held per request is at most ``max_body`` bytes."""
+file one too many; each gets 413 at once. A body that has not arrived whole within the upload timeout
+gets 408, so a stalled or trickling uploader (slowloris) cannot hold a queue place for ever. A file
+over ``max_file`` bytes is not kept (its bytes are dropped as they arrive) and gets a per-file error,
+as an unreadable image does. Nothing touches the disk: the memory held per request is at most
+``max_body`` bytes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+import anyio
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -116,8 +119,24 @@ class _Collector:
         self._file, self._text = None, None
 
 
-async def read_upload(request: Request, *, max_files: int, max_file: int, max_body: int) -> Upload:
-    """Parse a multipart/form-data body within the limits (bytes); HTTP errors as described above."""
+async def read_upload(
+    request: Request, *, max_files: int, max_file: int, max_body: int, timeout: float | None = None
+) -> Upload:
+    """Parse a multipart/form-data body within the limits (bytes) and ``timeout`` (seconds for the whole
+    body, 408 when it passes: a client that stalls mid-upload would otherwise hold its place in the
+    server's queue forever); HTTP errors as described above."""
+    try:
+        with anyio.fail_after(timeout):
+            return await _read_upload(request, max_files=max_files, max_file=max_file, max_body=max_body)
+    except TimeoutError:
+        raise HTTPException(
+            408,
+            f"the upload did not arrive within {timeout:g} s; send it again",
+            headers={"Connection": "close"},
+        ) from None
+
+
+async def _read_upload(request: Request, *, max_files: int, max_file: int, max_body: int) -> Upload:
     ctype, opts = parse_options_header(request.headers.get("content-type"))
     if ctype != b"multipart/form-data" or not opts.get(b"boundary"):
         raise HTTPException(422, f"expected a multipart/form-data body with '{FILES_FIELD}'")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fungalzsl.errors import FungalError, fail
-from fungalzsl.io import append_jsonl, drop_torn_tail
+from fungalzsl.io import append_jsonl, drop_torn_tail, output_file
 from fungalzsl.synth.preset import PAPER_CLASSES
 from fungalzsl.text.backends import Backend, BackendOptions, Request, Sampling, open_backend
 from fungalzsl.text.cleanup import NearDuplicateIndex, clean_text, mask_names, name_forms, word_count
@@ -139,6 +139,7 @@ def generate_descriptions(
     out = Path(out)
     if out.suffix != ".jsonl":
         raise fail(f"--out {out} must be a .jsonl file", "e.g. --out descriptions/bank.jsonl")
+    output_file(out, "--out")
     prompt_set = prompts if isinstance(prompts, PromptSet) else load_prompts(prompts)
     if not resume and out.exists():
         out.unlink()  # only after the settings above validated, so a typo never costs a finished set
