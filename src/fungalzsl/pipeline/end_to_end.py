@@ -1,7 +1,10 @@
-"""``run_pipeline``: generate → describe → train → evaluate, cached and resumable stage by stage.
+"""``run_pipeline``: generate → describe → train → evaluate (→ evaluate-real), cached and resumable stage
+by stage.
 
 Each stage writes under ``OUT/``: ``data/`` (images + metadata), ``descriptions/<set>.jsonl``, ``run/``
-(the trained model) and ``eval/`` (metrics.json, report.md, report.html, figures). The stage cache lives
+(the trained model), ``eval/`` (metrics.json, report.md, report.html, figures) and, when the config's
+``evaluate.real`` names a labelled real-image folder that exists, ``eval-real/``; ``OUT/report.md``
+and ``report.html`` show the synthetic test and the real set side by side. The stage cache lives
 in ``OUT/pipeline.json`` (see :mod:`fungalzsl.pipeline.stages`). Each section of the config is read by
 its own stage's settings (``synth.settings``, ``text.settings``, ``train``, ``eval.settings``)."""
 
@@ -16,6 +19,7 @@ from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
+from fungalzsl.pipeline.real import REAL_DIR, find_real_set, real_set_key, write_run_report
 from fungalzsl.pipeline.stages import Stage, StageRunner
 from fungalzsl.rundir import MODEL_FILE
 
@@ -96,6 +100,25 @@ def run_pipeline(
             n_boot=evaluate.n_boot,
         )
 
+    real_dir = find_real_set(evaluate.real, cfg_path) if evaluate.real else None
+    if evaluate.real and real_dir is None:
+        log(f"[evaluate-real] {evaluate.real} not found (from {Path.cwd()} or beside {cfg_path}); skipped")
+    if not evaluate.real or real_dir is None:
+        shutil.rmtree(out / REAL_DIR, ignore_errors=True)  # no stale real-set numbers in the report
+
+    def do_evaluate_real(resume: bool) -> None:
+        assert real_dir is not None
+        shutil.rmtree(out / REAL_DIR, ignore_errors=True)
+        evaluate_run(
+            run_dir,
+            real_dir,
+            out / REAL_DIR,
+            split=None,
+            baseline=evaluate.baseline,
+            classifier=evaluate.classifier,
+            n_boot=evaluate.n_boot,
+        )
+
     stages = [
         Stage("generate", gen_settings, do_generate, outputs=[data_dir / "dataset.json"]),
         Stage(
@@ -114,12 +137,26 @@ def run_pipeline(
         ),
         Stage(
             "evaluate",
-            evaluate.model_dump(),
+            evaluate.model_dump(exclude={"real"}),  # the real set is its own stage
             do_evaluate,
             after=["train", "describe", "generate"],
             outputs=[eval_dir / "metrics.json", eval_dir / "report.html"],
         ),
     ]
+    if real_dir is not None:
+        stages.append(
+            Stage(
+                "evaluate-real",
+                {**evaluate.model_dump(exclude={"split", "real"}), "real": real_set_key(real_dir)},
+                do_evaluate_real,
+                after=["train", "describe"],
+                outputs=[out / REAL_DIR / "metrics.json", out / REAL_DIR / "report.html"],
+            )
+        )
     for stage in stages:
         runner.run(stage)
-    return json.loads((eval_dir / "metrics.json").read_text())
+    write_run_report(out)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    if real_dir is not None:
+        metrics["real"] = json.loads((out / REAL_DIR / "metrics.json").read_text())
+    return metrics
