@@ -8,6 +8,10 @@ sample; images/s are comparable because the mix is balanced in both.
 
     .venv/bin/python benchmarks/generate.py                 # prints a table, writes results JSON
     .venv/bin/python benchmarks/generate.py --full-set      # also times the 6,000-image paper set
+    .venv/bin/python benchmarks/generate.py --styles-only   # only the imaging styles vs paper, 224 px
+
+The styles table times every ``--style`` against ``paper`` in the same run (same balanced mix, same
+workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode.
 """
 
 from __future__ import annotations
@@ -23,16 +27,17 @@ import time
 from pathlib import Path
 
 from fungalzsl.runtime import available_cpus, tuned_allocator_for_children
-from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes
+from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes, with_overrides
+from fungalzsl.synth.preset import STYLES
 from fungalzsl.synth.sample import make_png
 
 RESULTS = Path(__file__).with_name("results") / "generate.json"
 
 
-def _time_chunk(args: tuple[list, int, str, bool]) -> dict:
+def _time_chunk(args: tuple[list, int, str, bool, str]) -> dict:
     """Make a chunk of images in this worker; return wall and CPU seconds of the timed part."""
-    jobs, size, renderer, encode_only = args
-    preset = load_preset("paper")
+    jobs, size, renderer, encode_only, style = args
+    preset = with_overrides(load_preset("paper"), style=style)
     pixels = [make_image(preset, 0, j, size, "fast")[0] for j in jobs] if encode_only else []  # untimed
     make_png(preset, 0, jobs[0], 32, renderer)  # warm the renderer's imports, untimed
     t, c = time.perf_counter(), time.process_time()
@@ -45,7 +50,9 @@ def _time_chunk(args: tuple[list, int, str, bool]) -> dict:
     return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c, "n": len(jobs)}
 
 
-def measure(n: int, size: int, renderer: str, workers: int, encode_only: bool = False) -> dict:
+def measure(
+    n: int, size: int, renderer: str, workers: int, encode_only: bool = False, style: str = "paper"
+) -> dict:
     """Images/s over ``n`` balanced images split across ``workers`` processes.
 
     ``images_per_s`` = n / the busiest worker's wall seconds; ``images_per_cpu_s`` = n / its CPU
@@ -56,10 +63,10 @@ def measure(n: int, size: int, renderer: str, workers: int, encode_only: bool = 
     # The workers run with the glibc malloc tunables, as `fungalzsl generate`'s workers do (the CLI
     # re-executes itself with them): every measurement below, the encode floor included.
     with tuned_allocator_for_children(), mp.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_time_chunk, [(c, size, renderer, encode_only) for c in chunks])
+        parts = pool.map(_time_chunk, [(c, size, renderer, encode_only, style) for c in chunks])
     wall = max(p["wall"] for p in parts)
     cpu = max(p["cpu"] for p in parts)
-    return {"n": n, "size": size, "renderer": "png-encode-only" if encode_only else renderer,
+    return {"n": n, "size": size, "renderer": "png-encode-only" if encode_only else renderer, "style": style,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2)}  # fmt: skip
 
@@ -78,6 +85,31 @@ def full_set(workers: int) -> dict:
     return {"n": 6000, "size": 224, "wall_s": round(wall, 2), "images_per_s": round(6000 / wall, 1)}
 
 
+def measure_styles(n: int, workers: int) -> list[dict]:
+    """Every style at 224 px in one run; cost ratios are per image against the paper style."""
+    rows = []
+    for style in STYLES:
+        fast = measure(n, 224, "fast", workers, style=style)
+        enc = measure(n, 224, "fast", workers, encode_only=True, style=style)
+        rows.append({"style": style, "fast": fast, "encode_only": enc})
+    paper = rows[0]["fast"]
+    for r in rows:
+        r["cost_vs_paper"] = round(paper["images_per_s"] / r["fast"]["images_per_s"], 2)
+        r["cost_vs_paper_cpu"] = round(paper["images_per_cpu_s"] / r["fast"]["images_per_cpu_s"], 2)
+    return rows
+
+
+def print_styles(rows: list[dict]) -> None:
+    print(
+        f"{'style':>11} {'img/s':>8} {'img/cpu-s':>10} {'cost vs paper':>14} {'(cpu)':>6} {'encode-only img/cpu-s':>22}"
+    )
+    for r in rows:
+        f = r["fast"]
+        print(f"{r['style']:>11} {f['images_per_s']:>8.1f} {f['images_per_cpu_s']:>10.1f} "
+              f"{r['cost_vs_paper']:>13.2f}x {r['cost_vs_paper_cpu']:>5.2f}x "
+              f"{r['encode_only']['images_per_cpu_s']:>22.1f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=available_cpus())
@@ -87,8 +119,22 @@ def main() -> None:
     ap.add_argument("--n-mpl-full", type=int, default=12, help="matplotlib images at full resolution")
     ap.add_argument("--full-res", type=int, default=2310)
     ap.add_argument("--full-set", action="store_true", help="also time the 6,000-image set end to end")
+    ap.add_argument("--n-styles", type=int, default=300, help="images per style in the styles table")
+    ap.add_argument("--styles-only", action="store_true", help="only the styles table")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args()
+    if a.styles_only:
+        load = os.getloadavg()
+        rows = measure_styles(a.n_styles, a.workers)
+        print_styles(rows)
+        out = a.out.with_name("generate_styles.json") if a.out == RESULTS else a.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        machine = {"cpus": available_cpus(), "load_avg_before": load, "load_avg_after": os.getloadavg()}
+        out.write_text(
+            json.dumps({"benchmark": "generate-styles", "machine": machine, "styles": rows}, indent=2) + "\n"
+        )
+        print(f"wrote {out}")
+        return
 
     rows = []
     for size, n_fast, n_mpl in ((224, a.n_fast, a.n_mpl), (a.full_res, a.n_fast_full, a.n_mpl_full)):
@@ -112,6 +158,7 @@ def main() -> None:
         "mix": "paper preset, classes interleaved (balanced), seed 0, PNG compress_level 1",
         "results": rows,
     }
+    result["styles"] = measure_styles(a.n_styles, a.workers)
     if a.full_set:
         result["full_set"] = full_set(a.workers)
     result["machine"]["load_avg_after"] = os.getloadavg()
@@ -123,6 +170,7 @@ def main() -> None:
             print(f"{r['size']:>6} {clock:>5} {r['fast'][key]:>11.1f} {r['matplotlib'][key]:>17.2f} "
                   f"{r['speedup_vs_matplotlib' + sfx]:>8.0f}x {r['encode_only'][key]:>18.1f} "
                   f"{r['generation_over_encode' + sfx]:>10.2f}x")  # fmt: skip
+    print_styles(result["styles"])
     if "full_set" in result:
         fs = result["full_set"]
         print(

@@ -63,6 +63,7 @@ def _root(
 
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
+    from fungalzsl.fewshot.cli import adapt, fewshot
     from fungalzsl.pipeline.cli import loco, run, shift
     from fungalzsl.predict.cli import export, predict
     from fungalzsl.serve.cli import serve
@@ -81,6 +82,8 @@ def _register() -> None:
     app.command("predict")(predict)
     app.command("serve")(serve)
     app.command("export")(export)
+    app.command("adapt")(adapt)
+    app.command("fewshot")(fewshot)
     app.command("run")(run)
 
 

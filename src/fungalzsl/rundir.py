@@ -10,3 +10,5 @@ EVALUATIONS_FILE = "evaluations.jsonl"  # one record per `fungalzsl evaluate` of
 CATLIP_VOCABULARY_FILE = "catlip_vocabulary.json"  # with --objective catlip
 LAST_DIR = "last"  # the last epoch's weights and resume state
 LAST_STATE_FILE = "state.json"  # inside LAST_DIR: epoch, step, best, RNG-free resume state
+ADAPTER_FILE = "adapter.json"  # with `fungalzsl adapt`: the few-shot adapter's method, classes, params
+ADAPTER_TENSORS_FILE = "adapter.safetensors"  # its cache / probe weights / prototypes

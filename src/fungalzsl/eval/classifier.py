@@ -170,6 +170,54 @@ class ZeroShotClassifier:
         return self.logits(image_emb).softmax(dim=-1)
 
 
+@dataclass
+class AdaptedClassifier:
+    """The stored-embeddings classifier of a run written by ``fungalzsl adapt``, with its few-shot
+    adapter on top (:mod:`fungalzsl.fewshot.adapter`): ``base`` scores the adapter's classes in its
+    order, the adapter turns those logits into its own, and the data's ``classes`` are picked out."""
+
+    base: ZeroShotClassifier
+    adapter: Any
+    classes: list[str]
+
+    @property
+    def method(self) -> str:
+        return f"{self.base.method}+{self.adapter.method}"
+
+    @property
+    def logit_scale(self) -> float:
+        return self.base.logit_scale
+
+    @logit_scale.setter
+    def logit_scale(self, value: float) -> None:
+        self.base.logit_scale = value
+
+    def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
+        full = self.adapter.logits(image_emb, self.base.logits(image_emb))
+        return full[:, [self.adapter.classes.index(c) for c in self.classes]]
+
+    def probabilities(self, image_emb: torch.Tensor) -> torch.Tensor:
+        return self.logits(image_emb).softmax(dim=-1)
+
+
+def adapted_classifier(
+    adapter: Any, stored: tuple[list[str], torch.Tensor], classes: Sequence[str], logit_scale: float
+) -> AdaptedClassifier:
+    """An :class:`AdaptedClassifier` over the data's ``classes`` from the run's stored class embeddings."""
+    names, emb = stored
+    missing = [c for c in [*adapter.classes, *classes] if c not in names or c not in adapter.classes]
+    if missing:
+        raise fail(
+            f"the run's adapter and stored class embeddings do not cover class(es): {', '.join(sorted(set(missing)))}",
+            "evaluate on data with the adapted classes only, or rerun 'fungalzsl adapt'",
+        )
+    order = adapter.classes
+    base = ZeroShotClassifier(
+        order, "mean", emb[[names.index(c) for c in order]], torch.arange(len(order)), logit_scale
+    )
+    return AdaptedClassifier(base, adapter, list(classes))
+
+
 def waffle_descriptors(count: int = 16, seed: int = 0) -> list[str]:
     """WaffleCLIP's random descriptors: half random word pairs, half random character strings."""
     rng = random.Random(seed)

@@ -142,7 +142,15 @@ def classify(
     """Score the headline description sets, then each control classifier on the headline's texts,
     then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options."""
     source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
-    scored = score_sets(source.model, split_emb, sets, stored=inputs.stored, calibration=cal_split, **kw)
+    scored = score_sets(
+        source.model,
+        split_emb,
+        sets,
+        stored=inputs.stored,
+        calibration=cal_split,
+        adapter=source.adapter,
+        **kw,
+    )
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
     if sets == [None] and td is not None:
         scored[0].metrics["retrieval"] = retrieval_metrics(

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from fungalzsl.errors import fail
-from fungalzsl.eval.classifier import ZeroShotClassifier, build_classifier, fit_logit_scale
+from fungalzsl.eval.classifier import (
+    AdaptedClassifier,
+    ZeroShotClassifier,
+    adapted_classifier,
+    build_classifier,
+    fit_logit_scale,
+)
 from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
 from fungalzsl.predict.embed import embed_images, embed_texts
 from fungalzsl.text.records import DescriptionSet
@@ -64,7 +70,7 @@ def embed_split(
 
 def score_set(
     split: EmbeddedSplit,
-    clf: ZeroShotClassifier,
+    clf: ZeroShotClassifier | AdaptedClassifier,
     name: str,
     *,
     n_boot: int = 1000,
@@ -127,10 +133,12 @@ def score_sets(
     template: str,
     max_retrieval_texts: int,
     calibration: EmbeddedSplit | None = None,
+    adapter: Any = None,
 ) -> list[Scored]:
     """Score an embedded split with each description set (``None``: stored embeddings when the
     classifier is ``mean``, else class names only — template/waffle/chils). With ``calibration`` (another
-    labelled split, embedded by the same model) each classifier's logit scale is refitted on it first."""
+    labelled split, embedded by the same model) each classifier's logit scale is refitted on it first.
+    ``adapter`` (a run written by ``fungalzsl adapt``) is applied on top of the stored embeddings."""
     out = []
     for ds in sets:
         by_class = ds.by_class if ds is not None else None
@@ -146,7 +154,7 @@ def score_sets(
             class_emb = emb[[names.index(c) for c in split.classes]]
         if ds is not None:
             ds.require_classes(split.classes)
-        clf = build_classifier(
+        clf: ZeroShotClassifier | AdaptedClassifier = build_classifier(
             source_model,
             split.classes,
             classifier,
@@ -156,6 +164,9 @@ def score_sets(
             hierarchy=hierarchy,
             class_emb=class_emb,
         )
+        if adapter is not None and class_emb is not None:
+            assert stored is not None
+            clf = adapted_classifier(adapter, stored, split.classes, clf.logit_scale)
         name = (
             ds.name
             if ds is not None

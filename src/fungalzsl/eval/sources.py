@@ -129,6 +129,7 @@ class ModelSource:
     run_dir: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
     spec: str | None = None
+    adapter: Any = None  # a run written by ``fungalzsl adapt``: its fewshot.adapter.Adapter
 
     @property
     def start_spec(self) -> str | None:
@@ -152,10 +153,13 @@ def load_source(run_or_spec: Any, device: str = "cpu") -> ModelSource:
     text = str(run_or_spec)
     path = Path(text)
     if is_run_dir(path):
+        from fungalzsl.fewshot.adapter import load_adapter
         from fungalzsl.models import load_run
 
         model, config = load_run(path)
-        return ModelSource(model=model.to(device).eval(), label=path.name, run_dir=path, config=config)
+        source = ModelSource(model=model.to(device).eval(), label=path.name, run_dir=path, config=config)
+        source.adapter = load_adapter(path)
+        return source
     if path.exists():
         raise fail(
             f"{path} is not a run directory (no config.json)",

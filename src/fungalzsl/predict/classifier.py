@@ -6,19 +6,26 @@
         print(p.path, p.prediction, p.probabilities)
 
 The class text embeddings are stored in the run directory, so prediction needs no LLM; a new label set
-can be given at any time (``Classifier.set_classes``) for zero-shot on labels the run never saw."""
+can be given at any time (``Classifier.set_classes``) for zero-shot on labels the run never saw.
+
+A run written by ``fungalzsl adapt`` carries a few-shot adapter (``RUN/adapter.json``,
+:mod:`fungalzsl.fewshot.adapter`): it is applied to the zero-shot logits whenever the label set is the
+adapter's own (same class names); any other label set is scored zero-shot."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.predict.inputs import Images, classify
 from fungalzsl.predict.result import Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fungalzsl.fewshot.adapter import Adapter
 
 
 class Classifier:
@@ -32,6 +39,7 @@ class Classifier:
         logit_scale: float,
         run_dir: Path | None = None,
         config: dict[str, Any] | None = None,
+        adapter: Adapter | None = None,
     ):
         if class_embeddings.shape[0] != len(classes):
             raise fail(
@@ -46,10 +54,13 @@ class Classifier:
         self.logit_scale = float(logit_scale)
         self.run_dir = run_dir
         self.config = config or {}
+        # The adapter's tensors index its own classes: it applies only to that label set.
+        self.adapter = adapter if adapter is not None and adapter.classes == self.classes else None
 
     @classmethod
     def load(cls, run_dir: str | Path, classes: str | Path | None = None, device: str = "cpu") -> Classifier:
         """Load a run directory written by ``fungalzsl train`` (optionally with a new description set)."""
+        from fungalzsl.fewshot.adapter import load_adapter
         from fungalzsl.models import load_run
         from fungalzsl.predict.zeroshot import load_class_embeddings, model_logit_scale
         from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
@@ -62,6 +73,12 @@ class Classifier:
             )
         model, config = load_run(run_dir)
         model = model.to(device)
+        adapter = load_adapter(run_dir)
+        if classes is not None and adapter is not None:
+            raise fail(
+                f"{run_dir} is adapted to its own classes ({', '.join(adapter.classes)}) with few-shot images",
+                "predict with --classes from the run it was adapted from (config.json 'adapted_from')",
+            )
         if classes is not None:
             names, emb = label_set(model, classes)
         else:
@@ -72,25 +89,36 @@ class Classifier:
                     "pass --classes FILE.jsonl with descriptions",
                 )
             names, emb = stored
-        return cls(model, names, emb, model_logit_scale(model), run_dir=run_dir, config=config)
+        return cls(
+            model, names, emb, model_logit_scale(model), run_dir=run_dir, config=config, adapter=adapter
+        )
 
     def set_classes(self, descriptions: str | Path | dict[str, list[str]]) -> None:
         """Replace the label set: a descriptions JSONL file or {class: [descriptions...]}."""
         self.classes, emb = label_set(self.model, descriptions)
         self.class_embeddings = emb.float()
+        if self.adapter is not None and self.adapter.classes != self.classes:
+            self.adapter = None
 
     def with_label_set(self, classes: Sequence[str], class_embeddings: torch.Tensor) -> Classifier:
         """A classifier sharing this one's model but scoring another label set (no copy of the weights)."""
-        return Classifier(self.model, classes, class_embeddings, self.logit_scale, self.run_dir, self.config)
+        return Classifier(
+            self.model, classes, class_embeddings, self.logit_scale, self.run_dir, self.config, self.adapter
+        )
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, C) class probabilities for a batch of preprocessed images."""
-        from fungalzsl.predict.zeroshot import class_probabilities
-
         device = self.class_embeddings.device
         emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
-        return class_probabilities(emb, self.class_embeddings, self.logit_scale)
+        return self.scores(emb).softmax(dim=-1)
+
+    def scores(self, emb: torch.Tensor) -> torch.Tensor:
+        """(N, C) logits of (N, D) image embeddings: zero-shot, then the adapter when there is one."""
+        from fungalzsl.predict.zeroshot import class_logits
+
+        logits = class_logits(emb, self.class_embeddings, self.logit_scale)
+        return logits if self.adapter is None else self.adapter.logits(emb, logits)
 
     def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
         """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""

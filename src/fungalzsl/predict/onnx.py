@@ -109,6 +109,13 @@ def export_onnx(run_dir: str | Path, out: str | Path, opset: int = 17) -> Path:
     from fungalzsl.predict.classifier import Classifier
 
     clf = Classifier.load(run_dir)
+    if clf.adapter is not None:
+        # classifier.json holds one cosine classifier; a cache or probe on top would change what every
+        # ONNX consumer computes, so the export says so rather than silently dropping the adaptation.
+        raise fail(
+            f"{run_dir} carries a few-shot '{clf.adapter.method}' adapter, which the ONNX export does not hold",
+            "serve or predict the adapted run directory itself, or export the run it was adapted from",
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = describe_transform(clf.model.preprocess)

@@ -17,6 +17,7 @@ app = typer.Typer(
         "fungalzsl generate --out data/shift --palette random --noise 0.05  ·  "
         "fungalzsl generate --out data/fungi --resume  ·  "
         "fungalzsl generate --out data/seg --masks  ·  "
+        "fungalzsl generate --out data/micro --style micrograph  ·  "
         "fungalzsl generate import-fungalzsl train_data.json val_data.json test_data.json "
         "--images DOWNLOAD_DIR --out data/release.  Schema: docs/dataset.md"
     ),
@@ -32,6 +33,23 @@ class Mode(str, Enum):
 class Palette(str, Enum):
     paper = "paper"
     random = "random"
+
+
+class Style(str, Enum):
+    paper = "paper"
+    micrograph = "micrograph"
+    colony = "colony"
+    mixed = "mixed"
+
+
+STYLE_OPTION = typer.Option(
+    None,
+    "--style",
+    help="paper: the paper's drawings; micrograph: microscope photographs of every class; colony: "
+    "mycelium as colonies on agar (spore, hyphae as micrographs); mixed: per image paper 25%, "
+    "micrograph 50%, colony 25% (preset: paper). See docs/dataset.md#styles.",
+    show_default=False,
+)
 
 
 class Format(str, Enum):
@@ -77,6 +95,7 @@ def generate(
         help="paper: class colour ramps; random: a random ramp per image (breaks the colour shortcut) (preset: paper).",
         show_default=False,
     ),
+    style: Style = STYLE_OPTION,
     fmt: Format = typer.Option(
         Format.folder, "--format", help="folder: ImageFolder PNGs; webdataset: ~1000-sample .tar shards."
     ),
@@ -152,6 +171,7 @@ def generate(
             background=background,
             samples_per_shard=samples_per_shard,
             masks=masks,
+            style=style.value if style else None,
         )
     except KeyboardInterrupt:
         typer.echo(

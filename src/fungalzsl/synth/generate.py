@@ -71,6 +71,7 @@ def generate_dataset(
     progress: bool = True,
     on_progress: OnProgress = None,
     masks: bool = False,
+    style: Literal["paper", "micrograph", "colony", "mixed"] | None = None,
 ) -> dict[str, Any]:
     """Generate (or finish) a synthetic dataset in ``out``; returns the manifest (``dataset.json``).
 
@@ -88,7 +89,10 @@ def generate_dataset(
         noise_sd=noise_sd,
         blur_radius=blur_radius,
         background=background,
+        style=style,
     )
+    if cfg.variation.style != "paper":
+        _check_style(cfg.variation.style, mode, renderer)
     if masks:
         _check_masks(cfg, renderer)
     settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
@@ -180,6 +184,10 @@ def _settings(
         settings["samples_per_shard"] = samples_per_shard
     if masks:  # only when on: datasets made without masks keep their settings hash
         settings["masks"] = True
+    if cfg.variation.style != "paper":  # likewise: paper datasets keep theirs
+        from fungalzsl.synth.style import STYLE_ALGORITHM
+
+        settings["style_algorithm"] = STYLE_ALGORITHM
     return settings
 
 
@@ -285,6 +293,13 @@ class _Run:
             "rng": "numpy.random.default_rng(SeedSequence([seed, index]))",
             "masks": self.masks,
         }
+        if cfg.variation.style != "paper":  # only then: paper manifests stay as they were
+            from fungalzsl.synth.style import MIXED_WEIGHTS, STYLE_ALGORITHM
+
+            manifest["style"] = cfg.variation.style
+            manifest["style_algorithm"] = STYLE_ALGORITHM
+            if cfg.variation.style == "mixed":
+                manifest["style_weights"] = MIXED_WEIGHTS
         if self.masks:
             from fungalzsl.synth.masks import COVERAGE_THRESHOLD, label_map
 
@@ -298,6 +313,14 @@ class _Run:
         if self.fmt == "webdataset":
             manifest["shards"] = {p: len(js) for p, js in shard_groups(self.jobs, self.per_shard)}
         return manifest
+
+
+def _check_style(style: str, mode: str, renderer: str) -> None:
+    """Refuse, before any work, what the photographic styles do not draw."""
+    if mode != "classes":
+        raise fail(f"--style {style} draws --mode classes only", "drop --mode sequence or use --style paper")
+    if renderer != "fast":
+        raise fail(f"--style {style} is drawn with skia only", "drop --renderer matplotlib")
 
 
 def _check_masks(cfg: GeneratorPreset, renderer: str) -> None:

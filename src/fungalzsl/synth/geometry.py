@@ -48,6 +48,11 @@ class Scene:
     seg_struct: np.ndarray  # (M,) index of the structure each segment belongs to
     seg_level: np.ndarray  # (M,) recursion level (0 = first branch)
     line_alpha: float = 0.8
+    # The photographic styles (synth.micro, synth.colony) draw ellipsoid cells and round-capped tubes;
+    # the paper's discs are circles and its strokes square-capped (None / False: today's drawing).
+    circle_aspect: np.ndarray | None = None  # (S,) minor/major axis ratio of each disc, ≤ 1
+    circle_angle: np.ndarray | None = None  # (S,) orientation of the major axis, radians
+    round_caps: bool = False
 
     @property
     def n_segments(self) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
@@ -27,6 +27,9 @@ MAX_SIZE = 8192
 # The paper's classes in label order: the classes of the shipped ``paper`` preset, and the defaults of
 # every stage that needs class names before it has a dataset (describe, the release importers).
 PAPER_CLASSES = ("spore", "hyphae", "mycelium")
+# Imaging styles (synth.style): the paper's flat drawings, microscope photographs, plate photographs of
+# colonies (mycelium; the other classes as micrographs), or a per-image mix of the three.
+STYLES = ("paper", "micrograph", "colony", "mixed")
 
 
 class _Strict(BaseModel):
@@ -134,11 +137,23 @@ class Variation(_Strict):
     grayscale: bool = False
     noise_sd: float = Field(0.0, ge=0, le=1, description="Gaussian pixel noise σ (fraction of 255)")
     blur_radius: float = Field(0.0, ge=0, le=0.1, description="Gaussian blur σ (fraction of side)")
+    style: Literal["paper", "micrograph", "colony", "mixed"] = Field(
+        "paper", description="imaging style: the paper's drawings or a photographic look (synth.style)"
+    )
 
     @field_validator("background")
     @classmethod
     def _bg(cls, v: str) -> str:
         return v if v == "random" else _check_hex(v)
+
+    @model_serializer(mode="wrap")
+    def _paper_style_unwritten(self, handler: Any) -> dict:
+        # The paper style is written as the absence of the key, so every dataset, hash and stage key
+        # made before styles existed stays exactly as it was.
+        data = handler(self)
+        if data.get("style") == "paper":
+            del data["style"]
+        return data
 
 
 class Sequence(_Strict):

@@ -164,15 +164,37 @@ class PixelLayout:
 
         d = self._discs[s]
         if d is not None:
-            canvas.drawCircle(*d, disc)
+            self.draw_disc(canvas, s, disc)
         path = skia.Path()
+        round_caps = self.scene.round_caps
         for lo, hi, w in self._groups[s]:
             path.readFromMemory(_path_bytes(self.seg[lo:hi]))
             # matplotlib's 'projecting' (square) caps close the joints of thick lines; below 1 px the
             # cap is invisible and butt caps let skia take its much faster hairline path.
-            line.setStrokeCap(skia.Paint.kSquare_Cap if w >= 1.0 else skia.Paint.kButt_Cap)
+            if round_caps and w >= 1.0:
+                line.setStrokeCap(skia.Paint.kRound_Cap)
+            else:
+                line.setStrokeCap(skia.Paint.kSquare_Cap if w >= 1.0 else skia.Paint.kButt_Cap)
             line.setStrokeWidth(w)
             canvas.drawPath(path, line)
+
+    def groups(self, s: int) -> list[tuple[int, int, float]]:
+        """Structure ``s``'s segment groups as (first, end, drawn width in px), indexing ``self.seg``."""
+        return self._groups[s]
+
+    def draw_disc(self, canvas: Any, s: int, paint: Any, scale: float = 1.0) -> None:
+        """Structure ``s``'s disc (an ellipse when the scene gives aspects), its radius × ``scale``."""
+        x, y, r = self._discs[s]
+        aspect = self.scene.circle_aspect
+        if aspect is None or aspect[s] >= 1.0:
+            canvas.drawCircle(x, y, r * scale, paint)
+            return
+        canvas.save()
+        canvas.translate(x, y)
+        canvas.rotate(float(np.degrees(self.scene.circle_angle[s])))
+        canvas.scale(1.0, float(aspect[s]))
+        canvas.drawCircle(0.0, 0.0, r * scale, paint)
+        canvas.restore()
 
 
 def render_matplotlib(scene: Scene, size: int) -> np.ndarray:

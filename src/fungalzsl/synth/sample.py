@@ -47,7 +47,36 @@ def make_scene(
             preset, seed, job.sequence_id, job.frame, background_colour(preset.variation, rng)
         )
         return scene, extra, rng
+    if preset.variation.style != "paper":
+        from fungalzsl.synth.style import resolve_style, style_scene
+
+        chosen = resolve_style(preset.variation.style, job.label, seed, job.index)
+        if chosen != "paper":
+            scene, extra = style_scene(chosen, preset, seed, job)
+            return scene, extra, None  # type: ignore[return-value]  (no pixel stream without drawing)
+        scene, extra, rng = class_scene(preset, seed, job)
+        return scene, {**extra, **PAPER_STYLE_EXTRAS}, rng
     return class_scene(preset, seed, job)
+
+
+# What a photographic-style dataset records of the images it draws in the paper style (``mixed``).
+PAPER_STYLE_EXTRAS = {"style": "paper", "imaging": "drawing", "stain": "none", "jpeg_quality": 0}
+
+
+def make_pixels(
+    preset: GeneratorPreset, seed: int, job: Job, size: int, renderer: Renderer, mode: str
+) -> tuple[np.ndarray, Scene, dict]:
+    """Pixels, scene and metadata extras of one image, in the preset's style."""
+    if preset.variation.style != "paper" and mode == "classes":
+        from fungalzsl.synth.style import resolve_style, style_image
+
+        chosen = resolve_style(preset.variation.style, job.label, seed, job.index)
+        if chosen != "paper":
+            rgb, scene, extra, rng = style_image(chosen, preset, seed, job, size)
+            return apply_pixel_variation(rgb, preset.variation, rng), scene, extra
+    scene, extra, rng = make_scene(preset, seed, job, mode)
+    rgb = apply_pixel_variation(render(scene, size, renderer), preset.variation, rng)
+    return rgb, scene, extra
 
 
 def metadata_row(preset: GeneratorPreset, seed: int, job: Job, scene: Scene, extra: dict, size: int) -> dict:
@@ -85,6 +114,8 @@ def metadata_row(preset: GeneratorPreset, seed: int, job: Job, scene: Scene, ext
         "width": size,
         "height": size,
     }
+    if "style" in extra:  # photographic styles only: paper datasets keep their columns
+        row.update({k: extra[k] for k in PAPER_STYLE_EXTRAS})
     if job.sequence_id >= 0:
         row["sequence_id"] = job.sequence_id
         row["frame"] = job.frame
@@ -101,9 +132,7 @@ def make_image(
     mode: str = "classes",
 ) -> tuple[np.ndarray, dict]:
     """Pixels (size, size, 3) uint8 and the metadata row of one planned image."""
-    scene, extra, rng = make_scene(preset, seed, job, mode)
-    rgb = render(scene, size, renderer)
-    rgb = apply_pixel_variation(rgb, preset.variation, rng)
+    rgb, scene, extra = make_pixels(preset, seed, job, size, renderer, mode)
     return rgb, metadata_row(preset, seed, job, scene, extra, size)
 
 
@@ -134,12 +163,12 @@ def make_files(
     ``masks``, ``mask.png`` (class labels) and ``inst.png`` (instance ids) — and its metadata row
     (with ``n_instances`` and ``instance_labels`` when masks are made). The image does not depend on
     ``masks``: the masks use no random numbers and their own canvas."""
-    scene, extra, rng = make_scene(preset, seed, job, mode)
     v = preset.variation
-    if renderer == "fast" and not (v.grayscale or v.noise_sd > 0 or v.blur_radius > 0):
+    if v.style == "paper" and renderer == "fast" and not (v.grayscale or v.noise_sd > 0 or v.blur_radius > 0):
+        scene, extra, _ = make_scene(preset, seed, job, mode)
         png = render_skia_png(scene, size)
     else:
-        rgb = apply_pixel_variation(render(scene, size, renderer), v, rng)
+        rgb, scene, extra = make_pixels(preset, seed, job, size, renderer, mode)
         png = encode_png(rgb)
     row = metadata_row(preset, seed, job, scene, extra, size)
     files = {"png": png}

@@ -42,4 +42,8 @@ def load_generate_settings(config: Path, section: dict[str, Any]) -> GenerateSet
         "mode": mode,
         "algorithm": plan.IMAGE_ALGORITHM,
     }
+    if preset.variation.style != "paper":  # paper stage keys stay as they were
+        from fungalzsl.synth.style import STYLE_ALGORITHM
+
+        settings["style_algorithm"] = STYLE_ALGORITHM
     return GenerateSettings(preset, seed, mode, settings)

@@ -1,0 +1,85 @@
+"""``fungalzsl adapt`` and ``fungalzsl fewshot``: few-shot adaptation from a lab's own labelled images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fungalzsl.errors import fail
+
+_SHOTS_HELP = (
+    "Labelled images: class folders DIR/<class>/*.png (a sub-folder DIR/<class>/<source>/ names the source) "
+    "or a flat folder with labels.jsonl (file, label, optional source)."
+)
+
+
+def adapt(
+    run_dir: Path = typer.Argument(
+        ..., help="Run directory written by 'fungalzsl train' (RUN/run after 'fungalzsl run')."
+    ),
+    shots: Path = typer.Option(..., "--shots", help=_SHOTS_HELP),
+    out: Path = typer.Option(..., "--out", help="New run directory: the run plus the fitted adapter."),
+    method: str = typer.Option(
+        "tip",
+        "--method",
+        help="tip (Tip-Adapter cache + zero-shot), probe (logistic regression) or prototype (class centroids).",
+    ),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+) -> None:
+    """Adapt a run to a lab's images from a few labelled examples per class, without training.
+
+    OUT is a run directory that predict, evaluate, serve and Classifier.load accept like any run;
+    'fungalzsl export' refuses it (its ONNX format holds the zero-shot classifier only)."""
+    from fungalzsl.fewshot.adapt import adapt_run
+    from fungalzsl.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    adapter = adapt_run(run_dir, shots, out, method=method, batch_size=batch_size, device=device)
+    counts = ", ".join(f"{c} {n}" for c, n in adapter.info["shots_per_class"].items())
+    params = ", ".join(f"{k}={v:g}" for k, v in adapter.params.items())
+    typer.echo(f"adapted run written to {out} ({method}; {params}; shots: {counts})")
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"--k {text!r} is not a list of integers", "e.g. --k 1,2,5,10") from None
+    if not ks or min(ks) < 1:
+        raise fail(f"--k {text!r} must list positive shot counts", "k = 0 (zero-shot) is always reported")
+    return ks
+
+
+def fewshot(
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'fungalzsl train'."),
+    data: Path = typer.Option(..., "--data", help=_SHOTS_HELP),
+    k: str = typer.Option(
+        "1,2,5,10", "--k", help="Shots per class, comma separated (k = 0, zero-shot, is always reported)."
+    ),
+    repeats: int = typer.Option(10, "--repeats", min=1, help="Random draws per k."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md and fewshot.png."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
+    methods: str = typer.Option(
+        "tip,probe,prototype", "--methods", help="Methods to score, comma separated."
+    ),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+) -> None:
+    """Few-shot protocol: k shots per class drawn from DATA, the rest scored, mean and 95% CI per k.
+
+    A class with fewer than k + 1 images gives all but one of them as shots (the row says 'capped')."""
+    from fungalzsl.fewshot.report import fewshot_run
+    from fungalzsl.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    results = fewshot_run(run_dir, data, out, _parse_ks(k), repeats, seed, chosen, batch_size, device)
+    for kk in results["ks"]:
+        row = next(r for r in results["results"] if r["k"] == kk)
+        if row["capped"]:
+            shots = ", ".join(f"{c} {n}" for c, n in row["shots_per_class"].items())
+            typer.secho(f"k={kk}: a class has fewer than {kk + 1} images; shots capped ({shots})",
+                        fg=typer.colors.YELLOW, err=True)  # fmt: skip
+    typer.echo((Path(out) / "results.md").read_text())

@@ -1,0 +1,252 @@
+"""Microscope optics for the photographic styles: how a field of view looks, whatever is in it.
+
+Everything here is drawn from an image's *optics* stream only (:func:`fungalzsl.synth.style.style_rngs`),
+never from the structures' stream and never from the class, so illumination, stain, background, noise
+and artefacts have one distribution for every class: the class is carried by the structures alone.
+
+Domain randomisation, per image:
+
+* imaging: brightfield (dark walls on a bright field), phase-like (mid-grey field, dark walls with a
+  bright halo) or darkfield (bright walls on a dark field);
+* stain: unstained (grey, any faint tint), KOH (yellowish), lactophenol cotton blue (blue field, blue
+  walls); cells hyaline or pigmented (brown), independent of the stain;
+* uneven illumination (a tilted field), vignetting, auto-exposure to a random brightness;
+* defocus: a share of the structures in a blurred focal plane, sometimes the whole image soft;
+* sensor noise (Gaussian, luminance and colour), JPEG encode/decode at a random quality;
+* debris (dark specks), air bubbles (refractive rings), a scale bar, a counting-chamber grid.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+IMAGING = ("brightfield", "phase", "darkfield")
+IMAGING_WEIGHTS = (0.6, 0.25, 0.15)
+STAINS = ("unstained", "koh", "cotton-blue")
+STAIN_WEIGHTS = (0.4, 0.3, 0.3)
+
+
+@dataclass
+class Optics:
+    """One field of view's look (colours are RGB in [0, 1]; lengths are fractions of the side)."""
+
+    imaging: str
+    stain: str
+    background: np.ndarray
+    wall: np.ndarray  # cell walls (tube edges, spore rims)
+    lumen: np.ndarray  # the inside of tubes and cells
+    lumen_alpha: float
+    cell: np.ndarray  # the contents of spores (from nearly clear to densely pigmented)
+    halo: np.ndarray  # phase halo / inner refraction ring
+    halo_alpha: float
+    wall_frac: float  # wall thickness as a fraction of the tube width
+    defocus_share: float  # share of structures in the blurred focal plane
+    defocus_sigma: float
+    soft_sigma: float  # whole-image blur (0: sharp)
+    illumination: tuple[float, float, float]  # tilt strength, tilt angle, vignetting
+    exposure: float  # target mean brightness after auto-exposure
+    noise_sd: float
+    jpeg_quality: int  # 0: no JPEG round trip
+    debris: int
+    bubbles: int
+    grid: tuple[float, float, float] | None  # spacing, angle, alpha of a counting-chamber grid
+    scale_bar: int  # corner 0-3, or -1 for none
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0)))
+
+
+def _stain_colours(rng: np.random.Generator, stain: str) -> tuple[np.ndarray, np.ndarray]:
+    """Field and wall colours of a brightfield view under ``stain``."""
+    if stain == "koh":
+        field = _hsv(rng.uniform(0.09, 0.18), rng.uniform(0.12, 0.45), rng.uniform(0.62, 0.97))
+    elif stain == "cotton-blue":
+        field = _hsv(rng.uniform(0.52, 0.66), rng.uniform(0.05, 0.35), rng.uniform(0.65, 0.97))
+    else:  # grey with any faint tint (olive and green casts are common in real photographs)
+        field = _hsv(rng.uniform(0.0, 1.0), rng.uniform(0.0, 0.22), rng.uniform(0.5, 0.95))
+    if stain == "cotton-blue":  # the dye takes to the walls
+        wall = _hsv(rng.uniform(0.58, 0.7), rng.uniform(0.45, 0.9), rng.uniform(0.15, 0.5))
+    else:
+        wall = field * rng.uniform(0.12, 0.5)
+    return field, wall
+
+
+def sample_optics(rng: np.random.Generator) -> Optics:
+    """Draw one field of view's optics (the draws do not depend on anything but ``rng``)."""
+    imaging = str(rng.choice(IMAGING, p=IMAGING_WEIGHTS))
+    stain = str(rng.choice(STAINS, p=STAIN_WEIGHTS))
+    field, wall = _stain_colours(rng, stain)
+    if rng.uniform() < 0.3:  # pigmented cells (melanised spores, brown hyphae)
+        wall = 0.5 * wall + 0.5 * _hsv(
+            rng.uniform(0.04, 0.12), rng.uniform(0.5, 0.9), rng.uniform(0.15, 0.45)
+        )
+    mix = rng.uniform(0.1, 0.55)
+    halo, halo_alpha = np.minimum(field * rng.uniform(1.05, 1.3) + 0.08, 1.0), rng.uniform(0.0, 0.35)
+    if imaging == "phase":
+        field = field * rng.uniform(0.45, 0.75)
+        halo, halo_alpha = np.minimum(field * 1.8 + 0.15, 1.0), rng.uniform(0.35, 0.7)
+    elif imaging == "darkfield":
+        bright = np.minimum(field / max(float(field.max()), 1e-6) * rng.uniform(0.6, 1.0), 1.0)
+        field, wall = field * rng.uniform(0.03, 0.15), bright
+        halo, halo_alpha = bright, rng.uniform(0.1, 0.4)
+    lumen = field + (wall - field) * mix
+    cell = field + (wall - field) * rng.uniform(0.15, 0.85)
+    return Optics(
+        imaging=imaging,
+        stain=stain,
+        background=field,
+        wall=wall,
+        lumen=lumen,
+        lumen_alpha=float(rng.uniform(0.35, 0.85)),
+        cell=cell,
+        halo=halo,
+        halo_alpha=float(halo_alpha),
+        wall_frac=float(rng.uniform(0.14, 0.3)),
+        defocus_share=float(rng.choice([0.0, rng.uniform(0.1, 0.6)], p=[0.4, 0.6])),
+        defocus_sigma=float(rng.uniform(0.004, 0.02)),
+        soft_sigma=float(rng.uniform(0.001, 0.005)) if rng.uniform() < 0.35 else 0.0,
+        illumination=(
+            float(rng.uniform(0.0, 0.35)),
+            float(rng.uniform(0, 2 * np.pi)),
+            float(rng.uniform(0, 0.6)),
+        ),
+        exposure=float(rng.uniform(0.3, 0.8)),
+        noise_sd=float(rng.uniform(0.003, 0.05)),
+        jpeg_quality=int(rng.integers(30, 96)) if rng.uniform() < 0.7 else 0,
+        debris=int(rng.poisson(rng.uniform(0, 25))),
+        bubbles=int(rng.integers(1, 4)) if rng.uniform() < 0.15 else 0,
+        grid=(
+            (float(rng.uniform(0.12, 0.4)), float(rng.uniform(-0.2, 0.2)), float(rng.uniform(0.25, 0.7)))
+            if rng.uniform() < 0.1
+            else None
+        ),
+        scale_bar=int(rng.integers(0, 4)) if rng.uniform() < 0.2 else -1,
+    )
+
+
+def _colour(skia: Any, rgb: np.ndarray, alpha: float = 1.0) -> Any:
+    r, g, b = (float(c) for c in np.clip(rgb, 0.0, 1.0))
+    return skia.Color4f(r, g, b, float(alpha))
+
+
+def draw_under(canvas: Any, optics: Optics, rng: np.random.Generator, size: int) -> None:
+    """The field itself, a counting-chamber grid and debris: what lies below the structures."""
+    import skia
+
+    canvas.clear(_colour(skia, optics.background))
+    if optics.grid is not None:
+        spacing, angle, alpha = optics.grid
+        paint = skia.Paint(
+            AntiAlias=True, Style=skia.Paint.kStroke_Style, Color4f=_colour(skia, optics.wall, alpha)
+        )
+        paint.setStrokeWidth(max(size * 0.004, 0.8))
+        canvas.save()
+        canvas.rotate(float(np.degrees(angle)), size / 2, size / 2)
+        step = spacing * size
+        offset = rng.uniform(0, step, size=2)
+        for k in range(-int(1.5 * size / step) - 1, int(1.5 * size / step) + 2):
+            for triple in (0.0, 0.03 * step, 0.06 * step) if k % 4 == 0 else (0.0,):  # Neubauer triple lines
+                t = k * step + triple
+                canvas.drawLine(offset[0] + t, -size, offset[0] + t, 2 * size, paint)
+                canvas.drawLine(-size, offset[1] + t, 2 * size, offset[1] + t, paint)
+        canvas.restore()
+    if optics.debris:
+        n = optics.debris
+        xy = rng.uniform(0, size, size=(n, 2)).tolist()
+        r = (size * rng.uniform(0.002, 0.012, size=n)).tolist()
+        shade = rng.uniform(0.3, 0.9, size=n).tolist()
+        paint = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style)
+        for (x, y), rad, a in zip(xy, r, shade):
+            paint.setColor4f(_colour(skia, optics.wall, a))
+            canvas.drawOval(skia.Rect.MakeXYWH(x, y, rad * 2, rad * (1.0 + a)), paint)
+
+
+def draw_over(canvas: Any, optics: Optics, rng: np.random.Generator, size: int) -> None:
+    """Air bubbles (a dark refractive rim, a bright inner ring) and a scale bar: above everything."""
+    import skia
+
+    ring = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style)
+    for _ in range(optics.bubbles):
+        x, y = rng.uniform(0, size, size=2)
+        r = size * rng.uniform(0.04, 0.15)
+        ring.setStrokeWidth(r * 0.12)
+        ring.setColor4f(_colour(skia, optics.wall * 0.6, 0.85))
+        canvas.drawCircle(float(x), float(y), float(r), ring)
+        ring.setStrokeWidth(r * 0.05)
+        ring.setColor4f(_colour(skia, optics.halo, 0.7))
+        canvas.drawCircle(float(x), float(y), float(r * 0.86), ring)
+    if optics.scale_bar >= 0:
+        length, height = size * rng.uniform(0.12, 0.3), max(size * rng.uniform(0.01, 0.025), 1.5)
+        margin = size * 0.05
+        right, bottom = optics.scale_bar % 2 == 1, optics.scale_bar >= 2
+        x = size - margin - length if right else margin
+        y = size - margin - height if bottom else margin
+        light = rng.uniform() < 0.5
+        bar = skia.Paint(AntiAlias=True, Color4f=skia.Color4f(*(([1.0] * 3) if light else [0.02] * 3), 1.0))
+        canvas.drawRect(skia.Rect.MakeXYWH(float(x), float(y), float(length), float(height)), bar)
+
+
+_GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_BANKS: dict[int, np.ndarray] = {}
+_BANK_PAD = 97
+
+
+def _noise_bank(size: int) -> np.ndarray:
+    """(size + pad, size + pad, 2) float32 standard normals, the same in every process (fixed seed)."""
+    if size not in _BANKS:
+        _BANKS.clear()
+        rng = np.random.default_rng(np.random.SeedSequence([0x5E5, size]))
+        _BANKS[size] = rng.standard_normal((size + _BANK_PAD, size + _BANK_PAD, 2), dtype=np.float32)
+    return _BANKS[size]
+
+
+def _coords(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1], cached per size."""
+    if size not in _GRIDS:
+        _GRIDS.clear()
+        c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+        _GRIDS[size] = (c[None, :], c[:, None])
+    return _GRIDS[size]
+
+
+def finish(rgb: np.ndarray, optics: Optics, rng: np.random.Generator) -> np.ndarray:
+    """The camera: illumination field, auto-exposure, soft focus, sensor noise, JPEG; uint8 → uint8."""
+    from PIL import Image
+
+    size = rgb.shape[0]
+    if optics.soft_sigma > 0:  # a soft lens: down by f and back up bilinearly (a blur of σ ≈ f/2 px)
+        f = int(np.clip(round(2 * optics.soft_sigma * size), 2, 16))
+        small = Image.fromarray(rgb).reduce(f)
+        rgb = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR))
+    x, y = _coords(size)
+    tilt, angle, vignette = optics.illumination
+    field = (1.0 + tilt * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y)) * (
+        1.0 - np.float32(vignette * 0.5) * (x * x + y * y)
+    )
+    # Auto-exposure: the camera brings the frame's mean to its own target, whatever the content
+    # (the field is smooth, so mean(rgb·field) ≈ mean(rgb)·mean(field)).
+    field *= np.float32(optics.exposure / max(float(rgb.mean()) / 255 * float(field.mean()), 1e-3) / 255)
+    img = rgb * field[:, :, None]
+    # Sensor noise: a window of a fixed noise field at a random offset and sign (drawing 3·size²
+    # normals per image would cost more than the whole drawing); luminance plus a weaker colour part.
+    bank = _noise_bank(size)
+    oy, ox = (int(v) for v in rng.integers(0, _BANK_PAD, size=2))
+    sign = np.float32(1.0 if rng.uniform() < 0.5 else -1.0)
+    tint = (rng.uniform(-1, 1, size=3) * optics.noise_sd * 0.4).astype(np.float32)
+    img += bank[oy : oy + size, ox : ox + size, :1] * (sign * np.float32(optics.noise_sd))
+    img += bank[ox : ox + size, oy : oy + size, 1:] * tint
+    np.clip(img, 0.0, 1.0, out=img)
+    img *= np.float32(255)
+    img += np.float32(0.5)
+    out = img.astype(np.uint8)
+    if optics.jpeg_quality:
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=optics.jpeg_quality)
+        out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return np.ascontiguousarray(out)

@@ -1,0 +1,203 @@
+"""Imaging styles (--style micrograph|colony|mixed): recorded, deterministic, masks aligned, class
+carried by structure rather than colour, and the paper style untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fungalzsl.synth import (
+    generate_dataset,
+    load_preset,
+    make_image,
+    make_masks,
+    plan_classes,
+    with_overrides,
+)
+from fungalzsl.synth.layout import PROGRESS_DIR
+from fungalzsl.synth.micro import grow_filaments
+from fungalzsl.synth.style import MIXED_WEIGHTS, resolve_style
+
+N, SIZE = 9, 48
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and PROGRESS_DIR not in p.parts
+    }
+
+
+def gen(out: Path, style: str = "micrograph", **kw):
+    kw.setdefault("num_images", N)
+    kw.setdefault("size", SIZE)
+    kw.setdefault("workers", 1)
+    kw.setdefault("progress", False)
+    return generate_dataset(out, "paper", seed=7, style=style, masks=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def micro_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("micro")
+    gen(out)
+    return out
+
+
+def styled(style: str):
+    return with_overrides(load_preset("paper"), style=style)
+
+
+def test_the_paper_style_is_written_as_no_key_so_paper_presets_keep_their_hash():
+    paper = load_preset("paper")
+    assert "style" not in paper.to_dict()["variation"]
+    assert with_overrides(paper, style="paper").hash() == paper.hash()
+    micro = styled("micrograph")
+    assert micro.to_dict()["variation"]["style"] == "micrograph" and micro.hash() != paper.hash()
+
+
+def test_a_styled_dataset_records_its_style_per_image_and_in_the_manifest(micro_set):
+    manifest = json.loads((micro_set / "dataset.json").read_text())
+    assert manifest["style"] == "micrograph"
+    assert manifest["preset"]["settings"]["variation"]["style"] == "micrograph"
+    rows = [json.loads(line) for line in (micro_set / "metadata.jsonl").read_text().splitlines()]
+    assert {r["style"] for r in rows} == {"micrograph"}
+    assert {r["imaging"] for r in rows} <= {"brightfield", "phase", "darkfield"}
+    assert {r["stain"] for r in rows} <= {"unstained", "koh", "cotton-blue"}
+
+
+def test_same_bytes_for_1_or_2_workers_for_shards_and_after_resume(micro_set, tmp_path):
+    gen(tmp_path / "two", workers=2)
+    assert tree_hashes(tmp_path / "two") == tree_hashes(micro_set)
+    for part in ("0/2", "1/2"):
+        gen(tmp_path / "parts", shard=part)
+    assert tree_hashes(tmp_path / "parts") == tree_hashes(micro_set)
+
+    def stop_after(done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen(tmp_path / "cut", on_progress=stop_after)
+    gen(tmp_path / "cut", resume=True)
+    assert tree_hashes(tmp_path / "cut") == tree_hashes(micro_set)
+
+
+def test_resuming_with_another_style_is_refused(micro_set, tmp_path):
+    def stop_after(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen(tmp_path / "cut", on_progress=stop_after)
+    with pytest.raises(Exception, match="settings"):
+        gen(tmp_path / "cut", style="mixed", resume=True)
+
+
+def test_mixed_draws_each_image_exactly_as_its_chosen_style_does():
+    preset, jobs = styled("mixed"), plan_classes(load_preset("paper"), 60)
+    chosen = [resolve_style("mixed", j.label, 7, j.index) for j in jobs]
+    assert set(chosen) == set(MIXED_WEIGHTS)
+    assert all(c != "colony" for c, j in zip(chosen, jobs) if j.label != "mycelium")
+    for style in ("paper", "micrograph", "colony"):
+        j = next(j for c, j in zip(chosen, jobs) if c == style)
+        rgb, row = make_image(preset, 7, j, 40)
+        alone, _ = make_image(styled(style), 7, j, 40)
+        assert row["style"] == style and np.array_equal(rgb, alone)
+
+
+def test_colony_style_draws_spore_and_hyphae_as_micrographs_and_mycelium_as_colonies():
+    preset = styled("colony")
+    rows = {j.label: make_image(preset, 1, j, 32)[1] for j in plan_classes(preset, 3)}
+    assert rows["spore"]["style"] == rows["hyphae"]["style"] == "micrograph"
+    assert rows["mycelium"]["style"] == "colony" and rows["mycelium"]["imaging"] in ("plate", "grain")
+
+
+def test_a_classifier_on_mean_colour_alone_is_near_chance_on_micrographs():
+    """Field, stain, illumination and exposure come from a stream that never sees the class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    preset = styled("micrograph")
+    jobs = plan_classes(preset, 90)
+    x = np.array([make_image(preset, 1, j, 40)[0].reshape(-1, 3).mean(0) / 255 for j in jobs])
+    y = np.array([j.label_id for j in jobs])
+    accuracy = cross_val_score(LogisticRegression(max_iter=2000), x, y, cv=5).mean()
+    assert accuracy < 0.5  # chance is 1/3; the paper palette gives ~0.67 here, and 1.0 with more pixels
+
+
+def _clean_optics(monkeypatch):
+    """Optics without camera or artefacts: a flat field, so a structure's pixels stand out."""
+    import fungalzsl.synth.optics as optics
+
+    real = optics.sample_optics
+
+    def clean(rng):
+        o = real(rng)
+        return dataclasses.replace(
+            o, defocus_share=0.0, soft_sigma=0.0, illumination=(0.0, 0.0, 0.0), noise_sd=0.0,
+            jpeg_quality=0, debris=0, bubbles=0, grid=None, scale_bar=-1, exposure=0.5,
+            halo_alpha=0.0, wall=o.background * 0.2, lumen=o.background * 0.5,
+        )  # fmt: skip
+
+    monkeypatch.setattr(optics, "sample_optics", clean)
+
+
+@pytest.mark.parametrize("style", ["micrograph", "colony"])
+def test_masks_align_with_the_drawn_structures(style, monkeypatch):
+    _clean_optics(monkeypatch)
+    preset = styled(style)
+    labels_seen = {}
+    for j in plan_classes(preset, 12):
+        rgb, row = make_image(preset, 2, j, 64)
+        labels, instances = make_masks(preset, 2, j, 64)
+        fg = labels > 0
+        assert np.array_equal(fg, instances > 0)
+        labels_seen.setdefault(j.label, set()).update(np.unique(labels).tolist())
+        if row["style"] == "colony":
+            # The colony's body is drawn exactly inside its mask; the plate around it is not labelled.
+            assert fg.mean() > 0.01 and np.abs(rgb[fg].mean(0) - rgb[~fg].mean(0)).max() > 10
+            continue
+        field = np.median(rgb[~fg].reshape(-1, 3), axis=0) if (~fg).any() else None
+        if field is None or fg.sum() < 5:
+            continue
+        diff = np.abs(rgb.astype(int) - field).max(axis=2)
+        assert (diff[fg] > 3).mean() >= 0.9  # labelled pixels show a structure
+        assert (fg[diff > 40]).mean() >= 0.9  # and what clearly differs from the field is labelled
+    assert labels_seen["spore"] <= {0, 1} and 1 in labels_seen["spore"]
+    if style == "micrograph":
+        assert labels_seen["hyphae"] <= {0, 1, 2} and 2 in labels_seen["hyphae"]
+    assert labels_seen["mycelium"] <= {0, 2, 3} and 3 in labels_seen["mycelium"]
+
+
+def test_filaments_are_continuous_curves_that_branch():
+    rng = np.random.default_rng(0)
+    seg, width, owner, level = grow_filaments(
+        rng, np.full((3, 2), 0.5), np.zeros(3), np.full(3, 0.02), np.full(3, 30), np.arange(3),
+        step_len=0.02, curvature=0.1, branch_p=0.2,
+    )  # fmt: skip
+    assert np.allclose(np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]), 0.02, atol=1e-5)
+    ends = {(round(float(a), 5), round(float(b), 5)) for a, b in seg[:, 2:]}
+    starts = [(round(float(a), 5), round(float(b), 5)) for a, b in seg[:, :2]]
+    assert all(s in ends or s == (0.5, 0.5) for s in starts)  # every segment grows from a tip
+    assert level.max() >= 1 and (width[level >= 1] < 0.02).all() and set(owner.tolist()) == {0, 1, 2}
+
+
+def test_styles_refuse_sequences_and_matplotlib_in_one_line(tmp_path):
+    from fungalzsl.cli import app
+
+    runner = CliRunner()
+    for extra in (["--mode", "sequence"], ["--renderer", "matplotlib"], []):
+        style = "bogus" if not extra else "micrograph"
+        result = runner.invoke(
+            app, ["generate", "--out", str(tmp_path / "x"), "-n", "3", "--style", style, *extra]
+        )
+        assert result.exit_code == 2
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
