@@ -32,15 +32,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "real_recipe.json"
 ALPHAS = (0.3, 0.5, 0.7, 1.0)
-AUG: dict[str, Any] = {}  # AugmentConfig defaults (train/settings.py)
-# name -> changes to cpu-default's train section (None: no fine-tuning, the pretrained start)
+AUG: dict[str, Any] = {"views": 2}  # AugmentConfig defaults (train/settings.py), 2 cached views (--views)
+UI0, UI1 = {"unfreeze_max": {"image": 0, "text": 0}}, {"unfreeze_max": {"image": 1, "text": 0}}
+# name -> changes to cpu-default's train section (None: no fine-tuning, the pretrained start);
+# "style" trains on images of that generator style (--style) instead of the paper's drawings
 RECIPES: dict[str, dict[str, Any] | None] = {
     "zero-shot-lite": None,
     "base": {},
     "aug-ui2": {"augment": AUG},
-    "aug-ui0": {"augment": AUG, "unfreeze_max": {"image": 0, "text": 0}},
-    "aug-ui1": {"augment": AUG, "unfreeze_max": {"image": 1, "text": 0}},
-    "noaug-ui0": {"unfreeze_max": {"image": 0, "text": 0}},
+    "aug-ui0": {"augment": AUG, **UI0},
+    "noaug-ui0": UI0,
+    "aug-ui1": {"augment": AUG, **UI1},
+    "mixed-aug-ui2": {"augment": AUG, "style": "mixed"},
+    "mixed-ui0": {"style": "mixed", **UI0},
 }
 
 
@@ -69,7 +73,7 @@ class Scorer:
     the text tower frozen, so only its projection differs (on a shared 2-core machine the text pass is
     most of an evaluation's cost)."""
 
-    def __init__(self, data: Path, real: Path, desc: Path):
+    def __init__(self, data: Path, real: Path, desc: Path, num_images: int, size: int):
         from fungalzsl.eval.sources import align_labels, load_labelled_set
         from fungalzsl.images import list_split
         from fungalzsl.text.records import load_description_set
@@ -81,6 +85,7 @@ class Scorer:
         self.texts = [t for c in self.classes for t in self.by_class[c]]
         self.index = {t: i for i, t in reversed(list(enumerate(self.texts)))}
         self.pooled: torch.Tensor | None = None
+        self.num_images, self.size = num_images, size  # of the synthetic sets trained on
 
     @torch.no_grad()
     def __call__(self, model: Any) -> dict[str, dict[str, Any]]:
@@ -116,13 +121,14 @@ class Scorer:
         return out
 
 
-def prepare(work: Path, num_images: int, size: int) -> tuple[Path, Path]:
+def prepare(work: Path, num_images: int, size: int, style: str = "paper") -> tuple[Path, Path]:
     from fungalzsl.synth.generate import generate_dataset
     from fungalzsl.text.settings import describe_from_settings
 
-    data, desc = work / "data", work / "bank.jsonl"
+    data, desc = work / ("data" if style == "paper" else f"data-{style}"), work / "bank.jsonl"
     if not (data / "dataset.json").is_file():
-        generate_dataset(data, "paper", num_images=num_images, size=size, seed=0, workers=1, overwrite=True)
+        generate_dataset(data, "paper", num_images=num_images, size=size, seed=0, workers=1, overwrite=True,
+                         style=None if style == "paper" else style)  # fmt: skip
     if not desc.is_file():
         describe_from_settings({"backend": "bank", "per_class": 300, "seed": 0, "set_name": "bank",
                                 "classes": ["spore", "hyphae", "mycelium"]}, desc)  # fmt: skip
@@ -142,7 +148,11 @@ def run_recipe(name: str, change: dict[str, Any] | None, work: Path, data: Path,
     if change is None:
         torch.manual_seed(0)  # the random projection heads of cpu-default's seed
         return [{"recipe": name, "alpha": None, **scorer(build_model("lite"))}]
+    change = dict(change)
+    if "style" in change:  # the synthetic test stays the paper's (scorer); training images change
+        data, _ = prepare(work, scorer.num_images, scorer.size, change["style"])
     cfg = {**load_section("cpu-default", "train"), **change, "progress": False}
+    cfg.pop("style", None)
     if epochs:
         cfg["epochs"] = epochs
     run = work / "runs" / name
@@ -155,15 +165,28 @@ def run_recipe(name: str, change: dict[str, Any] | None, work: Path, data: Path,
     source = load_source(run)
     theta1 = {k: v.clone() for k, v in source.model.state_dict().items()}
     theta0 = build_start_model(source).state_dict()
+    # lite's θ0 has random projection heads: mixing them in moves the heads toward noise, so the
+    # "backbone" mix interpolates the towers only and keeps the trained heads and temperature.
+    heads = [k for k in theta1 if k.startswith(("image_proj.", "text_proj.")) or k == "logit_scale"]
+    trained_towers = (summary["train"].get("unfreeze_max") or {}).get("image") not in (0, None)
     rows = []
-    for alpha in ALPHAS:
-        source.model.load_state_dict(interpolate(theta0, theta1, alpha))
+    for alpha, mix in [(a, "all") for a in ALPHAS] + [(a, "backbone") for a in ALPHAS[:-1] if trained_towers]:
+        weights = interpolate(theta0, theta1, alpha)
+        if mix == "backbone":
+            weights.update({k: theta1[k] for k in heads})
+        source.model.load_state_dict(weights)
         rows.append({
-            "recipe": name, "alpha": alpha, "train": change, "train_command_wall_s": round(wall, 1),
-            "train_wall_s": round(summary["train_wall_s"], 1), "epoch_s": epoch_s,
-            "load_average": os.getloadavg(), **scorer(source.model),
+            "recipe": name, "alpha": alpha, "wise_mix": mix, "train": change,
+            "train_command_wall_s": round(wall, 1), "train_wall_s": round(summary["train_wall_s"], 1),
+            "epoch_s": epoch_s, "load_average": os.getloadavg(), **scorer(source.model),
         })  # fmt: skip
     return rows
+
+
+def _alpha(r: dict[str, Any]) -> str:
+    if r["alpha"] is None:
+        return "–"
+    return f"{r['alpha']}" + (" (towers)" if r.get("wise_mix") == "backbone" else "")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -176,7 +199,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         srcs = ", ".join(f"{k} {v['accuracy']:.2f} ({v['n']})" for k, v in q.get("per_source", {}).items())
         ci = q["balanced_accuracy_ci95"]
         lines.append(
-            f"| {r['recipe']} | {r['alpha'] if r['alpha'] is not None else '–'} | {s['recall@1']:.3f} | "
+            f"| {r['recipe']} | {_alpha(r)} | {s['recall@1']:.3f} | "
             f"{q['recall@1']:.3f} | {q['balanced_accuracy']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}] | "
             f"{q['min_class_recall']:.2f} | {pc.get('hyphae', 0):.2f} / {pc.get('mycelium', 0):.2f} / "
             f"{pc.get('spore', 0):.2f} | {srcs} | {r.get('train_command_wall_s', '–')} |"
@@ -190,12 +213,14 @@ def main() -> None:
     ap.add_argument("--num-images", type=int, default=600)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--epochs", type=int, default=None, help="override cpu-default's epochs")
+    ap.add_argument("--views", type=int, default=2, help="cached augmented views per image (augment.views)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/fungalzsl-real-recipe"))
     ap.add_argument("--real", type=Path, default=REPO / "data" / "real-dev")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     data, desc = prepare(args.work, args.num_images, args.size)
-    scorer = Scorer(data, args.real, desc)
+    scorer = Scorer(data, args.real, desc, args.num_images, args.size)
+    AUG["views"] = args.views
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     rows = [r for r in old.get("rows", []) if r["recipe"] not in args.recipes]
     for name in args.recipes:
