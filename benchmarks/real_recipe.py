@@ -217,7 +217,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/fungalzsl-real-recipe"))
     ap.add_argument("--real", type=Path, default=REPO / "data" / "real-dev")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--print", action="store_true", help="print the table of --out and stop")
     args = ap.parse_args()
+    if args.print:
+        print(table(json.loads(args.out.read_text())["rows"]))
+        return
     data, desc = prepare(args.work, args.num_images, args.size)
     scorer = Scorer(data, args.real, desc, args.num_images, args.size)
     AUG["views"] = args.views

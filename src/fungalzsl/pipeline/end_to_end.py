@@ -19,7 +19,7 @@ from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
-from fungalzsl.pipeline.real import REAL_DIR, find_real_set, real_set_key, write_run_report
+from fungalzsl.pipeline.real import REAL_DIR, real_stage, write_run_report
 from fungalzsl.pipeline.stages import Stage, StageRunner
 from fungalzsl.rundir import MODEL_FILE
 
@@ -100,25 +100,6 @@ def run_pipeline(
             n_boot=evaluate.n_boot,
         )
 
-    real_dir = find_real_set(evaluate.real, cfg_path) if evaluate.real else None
-    if evaluate.real and real_dir is None:
-        log(f"[evaluate-real] {evaluate.real} not found (from {Path.cwd()} or beside {cfg_path}); skipped")
-    if not evaluate.real or real_dir is None:
-        shutil.rmtree(out / REAL_DIR, ignore_errors=True)  # no stale real-set numbers in the report
-
-    def do_evaluate_real(resume: bool) -> None:
-        assert real_dir is not None
-        shutil.rmtree(out / REAL_DIR, ignore_errors=True)
-        evaluate_run(
-            run_dir,
-            real_dir,
-            out / REAL_DIR,
-            split=None,
-            baseline=evaluate.baseline,
-            classifier=evaluate.classifier,
-            n_boot=evaluate.n_boot,
-        )
-
     stages = [
         Stage("generate", gen_settings, do_generate, outputs=[data_dir / "dataset.json"]),
         Stage(
@@ -143,20 +124,11 @@ def run_pipeline(
             outputs=[eval_dir / "metrics.json", eval_dir / "report.html"],
         ),
     ]
-    if real_dir is not None:
-        stages.append(
-            Stage(
-                "evaluate-real",
-                {**evaluate.model_dump(exclude={"split", "real"}), "real": real_set_key(real_dir)},
-                do_evaluate_real,
-                after=["train", "describe"],
-                outputs=[out / REAL_DIR / "metrics.json", out / REAL_DIR / "report.html"],
-            )
-        )
-    for stage in stages:
+    real = real_stage(evaluate, cfg_path, out, run_dir, log)
+    for stage in [*stages, *([real] if real else [])]:
         runner.run(stage)
     write_run_report(out)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
-    if real_dir is not None:
+    if real is not None:
         metrics["real"] = json.loads((out / REAL_DIR / "metrics.json").read_text())
     return metrics

@@ -5,12 +5,16 @@ side by side (each evaluation's full report stays in ``OUT/eval/`` and ``OUT/eva
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fungalzsl.eval.report import Block, evaluation_blocks, fmt, write_blocks
+from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import sha256_json
 from fungalzsl.labelled import read_labelled
+from fungalzsl.pipeline.stages import Stage
 
 REAL_DIR = "eval-real"
 
@@ -28,6 +32,34 @@ def find_real_set(path: str | Path, config: Path) -> Path | None:
         if (parent / "pyproject.toml").is_file():
             break
     return None
+
+
+def real_stage(
+    evaluate: EvaluateSettings, config: Path, out: Path, run_dir: Path, log: Callable[[str], Any]
+) -> Stage | None:
+    """The ``evaluate-real`` stage (OUT/eval-real/), or None — with a note when the configured folder
+    is absent — and then no stale real-set numbers are left in OUT."""
+    real_dir = find_real_set(evaluate.real, config) if evaluate.real else None
+    if evaluate.real and real_dir is None:
+        log(f"[evaluate-real] {evaluate.real} not found (from {Path.cwd()} or beside {config}); skipped")
+    if real_dir is None:
+        shutil.rmtree(out / REAL_DIR, ignore_errors=True)
+        return None
+
+    def do_evaluate_real(resume: bool) -> None:
+        from fungalzsl.eval.evaluate import evaluate_run
+
+        shutil.rmtree(out / REAL_DIR, ignore_errors=True)
+        evaluate_run(run_dir, real_dir, out / REAL_DIR, split=None, baseline=evaluate.baseline,
+                     classifier=evaluate.classifier, n_boot=evaluate.n_boot)  # fmt: skip
+
+    return Stage(
+        "evaluate-real",
+        {**evaluate.model_dump(exclude={"split", "real"}), "real": real_set_key(real_dir)},
+        do_evaluate_real,
+        after=["train", "describe"],
+        outputs=[out / REAL_DIR / "metrics.json", out / REAL_DIR / "report.html"],
+    )
 
 
 def real_set_key(root: Path) -> dict[str, Any]:
