@@ -142,7 +142,7 @@ def run_recipe(name: str, change: dict[str, Any] | None, work: Path, data: Path,
     from fungalzsl.eval.evaluate import build_start_model
     from fungalzsl.eval.sources import load_source
     from fungalzsl.models import build_model
-    from fungalzsl.train.evaluate import interpolate
+    from fungalzsl.train.evaluate import wise_ft_weights
     from fungalzsl.train.loop import train_run
 
     if change is None:
@@ -165,16 +165,13 @@ def run_recipe(name: str, change: dict[str, Any] | None, work: Path, data: Path,
     source = load_source(run)
     theta1 = {k: v.clone() for k, v in source.model.state_dict().items()}
     theta0 = build_start_model(source).state_dict()
-    # lite's θ0 has random projection heads: mixing them in moves the heads toward noise, so the
-    # "backbone" mix interpolates the towers only and keeps the trained heads and temperature.
-    heads = [k for k in theta1 if k.startswith(("image_proj.", "text_proj.")) or k == "logit_scale"]
+    # lite's θ0 has random projection heads: the "backbone" mix (train.wise_ft_scope: towers)
+    # interpolates the towers only and keeps the trained heads and temperature.
     trained_towers = (summary["train"].get("unfreeze_max") or {}).get("image") not in (0, None)
     rows = []
     for alpha, mix in [(a, "all") for a in ALPHAS] + [(a, "backbone") for a in ALPHAS[:-1] if trained_towers]:
-        weights = interpolate(theta0, theta1, alpha)
-        if mix == "backbone":
-            weights.update({k: theta1[k] for k in heads})
-        source.model.load_state_dict(weights)
+        scope = "towers" if mix == "backbone" else "all"
+        source.model.load_state_dict(wise_ft_weights(source.model, theta0, theta1, alpha, scope))
         rows.append({
             "recipe": name, "alpha": alpha, "wise_mix": mix, "train": change,
             "train_command_wall_s": round(wall, 1), "train_wall_s": round(summary["train_wall_s"], 1),

@@ -89,6 +89,9 @@ class TrainConfig(BaseModel):
     tensorboard: bool = False
     wise_ft: list[float] = Field(default_factory=list, description="WiSE-FT alphas to report on val")
     wise_ft_alpha: float | None = Field(None, ge=0, le=1, description="save weights interpolated at this α")
+    wise_ft_scope: Literal["all", "towers"] = Field(
+        "all", description="towers: interpolate the towers only, keep the trained heads and temperature"
+    )
     progress: bool = True
 
 
