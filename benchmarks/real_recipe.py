@@ -5,7 +5,8 @@ set and is scored on the paper's synthetic test split and on the real developmen
     python benchmarks/real_recipe.py --recipes base aug-ui2   # some, merged into the JSON
     python benchmarks/real_recipe.py --num-images 300 --epochs 2 --work /tmp/rr   # a quick try
 
-Recipes start from configs/cpu-default.yaml's ``train:`` section and change one thing each (see RECIPES);
+Recipes start from configs/cpu-default.yaml's ``train:`` section as it was before this benchmark chose
+the current one (BASE) and change one thing each (see RECIPES);
 each run also scores WiSE-FT mixes (1-α)·θ0 + α·θ1 of its weights with the start model's, which costs
 evaluations only. Writes benchmarks/results/real_recipe.json (rows merged by name, kept after each
 recipe, so a killed sweep keeps what it finished) and prints a table.
@@ -34,7 +35,12 @@ RESULTS = Path(__file__).parent / "results" / "real_recipe.json"
 ALPHAS = (0.3, 0.5, 0.7, 1.0)
 AUG: dict[str, Any] = {"views": 2}  # AugmentConfig defaults (train/settings.py), 2 cached views (--views)
 UI0, UI1 = {"unfreeze_max": {"image": 0, "text": 0}}, {"unfreeze_max": {"image": 1, "text": 0}}
-# name -> changes to cpu-default's train section (None: no fine-tuning, the pretrained start);
+# Every recipe starts from cpu-default's train section as it was before this sweep chose a new one
+# (no augmentation, 2 image groups unfrozen, no WiSE-FT), so the rows stay comparable whatever the
+# preset says now.
+BASE: dict[str, Any] = {"augment": None, "unfreeze_max": {"image": 2, "text": 0}, "wise_ft_alpha": None,
+                        "wise_ft_scope": "all", "wise_ft": []}  # fmt: skip
+# name -> changes to BASE (None: no fine-tuning, the pretrained start);
 # "style" trains on images of that generator style (--style) instead of the paper's drawings
 RECIPES: dict[str, dict[str, Any] | None] = {
     "zero-shot-lite": None,
@@ -43,6 +49,7 @@ RECIPES: dict[str, dict[str, Any] | None] = {
     "aug-ui0": {"augment": AUG, **UI0},
     "noaug-ui0": UI0,
     "aug-ui1": {"augment": AUG, **UI1},
+    "mixed-aug-ui0": {"augment": AUG, "style": "mixed", **UI0},
     "mixed-aug-ui2": {"augment": AUG, "style": "mixed"},
     "mixed-ui0": {"style": "mixed", **UI0},
 }
@@ -151,7 +158,7 @@ def run_recipe(name: str, change: dict[str, Any] | None, work: Path, data: Path,
     change = dict(change)
     if "style" in change:  # the synthetic test stays the paper's (scorer); training images change
         data, _ = prepare(work, scorer.num_images, scorer.size, change["style"])
-    cfg = {**load_section("cpu-default", "train"), **change, "progress": False}
+    cfg = {**load_section("cpu-default", "train"), **BASE, **change, "progress": False}
     cfg.pop("style", None)
     if epochs:
         cfg["epochs"] = epochs

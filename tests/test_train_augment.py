@@ -81,9 +81,11 @@ def test_bad_augment_settings_are_one_line_errors(augment: dict, field: str) -> 
     assert "\n" not in str(e.value)
 
 
-def test_paper_preset_trains_without_augmentation_and_cpu_default_key_parses() -> None:
+def test_paper_preset_trains_without_augmentation_and_cpu_default_with_it() -> None:
     assert resolve_config("paper", None).augment is None
     assert resolve_config({"augment": {}}, None).augment == AugmentConfig()
+    default = resolve_config("cpu-default", None)  # the recipe chosen on data/real-dev
+    assert default.augment == AugmentConfig(views=2) and default.unfreeze_max == {"image": 0, "text": 0}
 
 
 def _losses(run: Path) -> list[float]:
