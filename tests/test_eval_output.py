@@ -36,7 +36,7 @@ def test_an_evaluation_killed_after_metrics_json_leaves_the_previous_one_complet
     assert {"metrics.json", "predictions.csv", "report.md", "report.html"} <= set(before)
     written = []
 
-    def die(path, split, probs):
+    def die(path, split, probs, *_):  # *_: the sources of a labelled folder
         written.append(sorted(p.name for p in path.parent.iterdir()))
         raise RuntimeError("crashed after metrics.json was written")
 

@@ -16,7 +16,7 @@ _COLOURS = {"spore": (250, 210, 0), "hyphae": (255, 120, 0), "mycelium": (200, 0
 def draw(cls: str, size: int, rng: random.Random) -> Image.Image:
     im = Image.new("RGB", (size, size), "white")
     d = ImageDraw.Draw(im)
-    c = _COLOURS[cls]
+    c = _COLOURS.get(cls, (0, 0, 200))
     for _ in range(rng.randint(3, 6)):
         x, y = rng.uniform(0.2, 0.8) * size, rng.uniform(0.2, 0.8) * size
         if cls == "spore":
@@ -88,3 +88,28 @@ TINY_WORDS = [
     ":",
     ",",
 ]
+
+
+def write_labelled(root: Path, items: list[tuple[str, str | None, Image.Image]]) -> Path:
+    """A flat labelled folder as data/real-dev: root/NNN.png and root/labels.jsonl with ``file``,
+    ``label`` and (when not None) ``source`` for each (label, source, image)."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (label, source, im) in enumerate(items):
+        name = f"{label}_{i:03d}.png"
+        im.save(root / name)
+        lines.append(json.dumps({"file": name, "label": label, **({"source": source} if source else {})}))
+    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_labelled(root: Path, per_source: dict[str, dict[str, int]], size: int = 32, seed: int = 0) -> Path:
+    """A flat labelled folder of tiny shape images: ``per_source[source][class]`` images each."""
+    rng = random.Random(seed)
+    items = [
+        (c, s, draw(c, size, rng))
+        for s, counts in per_source.items()
+        for c, n in counts.items()
+        for _ in range(n)
+    ]
+    return write_labelled(root, items)

@@ -104,11 +104,13 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 @dataclass
 class ImageSet:
-    """Paths and integer labels of one split, with the class names that the labels index."""
+    """Paths and integer labels of one split, with the class names that the labels index, and where
+    known the source of each image (a repository, lab or microscope; :mod:`fungalzsl.labelled`)."""
 
     paths: list[Path]
     labels: list[int]
     classes: list[str]
+    sources: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -46,7 +46,8 @@ def evaluate(
         ...,
         "--data",
         help="Dataset directory (DIR/SPLIT/CLASS/*.png), a folder of "
-        "class folders with --split none, or a release *_data.json.",
+        "class folders with --split none, a labelled folder with labels.jsonl (file, label, source; "
+        "e.g. data/real-dev: per-source results too), or a release *_data.json.",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output directory for metrics.json, predictions.csv, figures/ and report.md/.html."

@@ -26,6 +26,7 @@ import torch
 from fungalzsl.errors import fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
 from fungalzsl.eval.report import training_summary
+from fungalzsl.eval.metrics import per_source_metrics
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,
@@ -80,7 +81,8 @@ def load_inputs(
     ``descriptions``: ``[None]`` (stored embeddings or class names only) or the run's training set."""
     source = load_source(run_or_spec, device=device)
     found = load_eval_images(data, split, images)
-    classes = dataset_classes(data, found)
+    run_classes = source.config.get("classes")
+    classes = dataset_classes(data, found, run_classes if isinstance(run_classes, list) else None)
     found = align_labels(found, classes)
     sets: list[DescriptionSet | None] = [load_description_set(p) for p in descriptions or []]
     stored = stored_class_embeddings(source)
@@ -209,6 +211,10 @@ def assemble_metrics(
         metrics["training"] = training
     if calibrate_on:  # then the headline was calibrated (embed_inputs embedded that split)
         metrics["calibration"] = {**metrics["calibration"], "split": calibrate_on}
+    sources = source_of(inputs.found, split_emb.paths)
+    if sources is not None:
+        preds = head.probs.argmax(axis=1)
+        metrics["per_source"] = per_source_metrics(split_emb.labels, preds, sources, inputs.classes)
     if len(scores.scored) > 1:
         metrics["by_description_set"] = {s.name: s.metrics for s in scores.scored}
     if scores.by_classifier is not None:
@@ -236,14 +242,24 @@ def write_outputs(
     split_emb: EmbeddedSplit,
     source: ModelSource,
     figures: bool,
+    found: Any = None,
 ) -> None:
     """metrics.json, predictions.csv and (with ``figures``) the figures and report, into ``stage``."""
     atomic_write_json(stage / "metrics.json", metrics)
-    write_predictions(stage / "predictions.csv", split_emb, scores.scored[0].probs)
+    sources = source_of(found, split_emb.paths) if found is not None else None
+    write_predictions(stage / "predictions.csv", split_emb, scores.scored[0].probs, sources)
     if figures:
         from fungalzsl.eval.report import write_report
 
         write_report(stage, split_emb, scores.scored, scores.baseline, source)
+
+
+def source_of(found: Any, paths: Sequence[Path]) -> list[str | None] | None:
+    """The source of each evaluated image (in ``paths`` order), or None when the data names none."""
+    if found.sources is None or all(s is None for s in found.sources):
+        return None
+    by_path = dict(zip(found.paths, found.sources))
+    return [by_path.get(p) for p in paths]
 
 
 def record_evaluation(run_dir: Path, out: Path, metrics: dict[str, Any], classifier: str) -> None:
@@ -339,7 +355,7 @@ def evaluate_run(
         metrics = assemble_metrics(
             inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on
         )
-        write_outputs(stage, metrics, scores, split_emb, inputs.source, figures)
+        write_outputs(stage, metrics, scores, split_emb, inputs.source, figures, inputs.found)
     if record and inputs.source.run_dir is not None:
         record_evaluation(inputs.source.run_dir, out, metrics, classifier)
     return metrics
@@ -358,16 +374,23 @@ def build_start_model(source: ModelSource) -> Any:
         return build_model(source.start_spec, **options)
 
 
-def write_predictions(path: Path, split: EmbeddedSplit, probs: np.ndarray) -> None:
-    """One row per image: path, true and predicted class, correctness, confidence, one column per class."""
+def write_predictions(
+    path: Path, split: EmbeddedSplit, probs: np.ndarray, sources: Sequence[str | None] | None = None
+) -> None:
+    """One row per image: path, true and predicted class, correctness, confidence, one column per class;
+    a ``source`` column after the path when the data names its images' sources."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["path", "true", "prediction", "correct", "confidence", *(f"p_{c}" for c in split.classes)])
+    src = ["source"] if sources is not None else []
+    w.writerow(
+        ["path", *src, "true", "prediction", "correct", "confidence", *(f"p_{c}" for c in split.classes)]
+    )
     pred = probs.argmax(axis=1)
-    for p, y, k, row in zip(split.paths, split.labels, pred, probs):
+    for i, (p, y, k, row) in enumerate(zip(split.paths, split.labels, pred, probs)):
         w.writerow(
             [
                 str(p),
+                *([sources[i] or ""] if sources is not None else []),
                 split.classes[y],
                 split.classes[k],
                 int(y == k),

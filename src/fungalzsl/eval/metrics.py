@@ -193,3 +193,26 @@ def classification_metrics(
         "reliability": reliability_bins(labels, probs, n_bins),
     }
     return metrics
+
+
+def per_source_metrics(
+    labels: np.ndarray, preds: np.ndarray, sources: Sequence[str | None], classes: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Accuracy per image source, with its count and the recall of each class the source has.
+
+    Real images come from a few labs or repositories, each with its own optics: a total can hide a
+    model that works on one source only, so every real-image evaluation reports this beside the total.
+    Sources are listed in order of first appearance; an image without a source counts as "unknown"."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    names = ["unknown" if s is None else s for s in sources]
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names):
+        mask = np.array([n == name for n in names], dtype=bool)
+        y, p = labels[mask], preds[mask]
+        per_class = {
+            classes[c]: {"n": int((y == c).sum()), "correct": int(((y == c) & (p == c)).sum()),
+                         "recall": float((p[y == c] == c).mean())}
+            for c in range(len(classes)) if (y == c).any()
+        }  # fmt: skip
+        out[name] = {"n": int(mask.sum()), "accuracy": float((y == p).mean()), "per_class": per_class}
+    return out

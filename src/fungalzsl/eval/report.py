@@ -222,6 +222,8 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             rows=[[c, *(str(v) for v in row)] for c, row in zip(classes, m["confusion_matrix"])],
         ),
     ]
+    if m.get("per_source"):
+        blocks += per_source_blocks(m["per_source"], classes)
     r = m.get("retrieval")
     if r:
         ks = list(r["image_to_text"])
@@ -248,6 +250,25 @@ def evaluation_blocks(m: dict[str, Any], figures: dict[str, str]) -> list[Block]
             Block("p", "; ".join(m["unreadable"][:20])),
         ]
     return blocks
+
+
+def per_source_blocks(per_source: dict[str, Any], classes: Sequence[str]) -> list[Block]:
+    """The per-source table: accuracy and count per source, each class as correct/n (recall)."""
+
+    def cell(pc: dict[str, Any] | None) -> str:
+        return "–" if pc is None else f"{pc['correct']}/{pc['n']} ({fmt(pc['recall'], 2)})"
+
+    return [
+        Block("h2", "Per source (recall per class as correct/n)"),
+        Block(
+            "table",
+            header=["source", "n", "accuracy", *classes],
+            rows=[
+                [name, str(v["n"]), fmt(v["accuracy"]), *(cell(v["per_class"].get(c)) for c in classes)]
+                for name, v in per_source.items()
+            ],
+        ),
+    ]
 
 
 def write_report(

@@ -13,3 +13,9 @@ class EvaluateSettings(BaseModel):
     baseline: bool = True
     classifier: str = "mean"
     n_boot: int = Field(1000, ge=0)
+    real: str | None = Field(
+        None,
+        description="a labelled real-image folder also scored (labels.jsonl or class folders), e.g. "
+        "data/real-dev; relative paths are tried from the working directory, then from the repository "
+        "the config file is in; skipped with a note when absent",
+    )

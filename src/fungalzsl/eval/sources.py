@@ -11,6 +11,7 @@ from typing import Any
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
 from fungalzsl.progress import step
+from fungalzsl.labelled import LABELS_FILE, read_labelled
 from fungalzsl.release_split import find_images, read_split_file
 from fungalzsl.rundir import resolve_run_dir
 
@@ -61,11 +62,25 @@ def load_release_split(json_path: str | Path, images: str | Path | None) -> Imag
     return ImageSet(paths=paths, labels=labels, classes=classes)
 
 
+def load_labelled_set(root: Path) -> ImageSet:
+    """A labelled folder (``labels.jsonl`` with sources, or class folders) as an ImageSet, classes in
+    the order they first occur (``align_labels`` puts them in the classifier's order)."""
+    items = read_labelled(root)
+    classes = list(dict.fromkeys(i.label for i in items))
+    return ImageSet(
+        paths=[i.path for i in items],
+        labels=[classes.index(i.label) for i in items],
+        classes=classes,
+        sources=[i.source for i in items],
+    )
+
+
 def load_eval_images(
     data: str | Path, split: str | None = "test", images: str | Path | None = None
 ) -> ImageSet:
     """Images to evaluate: a dataset dir (``DIR/split/class/*``), a folder of class folders
-    (``--split none``), or a release ``*_data.json`` file with ``images``."""
+    (``--split none``), a labelled folder with ``labels.jsonl`` (``data/real-dev``: read whatever
+    ``--split`` says when it has no such split folder), or a release ``*_data.json`` file with ``images``."""
     p = Path(data)
     if p.suffix.lower() == ".json":
         if not p.is_file():
@@ -75,6 +90,9 @@ def load_eval_images(
         raise fail("--images is only used with a release *_data.json file", "drop --images or pass a .json")
     if p.is_file():
         raise fail(f"{p} is a file, not a dataset directory", "pass DIR with SPLIT/CLASS/* or a *_data.json")
+    no_split = split in (None, "", "none", ".")
+    if (p / LABELS_FILE).is_file() and (no_split or not (p / str(split)).is_dir()):
+        return load_labelled_set(p)
     return list_split(p, split if split not in (None, "", "none", ".") else None)
 
 
@@ -87,13 +105,14 @@ def align_labels(images: ImageSet, classes: list[str]) -> ImageSet:
             f"pass --descriptions covering them (known: {', '.join(classes)})",
         )
     labels = [classes.index(images.classes[i]) for i in images.labels]
-    return ImageSet(paths=images.paths, labels=labels, classes=list(classes))
+    return ImageSet(paths=images.paths, labels=labels, classes=list(classes), sources=images.sources)
 
 
-def dataset_classes(data: str | Path, images: ImageSet) -> list[str]:
-    """The class order to report in: the manifest's, else the order the reader found them in."""
+def dataset_classes(data: str | Path, images: ImageSet, prefer: list[str] | None = None) -> list[str]:
+    """The class order to report in: the manifest's, else ``prefer`` (the run's classes), else the
+    order the reader found them in."""
     p = Path(data)
-    order = read_classes(p) if p.is_dir() else None
+    order = (read_classes(p) if p.is_dir() else None) or prefer
     present = set(images.classes[i] for i in set(images.labels))
     if order:
         return [c for c in order if c in present] + [

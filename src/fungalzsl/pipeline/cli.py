@@ -53,7 +53,11 @@ def _summary(metrics: dict[str, Any], out: Path) -> str:
     lines = [f"test Recall@1 = {r1:.4f}" if isinstance(r1, float) else "test Recall@1 = n/a"]
     if isinstance(metrics.get("ece"), float):
         lines.append(f"ECE = {metrics['ece']:.4f}")
-    report = out / "eval" / "report.html"
+    if isinstance(metrics.get("real"), dict):
+        from fungalzsl.pipeline.real import real_summary_line
+
+        lines.append(real_summary_line(metrics["real"]))
+    report = out / "report.html"
     lines.append(f"report: {report}")
     lines.append(f"predict: fungalzsl predict {out / 'run'} IMAGES...   serve: fungalzsl serve {out / 'run'}")
     return "\n".join(lines)

@@ -1,7 +1,10 @@
-"""``run_pipeline``: generate → describe → train → evaluate, cached and resumable stage by stage.
+"""``run_pipeline``: generate → describe → train → evaluate (→ evaluate-real), cached and resumable stage
+by stage.
 
 Each stage writes under ``OUT/``: ``data/`` (images + metadata), ``descriptions/<set>.jsonl``, ``run/``
-(the trained model) and ``eval/`` (metrics.json, report.md, report.html, figures). The stage cache lives
+(the trained model), ``eval/`` (metrics.json, report.md, report.html, figures) and, when the config's
+``evaluate.real`` names a labelled real-image folder that exists, ``eval-real/``; ``OUT/report.md``
+and ``report.html`` show the synthetic test and the real set side by side. The stage cache lives
 in ``OUT/pipeline.json`` (see :mod:`fungalzsl.pipeline.stages`). Each section of the config is read by
 its own stage's settings (``synth.settings``, ``text.settings``, ``train``, ``eval.settings``)."""
 
@@ -16,6 +19,7 @@ from fungalzsl.config import load_section, resolve_config_path, validate
 from fungalzsl.errors import fail
 from fungalzsl.eval.settings import EvaluateSettings
 from fungalzsl.io import plain_name
+from fungalzsl.pipeline.real import REAL_DIR, real_stage, write_run_report
 from fungalzsl.pipeline.stages import Stage, StageRunner
 from fungalzsl.rundir import MODEL_FILE, PIPELINE_RUN_DIR
 
@@ -119,12 +123,17 @@ def run_pipeline(
         ),
         Stage(
             "evaluate",
-            evaluate.model_dump(),
+            evaluate.model_dump(exclude={"real"}),  # the real set is its own stage
             do_evaluate,
             after=["train", "describe", "generate"],
             outputs=[eval_dir / "metrics.json", eval_dir / "report.html"],
         ),
     ]
-    for stage in stages:
+    real = real_stage(evaluate, cfg_path, out, run_dir, log)
+    for stage in [*stages, *([real] if real else [])]:
         runner.run(stage)
-    return json.loads((eval_dir / "metrics.json").read_text())
+    write_run_report(out)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    if real is not None:
+        metrics["real"] = json.loads((out / REAL_DIR / "metrics.json").read_text())
+    return metrics

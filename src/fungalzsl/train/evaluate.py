@@ -118,6 +118,21 @@ def interpolate(
     }
 
 
+def wise_ft_weights(
+    model: TwoTowerModel, theta0: dict[str, torch.Tensor], theta1: dict[str, torch.Tensor], alpha: float,
+    scope: str = "all",
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """WiSE-FT weights at ``alpha``. ``scope="towers"`` mixes the towers only and keeps the trained
+    projection heads and temperature: for ``lite`` θ0's heads are random, so mixing them in moves the
+    classifier toward noise instead of toward the pretrained features."""
+    weights = interpolate(theta0, theta1, alpha)
+    if scope == "towers":
+        ids = {id(p) for p in model.head_parameters()}
+        heads = [n for n, p in model.named_parameters() if id(p) in ids or n == "logit_scale"]
+        weights.update({k: theta1[k] for k in heads})
+    return weights
+
+
 def wise_ft_state(
     model: TwoTowerModel, theta0: dict, cfg: Any, run: Path, val_cache: FeatureCache | None,
     text_feats: TextFeatures, final_frozen: dict[str, int], val_set: Any, desc: Any, classes: list[str],
@@ -129,9 +144,9 @@ def wise_ft_state(
     theta1 = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     isplit = model.cache_split("image", final_frozen["image"]) if cfg.cache else 0
     tsplit = model.cache_split("text", final_frozen["text"]) if cfg.cache else 0
-    report: dict[str, Any] = {"alphas": {}}
+    report: dict[str, Any] = {"alphas": {}, "scope": cfg.wise_ft_scope}
     for alpha in sorted(set(cfg.wise_ft) | ({cfg.wise_ft_alpha} if cfg.wise_ft_alpha is not None else set())):
-        model.load_state_dict(interpolate(theta0, theta1, alpha))
+        model.load_state_dict(wise_ft_weights(model, theta0, theta1, alpha, cfg.wise_ft_scope))
         if val_cache is not None:
             r, _ = recall_at_1(
                 model, val_cache, isplit, text_feats, tsplit, val_set.labels, desc.by_class, classes, cfg
@@ -140,8 +155,12 @@ def wise_ft_state(
     if cfg.wise_ft_alpha is not None:
         model.load_state_dict(theta1)
         save_weights(model, run / "model_finetuned.safetensors")
-        model.load_state_dict(interpolate(theta0, theta1, cfg.wise_ft_alpha))
-        save_weights(model, run / MODEL_FILE, {"wise_ft_alpha": str(cfg.wise_ft_alpha)})
+        model.load_state_dict(wise_ft_weights(model, theta0, theta1, cfg.wise_ft_alpha, cfg.wise_ft_scope))
+        save_weights(
+            model,
+            run / MODEL_FILE,
+            {"wise_ft_alpha": str(cfg.wise_ft_alpha), "wise_ft_scope": cfg.wise_ft_scope},
+        )
         report["saved_alpha"] = cfg.wise_ft_alpha
     else:
         model.load_state_dict(theta1)

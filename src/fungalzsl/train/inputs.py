@@ -4,7 +4,11 @@ the frozen-prefix feature cache.
 While the bottom of a tower is frozen and inputs are deterministic (the eval transform, no random
 augmentation), its output for a given image never changes within an unfreeze stage. The cache
 computes it once — at the deepest split the whole run will need (the *base*) — and derives each
-stage's split from the base by running only the frozen groups in between, so images are decoded once."""
+stage's split from the base by running only the frozen groups in between, so images are decoded once.
+
+With training augmentation (train/augment.py) the input is random, so the cache holds ``views``
+augmented views of every image instead of one (row ``v·N + i`` is view v of image i) and each epoch
+picks one view per image: the frozen prefix still runs once per view, not once per epoch."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fungalzsl.errors import fail
 from fungalzsl.images import ImageReadError, ImageSet, list_split, load_image
@@ -93,10 +97,12 @@ def iter_images(
     transform: Callable[[Any], torch.Tensor],
     num_workers: int = 0,
     bad: list[str] | None = None,
+    dataset: Dataset | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield (indices, pixel batch) per batch of indices; unreadable files go to ``bad`` and are skipped."""
+    """Yield (indices, pixel batch) per batch of indices; unreadable files go to ``bad`` and are skipped.
+    ``dataset`` (default: ``paths`` through ``transform``) may index augmented views instead."""
     loader = DataLoader(
-        ImagePaths(paths, transform),
+        dataset if dataset is not None else ImagePaths(paths, transform),
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=collate_images,
@@ -109,13 +115,17 @@ def iter_images(
 
 
 class FeatureCache:
-    """Frozen-prefix outputs of the image tower for a fixed list of images (train or val split)."""
+    """Frozen-prefix outputs of the image tower for a fixed list of images (train or val split); with
+    ``augment`` (an AugmentedImages over the same paths), of each of its views: ``views`` rows per image."""
 
     def __init__(
-        self, model: Any, paths: Sequence[Path], base: int, batch_size: int, num_workers: int, device
-    ):
+        self, model: Any, paths: Sequence[Path], base: int, batch_size: int, num_workers: int, device,
+        augment: Dataset | None = None,
+    ):  # fmt: skip
         self.model, self.paths, self.base = model, list(paths), base
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
+        self.augment = augment
+        self.views: int = getattr(augment, "views", 1) if augment is not None else 1
         self.errors: list[str] = []  # "path: reason" for files that could not be read
         self.base_feats: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None  # bool mask of readable images
@@ -126,26 +136,29 @@ class FeatureCache:
         results are summed across ranks (each slot is filled by exactly one rank)."""
         rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         feats: torch.Tensor | None = None
-        valid = torch.zeros(len(self.paths), dtype=torch.bool)
+        rows = len(self.paths) * self.views
+        valid = torch.zeros(rows, dtype=torch.bool)
         errs: list[str] = []
         with torch.no_grad():
-            mine, bs = list(range(rank, len(self.paths), world)), self.batch_size
+            mine, bs = list(range(rank, rows, world)), self.batch_size
             batches = [mine[i : i + bs] for i in range(0, len(mine), bs)]
-            images = iter_images(self.paths, batches, self.model.preprocess, self.num_workers, errs)
+            images = iter_images(
+                self.paths, batches, self.model.preprocess, self.num_workers, errs, self.augment
+            )
             with step(f"caching frozen image features of {len(mine)} images", len(mine)) as bar:
                 for idx, xs in images:
                     h = self.model.image_trunk(xs.to(self.device), n).float().cpu()
                     if feats is None:
-                        feats = torch.zeros((len(self.paths), *h.shape[1:]))
+                        feats = torch.zeros((rows, *h.shape[1:]))
                     feats[idx] = h
                     valid[idx] = True
                     bar.advance(len(idx))
         if world > 1:
             feats, valid, errs = _sum_across_ranks(feats, valid, errs, self.device)
-        self.errors.extend(errs)
+        self.errors.extend(dict.fromkeys(errs))  # an unreadable file fails once per view
         if feats is None:
-            feats = torch.zeros(len(self.paths), 0)
-        return feats, valid
+            feats = torch.zeros(rows, 0)
+        return feats, valid.view(self.views, len(self.paths)).all(0)
 
     def scan(self) -> torch.Tensor:
         """Decode every image once (filling the base cache if there is one); returns the readable mask."""
@@ -175,7 +188,7 @@ class FeatureCache:
         if self.base_feats is not None and split >= self.base:
             out = []
             with torch.no_grad():
-                for i in range(0, len(self.paths), self.batch_size):
+                for i in range(0, len(self.base_feats), self.batch_size):
                     h = self.base_feats[i : i + self.batch_size].to(self.device)
                     out.append(self.model.image_trunk(h, split, start=self.base).float().cpu())
             feats = torch.cat(out)

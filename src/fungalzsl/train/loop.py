@@ -35,6 +35,7 @@ from fungalzsl.progress import step
 from fungalzsl.rundir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
+from fungalzsl.train.augment import AugmentedImages, epoch_views
 from fungalzsl.train.distributed import setup_distributed
 from fungalzsl.train.inputs import FeatureCache, TrainInputs, draw_pairs, iter_images, read_inputs
 from fungalzsl.train.objectives import TrainingObjective, objective_for
@@ -183,10 +184,14 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     base = model.cache_split("image", final_frozen["image"]) if cfg.cache else 0
     apply_unfreeze(model, schedule.unfrozen_at(0))
 
-    def cache(split: Any) -> FeatureCache:
-        return FeatureCache(model, split.paths, base, cfg.eval_batch_size, cfg.num_workers, device)
+    def cache(split: Any, augment: AugmentedImages | None = None) -> FeatureCache:
+        return FeatureCache(model, split.paths, base, cfg.eval_batch_size, cfg.num_workers, device, augment)
 
-    train_cache = cache(inputs.train_set)
+    views = None
+    if cfg.augment is not None:  # training views only: validation keeps the eval transform
+        views = AugmentedImages(inputs.train_set.paths, model.preprocess, cfg.augment, model.image_size,
+                                cfg.seed, cfg.augment.views)  # fmt: skip
+    train_cache = cache(inputs.train_set, views)
     val_cache = cache(inputs.val_set) if inputs.val_set else None
     return Trainer(
         cfg, run, rank, world, device, inputs, objective, model, options, schedule, opt, scaler,
@@ -279,20 +284,20 @@ def enter_stage(t: Trainer, state: TrainState, epoch: int) -> Stage:
 def train_one_epoch(t: Trainer, state: TrainState, stage: Stage) -> EpochStats:
     """Every batch of the epoch's pairs through ``train_step``; an optimiser step every
     ``grad_accum`` batches (and after the last)."""
-    cfg = t.cfg
+    cfg, cache = t.cfg, t.train_cache
     pairs = draw_pairs(t.inputs, t.keep, cfg.batch_size, cfg.seed, stage.epoch, t.rank, t.world)
-    pixels = (
-        None
-        if stage.feats is not None
-        else iter_images(
-            t.inputs.train_set.paths, [i.tolist() for i, _ in pairs], t.model.preprocess, cfg.num_workers
-        )
-    )
+    rows = cache_rows(t, stage.epoch)
+    pixels = None
+    if stage.feats is None:
+        n = len(cache.paths)
+        batches = [rows[i].tolist() for i, _ in pairs]
+        views = iter_images(cache.paths, batches, t.model.preprocess, cfg.num_workers, None, cache.augment)
+        pixels = (([r % n for r in got], xs) for got, xs in views)  # back from view rows to images
     t.progress.start_epoch(stage.epoch, cfg.epochs, len(pairs))
     stats = EpochStats()
     for b, (idx, tidx) in enumerate(pairs):
         t_step = time.perf_counter()
-        losses = train_step(t, stage, idx, tidx, pixels)
+        losses = train_step(t, stage, idx, tidx, pixels, rows)
         if (b + 1) % cfg.grad_accum and b + 1 != len(pairs):
             continue
         lr_scale = lr_factor(state.step, t.total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -309,11 +314,12 @@ def train_step(
     idx: torch.Tensor,
     tidx: torch.Tensor,
     pixels: Iterator[tuple[list[int], torch.Tensor]] | None,
+    rows: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """Forward and backward of one batch: images ``idx`` with descriptions ``tidx`` (a 1/grad_accum
-    share of the step's gradient)."""
+    """Forward and backward of one batch: images ``idx`` (shown as cache rows ``rows[idx]``) with
+    descriptions ``tidx`` (a 1/grad_accum share of the step's gradient)."""
     if stage.feats is not None:
-        x = stage.feats[idx]
+        x = stage.feats[rows[idx]]
     else:  # from disk; a file that broke since the first pass is dropped from this batch
         assert pixels is not None
         got, x = next(pixels)
@@ -326,6 +332,15 @@ def train_step(
         losses = t.objective.loss(t.model, image, tidx, t.inputs.train_labels[idx].to(t.device))
     t.scaler.scale(losses["loss"] / t.cfg.grad_accum).backward()
     return losses
+
+
+def cache_rows(t: Trainer, epoch: int) -> torch.Tensor:
+    """The cache row each training image shows in ``epoch``: itself, or with augmentation one of its
+    views (``view · N + image``), the same on every rank and after a resume."""
+    n, cfg = len(t.train_cache.paths), t.cfg
+    if cfg.augment is None:
+        return torch.arange(n)
+    return epoch_views(cfg.seed, epoch, n, cfg.augment.views) * n + torch.arange(n)
 
 
 def log_step(

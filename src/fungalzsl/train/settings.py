@@ -5,9 +5,43 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fungalzsl.config import load_section, validate
+
+
+def _range(v: tuple[float, float] | None, what: str, lo: float, hi: float) -> None:
+    if v is not None and not (lo <= v[0] <= v[1] <= hi):
+        raise ValueError(f"{what} must be [low, high] with {lo} <= low <= high <= {hi}")
+
+
+class AugmentConfig(BaseModel):
+    """Random training views (train/augment.py): ``augment: {}`` in a preset turns them on with these
+    defaults; ``augment: null`` (the default, and the paper's setup) trains on the eval transform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_scale: tuple[float, float] | None = Field(
+        (0.35, 1.0), description="random resized crop: area fraction range; null = no crop"
+    )
+    crop_ratio: tuple[float, float] = Field((0.75, 4 / 3), description="crop aspect ratio range")
+    flip: bool = Field(True, description="random flips and quarter turns")
+    jitter: float = Field(0.4, ge=0, le=1, description="brightness/contrast/saturation factor 1 ± jitter")
+    hue: float = Field(0.1, ge=0, le=0.5, description="hue shift ± hue (fraction of the colour wheel)")
+    greyscale: float = Field(0.2, ge=0, le=1, description="probability of a greyscale view")
+    blur: float = Field(0.3, ge=0, le=1, description="probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = Field((0.1, 2.0), description="blur radius range, pixels")
+    noise: float = Field(0.3, ge=0, le=1, description="probability of additive Gaussian noise")
+    noise_sd: tuple[float, float] = Field((0.01, 0.08), description="noise sd range, fraction of 255")
+    views: int = Field(4, ge=1, le=64, description="augmented views per training image (cached once)")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> AugmentConfig:
+        _range(self.crop_scale, "crop_scale", 0.01, 1.0)
+        _range(self.crop_ratio, "crop_ratio", 0.1, 10.0)
+        _range(self.blur_sigma, "blur_sigma", 0.0, 50.0)
+        _range(self.noise_sd, "noise_sd", 0.0, 1.0)
+        return self
 
 
 class TrainConfig(BaseModel):
@@ -43,6 +77,7 @@ class TrainConfig(BaseModel):
     unfreeze_max: dict[Literal["image", "text"], int | None] = Field(default_factory=dict)
     unfreeze_start: dict[Literal["image", "text"], int] = Field(default_factory=dict)
     cache: bool = Field(True, description="compute frozen prefixes once per unfreeze stage")
+    augment: AugmentConfig | None = Field(None, description="random training views; null = off (paper)")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without val gain")
     seed: int = 0
     device: str = "auto"
@@ -54,6 +89,9 @@ class TrainConfig(BaseModel):
     tensorboard: bool = False
     wise_ft: list[float] = Field(default_factory=list, description="WiSE-FT alphas to report on val")
     wise_ft_alpha: float | None = Field(None, ge=0, le=1, description="save weights interpolated at this α")
+    wise_ft_scope: Literal["all", "towers"] = Field(
+        "all", description="towers: interpolate the towers only, keep the trained heads and temperature"
+    )
     progress: bool = True
 
 
