@@ -25,8 +25,8 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
-from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.metrics import per_source_metrics
+from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,

@@ -10,8 +10,8 @@ from typing import Any
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.images import ImageSet, list_split, read_classes
-from fungalzsl.progress import step
 from fungalzsl.labelled import LABELS_FILE, read_labelled
+from fungalzsl.progress import step
 from fungalzsl.release_split import find_images, read_split_file
 from fungalzsl.rundir import resolve_run_dir
 
