@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fungalzsl.rundir import best_epoch
-from fungalzsl.train.loop import epochs_from_one
 from fungalzsl.train.loss import MultiPositiveContrastiveLoss, balanced_floor, multi_positive_floor
 from fungalzsl.train.progress import finish_line
+from fungalzsl.train.records import epochs_from_one
 
 
 def _perfect(labels: torch.Tensor, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fungalzsl.errors import fail
+from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
 from fungalzsl.eval.metrics import per_source_metrics
 from fungalzsl.eval.report import training_summary
@@ -278,7 +278,7 @@ def record_evaluation(run_dir: Path, out: Path, metrics: dict[str, Any], classif
     }
     try:
         append_jsonl(index, [line])
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, FungalError) as e:  # FungalError: not a regular file
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         print(
             f"warning: could not record this evaluation in {index} ({reason}); 'fungalzsl table "
