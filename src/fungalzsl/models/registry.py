@@ -12,7 +12,7 @@ from fungalzsl.errors import fail
 from fungalzsl.io import read_text_file
 from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.models.specs import SPEC_HELP
-from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE
+from fungalzsl.rundir import ADAPTER_FILE, CONFIG_FILE, MODEL_FILE
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
 
@@ -42,8 +42,23 @@ def state_for_saving(model: TwoTowerModel) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: TwoTowerModel, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the model's weights as safetensors, atomically (a crash leaves the old file or none)."""
-    save_tensors(path, state_for_saving(model), metadata={"spec": model.spec, **(metadata or {})})
+    """Write the model's weights as safetensors, atomically (a crash leaves the old file or none).
+
+    A model with LoRA adapters is saved merged (the plain architecture's names, so every consumer
+    loads it as is), and its adapter alone beside it as ``adapter.safetensors``."""
+    meta = {"spec": model.spec, **(metadata or {})}
+    settings = getattr(model, "adapter_settings", None)
+    if settings is None:
+        save_tensors(path, state_for_saving(model), metadata=meta)
+        return
+    from fungalzsl.models import lora
+
+    save_tensors(
+        Path(path).parent / ADAPTER_FILE,
+        lora.adapter_state(model),
+        {**meta, **lora.adapter_metadata(settings)},
+    )
+    save_tensors(path, lora.merged_state(model), metadata=meta)
 
 
 def load_weights(model: TwoTowerModel, path: str | Path) -> None:

@@ -89,11 +89,33 @@ def train(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Also log to RUN/tensorboard (needs tensorboard)."
     ),
+    adapter: str = typer.Option(
+        None,
+        "--adapter",
+        help="none, or lora: train peft LoRA adapters and the heads, base weights frozen (docs/training.md).",
+        show_default=False,
+    ),
+    lora_rank: int = typer.Option(None, "--lora-rank", help="LoRA rank r (8).", show_default=False),
+    lora_alpha: float = typer.Option(
+        None, "--lora-alpha", help="LoRA alpha; scaling = alpha / r (16).", show_default=False
+    ),
+    lora_dropout: float = typer.Option(
+        None, "--lora-dropout", help="Dropout on the LoRA branch (0).", show_default=False
+    ),
+    lora_targets: str = typer.Option(
+        None,
+        "--lora-targets",
+        help="Layers to adapt, as module-name suffixes per tower: image=A+B,text=C ('none': no layer; "
+        "an unnamed tower gets the backend's defaults).",
+        show_default=False,
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
 ) -> None:
     """Fine-tune a two-tower model on images paired with class descriptions.
 
     Starts with the pretrained towers frozen (projection heads and temperature train) and unfreezes one more layer group per tower every --unfreeze-every epochs, from the top. Frozen layers are computed once per stage and cached.
+
+    With --adapter lora only LoRA adapters (peft) and the heads train; RUN/model.safetensors holds the merged weights and RUN/adapter.safetensors the adapter.
 
     Writes RUN/model.safetensors (best val Recall@1), RUN/last/ (resume state), config.json, metrics.jsonl and class_embeddings.safetensors. Unreadable images are skipped and listed (warning, config.json "skipped_images").
 
@@ -119,6 +141,11 @@ def train(
         "wise_ft_alpha": wise_ft,
         "tensorboard": tensorboard or None,
         "progress": False if quiet else None,
+        "adapter": adapter,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "lora_targets": lora_targets,
     }
     result = train_run(data, descriptions, out, model, config, resume=resume, overrides=overrides)
     if not quiet:
