@@ -218,9 +218,11 @@ def begin(t: Trainer) -> None:
     step count of the lr schedule, config.json with status "training", and the logs.
 
     It runs after the resume: the pass draws from the global RNG (DataLoader seeding), and resumed
-    runs have always drawn it after the RNG was restored."""
+    runs have always drawn it after the RNG was restored; a resumed run's draw is undone, so training-time
+    randomness (dropout, LoRA dropout) continues the saved stream bit for bit."""
     cfg, inputs, cache = t.cfg, t.inputs, t.train_cache
-    valid = cache.scan()
+    with torch.random.fork_rng(devices=[], enabled=t.resume_point is not None):
+        valid = cache.scan()
     if t.main and cache.errors:
         shown = "; ".join(cache.errors[:5]) + (" …" if len(cache.errors) > 5 else "")
         print(f"warning: skipped {len(cache.errors)} unreadable training image(s): {shown}", file=sys.stderr)
