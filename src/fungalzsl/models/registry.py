@@ -11,7 +11,7 @@ import torch
 from fungalzsl.errors import fail
 from fungalzsl.io import read_text_file
 from fungalzsl.models.base import TwoTowerModel
-from fungalzsl.models.specs import SPEC_HELP
+from fungalzsl.models.specs import SPEC_HELP, expand_alias
 from fungalzsl.rundir import ADAPTER_FILE, CONFIG_FILE, MODEL_FILE
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
@@ -21,6 +21,13 @@ def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerM
 
     ``options`` go to the backend (``lite``: ``embed_dim``, ``image_size``)."""
     spec = spec.strip()
+    expanded, alias = expand_alias(spec)
+    if alias is not None:
+        from fungalzsl.models.openclip import OpenClipModel
+
+        return OpenClipModel(
+            expanded[len("openclip:") :], pretrained=pretrained, alias=(spec, alias), **options
+        )
     if spec == "lite":
         from fungalzsl.models.lite import LiteModel
 
@@ -114,7 +121,7 @@ def build_for_reload(spec: str, run: Path, options: dict[str, Any]) -> TwoTowerM
         model = HFClipModel(str(run / "hf"), pretrained=False)
         model.spec = spec
         return model
-    if spec.startswith("openclip:") and (run / "open_clip_config.json").is_file():
+    if expand_alias(spec)[0].startswith("openclip:") and (run / "open_clip_config.json").is_file():
         cfg = json.loads((run / "open_clip_config.json").read_text())["model_cfg"]
         return build_model(spec, pretrained=False, model_cfg=cfg)
     return build_model(spec, pretrained=False, **options)
