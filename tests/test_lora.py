@@ -191,3 +191,23 @@ def test_killed_lora_run_resumes_bit_identically(tmp_path: Path) -> None:
         a, b = load_tensors(tmp_path / "a" / name), load_tensors(tmp_path / "b" / name)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_lora_run_is_a_table_row_with_its_parameter_count_and_memory(lite_run: Path, tmp_path: Path) -> None:
+    from fungalzsl.eval.evaluate import evaluate_run
+    from fungalzsl.eval.table import build_table, table_markdown
+
+    evaluate_run(
+        lite_run, lite_run.parent / "data", tmp_path / "eval", split="val", baseline=False, figures=False
+    )
+    config = json.loads((lite_run / "config.json").read_text())
+    row = build_table([lite_run], split="val")[0]
+    assert (
+        row["trainable_params"] == config["trainable_params"] and row["peak_rss_mb"] == config["peak_rss_mb"]
+    )
+    cells = [c.strip() for c in table_markdown([row]).splitlines()[2].strip("|").split("|")]
+    assert cells[-1] == "multi_positive + LoRA r2"
+    assert cells[-3] == f"{config['trainable_params'] / 1e3:.1f} K"
+    assert cells[-2] == f"{config['peak_rss_mb']:.0f} MB RSS"
+    plain = table_markdown([{**row, "trainable_params": 26_409_569, "peak_rss_mb": None}]).splitlines()[2]
+    assert "| 26.41 M | – |" in plain

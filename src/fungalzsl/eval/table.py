@@ -2,8 +2,9 @@
 
 Each argument is a run directory or an evaluation directory. For a run, its evaluations are listed in
 RUN/evaluations.jsonl (appended by ``fungalzsl evaluate``); the latest one on the requested split wins,
-falling back to RUN/eval/metrics.json. Model and learning rate come from RUN/config.json, seconds per
-iteration from RUN/metrics.jsonl (the trainer's per-step timing)."""
+falling back to RUN/eval/metrics.json. Model, learning rate, trainable-parameter count and peak
+memory come from RUN/config.json (the trainer records them at the finish), seconds per iteration from
+RUN/metrics.jsonl (the trainer's per-step timing)."""
 
 from __future__ import annotations
 
@@ -89,9 +90,10 @@ def objective_name(config: dict[str, Any]) -> str | None:
     train = config.get("train")
     if not isinstance(train, dict):
         return None
-    if train.get("objective") == "catlip":
-        return "catlip"
-    return str(train.get("loss") or "multi_positive")
+    name = "catlip" if train.get("objective") == "catlip" else str(train.get("loss") or "multi_positive")
+    if train.get("adapter") == "lora":
+        name += f" + LoRA r{train.get('lora_rank')}"
+    return name
 
 
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
@@ -132,6 +134,8 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "split": m.get("split"),
         "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
         "objective": objective_name(config),
+        "trainable_params": config.get("trainable_params"),
+        "peak_rss_mb": config.get("peak_rss_mb"),
         "metrics": str(metrics_file),
     }
 
@@ -146,12 +150,23 @@ def _lr(v: Any) -> str:
     return f"{v:.0e}" if isinstance(v, float) else fmt(v)
 
 
+def _count(n: Any) -> str:
+    """Parameter counts as people quote them: 426.5 K, 26.41 M."""
+    if not isinstance(n, (int, float)):
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} K" if n >= 1e3 else str(int(n))
+
+
+def _mb(v: Any) -> str:
+    return f"{v:.0f} MB RSS" if isinstance(v, (int, float)) else "–"
+
+
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | descriptions "
-        "| objective |"
+        "| Trainable params | Peak memory | objective |"
     )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -161,7 +176,8 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lr += f" (backbone {_lr(r['backbone_lr'])})"
         lines.append(
             f"| {r['model']} | {lr} | {rate} | {rec} | "
-            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} | {fmt(r.get('objective'))} |"
+            f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {r['descriptions']} | "
+            f"{_count(r.get('trainable_params'))} | {_mb(r.get('peak_rss_mb'))} | {fmt(r.get('objective'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -184,6 +200,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "descriptions",
             "backbone_lr",
             "objective",
+            "trainable_params",
+            "peak_rss_mb",
         ]
     )
     for r in rows:
@@ -203,6 +221,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r["descriptions"],
                 r.get("backbone_lr"),
                 r.get("objective"),
+                r.get("trainable_params"),
+                r.get("peak_rss_mb"),
             ]
         )
     return buf.getvalue()
