@@ -109,6 +109,12 @@ def train(
         "an unnamed tower gets the backend's defaults).",
         show_default=False,
     ),
+    lora_unfreeze: bool = typer.Option(
+        False,
+        "--lora-unfreeze",
+        help="With --adapter lora: adapters join group by group on the unfreezing schedule "
+        "(default: all train from epoch 0).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
 ) -> None:
     """Fine-tune a two-tower model on images paired with class descriptions.
@@ -146,6 +152,7 @@ def train(
         "lora_alpha": lora_alpha,
         "lora_dropout": lora_dropout,
         "lora_targets": lora_targets,
+        "lora_unfreeze": lora_unfreeze or None,
     }
     result = train_run(data, descriptions, out, model, config, resume=resume, overrides=overrides)
     if not quiet:
