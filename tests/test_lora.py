@@ -211,3 +211,21 @@ def test_lora_run_is_a_table_row_with_its_parameter_count_and_memory(lite_run: P
     assert cells[-2] == f"{config['peak_rss_mb']:.0f} MB RSS"
     plain = table_markdown([{**row, "trainable_params": 26_409_569, "peak_rss_mb": None}]).splitlines()[2]
     assert "| 26.41 M | – |" in plain
+
+
+def test_cli_bad_lora_settings_are_one_line_errors(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fungalzsl.cli import app
+
+    data = make_dataset(tmp_path / "data", {"train": 1})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    base = ["train", "--data", str(data), "--descriptions", str(desc), "--quiet", "--adapter", "lora"]
+    for extra, message in [
+        (["--lora-targets", "vision=mlp.c_fc"], "lora_targets"),
+        (["--lora-rank", "0"], "lora_rank"),
+        (["--adapter", "dora"], "adapter"),
+    ]:
+        res = CliRunner().invoke(app, [*base, *extra, "--out", str(tmp_path / "run")])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+        assert not (tmp_path / "run").exists()
