@@ -229,3 +229,16 @@ def test_cli_bad_lora_settings_are_one_line_errors(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, [*base, *extra, "--out", str(tmp_path / "run")])
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
         assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["align", "blip", "blip_itm", "siglip"])
+def test_every_hf_family_has_default_targets_that_run(tmp_path: Path, kind: str) -> None:
+    from test_models_hf_families import tiny_dir
+
+    model = build_model(f"hf:{tiny_dir(tmp_path, kind)}").eval()  # ALIGN's BatchNorm: no batch statistics
+    before = model.encode_image(X[:, :, :32, :32]).detach()
+    settings = add_lora(model, 2, 4.0, 0.0, {})  # every target is checked to run in the forward
+    want = {"align": "project_conv", "blip": "qkv", "blip_itm": "qkv", "siglip": "q_proj"}[kind]
+    assert any(n.endswith(want) for n in settings["targets"]["image"])
+    assert settings["targets"]["text"] and all(d > 0 for d in adapted_depth(model).values())
+    torch.testing.assert_close(model.encode_image(X[:, :, :32, :32]), before)  # lora_B = 0 at the start
