@@ -242,3 +242,14 @@ def test_every_hf_family_has_default_targets_that_run(tmp_path: Path, kind: str)
     assert any(n.endswith(want) for n in settings["targets"]["image"])
     assert settings["targets"]["text"] and all(d > 0 for d in adapted_depth(model).values())
     torch.testing.assert_close(model.encode_image(X[:, :, :32, :32]), before)  # lora_B = 0 at the start
+
+
+def test_runs_without_adapters_never_need_peft(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if not installed: importing it raises
+    plain = nn.Sequential(nn.Linear(2, 2))
+    merge_lora(plain)  # the trainer's finish calls it for every run
+    assert isinstance(plain[0], nn.Linear)
+    with pytest.raises(FungalError, match="needs the peft package"):
+        add_lora(build_model("openclip:RN50"), 2, 4.0, 0.0, {})

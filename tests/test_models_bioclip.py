@@ -93,3 +93,11 @@ def test_bioclip_offline_names_the_files_to_provide(tmp_path: Path, monkeypatch:
         build_model("bioclip-2")
     assert "https://huggingface.co/imageomics/bioclip-2" in str(e.value) and "bioclip-2@DIR" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_bioclip_gets_open_clip_lora_targets(tmp_path: Path) -> None:
+    from fungalzsl.models.lora import add_lora
+
+    model = build_model(f"bioclip@{fake_hub(tmp_path / 'hub', 'imageomics/bioclip')}")
+    targets = add_lora(model, 2, 4.0, 0.0, {})["targets"]
+    assert targets["image"] and all(n.endswith(("mlp.c_fc", "mlp.c_proj")) for n in targets["image"])

@@ -24,6 +24,7 @@ from torch import nn
 
 from fungalzsl.errors import fail
 from fungalzsl.models.base import TOWERS, TwoTowerModel
+from fungalzsl.models.specs import expand_alias
 
 ADAPTER_MARK = "lora_"  # in the name of every adapter tensor and module peft creates
 ADAPTER_NAME = "default"
@@ -51,7 +52,8 @@ _SUPPORTED = (nn.Linear, nn.Conv2d)
 
 
 def backend_of(model: TwoTowerModel) -> str:
-    return "lite" if model.spec == "lite" else model.spec.split(":", 1)[0]
+    """``lite``, ``openclip`` or ``hf`` (aliases such as ``bioclip`` are open_clip models)."""
+    return "lite" if model.spec == "lite" else expand_alias(model.spec)[0].split(":", 1)[0]
 
 
 def is_adapter_param(name: str) -> bool:
@@ -184,7 +186,10 @@ def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def merge_lora(model: nn.Module) -> None:
     """Fold every adapter into its base layer (peft's ``merge``) and put the base layer back in place:
-    afterwards ``model`` is a plain model whose state dict loads ``model.safetensors``."""
+    afterwards ``model`` is a plain model whose state dict loads ``model.safetensors``. A model without
+    adapters is left as it is (and peft is not imported: it is an optional dependency)."""
+    if not is_adapted(model):
+        return
     from peft.tuners.lora import LoraLayer
 
     for name, m in list(model.named_modules()):
