@@ -76,6 +76,21 @@ def test_bioclip_from_the_hub_cache_trains_and_reloads(
     model.load_state_dict(reloaded.state_dict())
     torch.testing.assert_close(reloaded.encode_image(x), model.eval().encode_image(x))
 
+    # evaluate's template classifier uses BioCLIP's own template unless --template says otherwise
+    import fungalzsl.eval.classifier as clf
+    from fungalzsl.eval.evaluate import evaluate_run
+
+    seen: list[str] = []
+    embed = clf.embed_texts
+    monkeypatch.setattr(
+        clf, "embed_texts", lambda m, texts, *a, **k: seen.extend(texts) or embed(m, texts, *a, **k)
+    )
+    kw = {"split": "val", "classifier": "template", "baseline": False, "figures": False, "record": False}
+    evaluate_run(tmp_path / "run", data, tmp_path / "eval", **kw)
+    assert "a photo of spore." in seen and "a photo of a spore." not in seen
+    evaluate_run(tmp_path / "run", data, tmp_path / "eval2", template="an image of {class}.", **kw)
+    assert "an image of spore." in seen
+
 
 def test_bioclip_from_a_local_directory(tmp_path: Path) -> None:
     snap = fake_hub(tmp_path / "hub", "imageomics/bioclip-2")
