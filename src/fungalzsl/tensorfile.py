@@ -67,3 +67,17 @@ def load_tensors(path: str | os.PathLike[str], what: str = "tensor file") -> dic
             f"{what} {path} is damaged or not a safetensors file ({e})",
             "restore it, or rerun the step that wrote it (train)",
         ) from None
+
+
+def read_metadata(path: str | os.PathLike[str], what: str = "tensor file") -> dict[str, str]:
+    """The ``__metadata__`` strings of a ``.safetensors`` file (empty when it has none)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = regular_file(Path(path), what)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as e:
+        raise fail(
+            f"{what} {path} is damaged or not a safetensors file ({e})", "rerun the step that wrote it"
+        ) from None

@@ -331,6 +331,8 @@ def evaluate_run(
     out = Path(out)
     with staged_dir(out, EVALUATION_FILES, "an evaluation") as stage:
         inputs = load_inputs(run_or_spec, data, split, descriptions, images, classifier, device)
+        if template == DEFAULT_TEMPLATE:  # the model's own where its authors use one (bioclip)
+            template = getattr(inputs.source.model, "text_template", None) or template
         split_emb, cal_split = embed_inputs(inputs, data, split, images, calibrate_on, batch_size)
         kw = dict(
             classifier=classifier,

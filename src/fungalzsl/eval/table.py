@@ -2,8 +2,9 @@
 
 Each argument is a run directory or an evaluation directory. For a run, its evaluations are listed in
 RUN/evaluations.jsonl (appended by ``fungalzsl evaluate``); the latest one on the requested split wins,
-falling back to RUN/eval/metrics.json. Model and learning rate come from RUN/config.json, seconds per
-iteration from RUN/metrics.jsonl (the trainer's per-step timing)."""
+falling back to RUN/eval/metrics.json. Model, learning rate, trainable-parameter count and peak
+memory come from RUN/config.json (the trainer records them at the finish), seconds per iteration from
+RUN/metrics.jsonl (the trainer's per-step timing)."""
 
 from __future__ import annotations
 
@@ -89,9 +90,10 @@ def objective_name(config: dict[str, Any]) -> str | None:
     train = config.get("train")
     if not isinstance(train, dict):
         return None
-    if train.get("objective") == "catlip":
-        return "catlip"
-    return str(train.get("loss") or "multi_positive")
+    name = "catlip" if train.get("objective") == "catlip" else str(train.get("loss") or "multi_positive")
+    if train.get("adapter") == "lora":
+        name += f" + LoRA r{train.get('lora_rank')}"
+    return name
 
 
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:

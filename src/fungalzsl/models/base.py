@@ -29,6 +29,7 @@ class TwoTowerModel(nn.Module):
     spec: str = ""
     image_size: int = 224
     embed_dim: int = 0
+    text_template: str | None = None  # the model's own zero-shot template, if its authors use one
     preprocess: Callable[[Any], torch.Tensor]
 
     def __init__(self) -> None:

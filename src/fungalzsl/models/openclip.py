@@ -18,6 +18,7 @@ from torch import nn
 
 from fungalzsl.errors import fail
 from fungalzsl.models.base import TwoTowerModel, l2norm
+from fungalzsl.models.specs import OpenClipAlias
 
 
 def _params(*items: Any) -> nn.Module:
@@ -73,12 +74,18 @@ def parse_openclip(rest: str) -> tuple[str, str | None]:
 
 
 class OpenClipModel(TwoTowerModel):
-    def __init__(self, rest: str, pretrained: bool = True, model_cfg: dict | None = None):
+    def __init__(
+        self,
+        rest: str,
+        pretrained: bool = True,
+        model_cfg: dict | None = None,
+        alias: tuple[str, OpenClipAlias] | None = None,
+    ):
         super().__init__()
         import open_clip
 
         name, tag = parse_openclip(rest)
-        self.spec = f"openclip:{rest}"
+        self.spec = alias[0] if alias else f"openclip:{rest}"
         if model_cfg is not None:
             # Reloading a run: its stored architecture config is registered under a private name, so
             # custom, hf-hub and local-dir models rebuild offline without their original source.
@@ -98,9 +105,15 @@ class OpenClipModel(TwoTowerModel):
             with _quiet_downloads():
                 model = open_clip.create_model(name, pretrained=tag if pretrained else None, device="cpu")
         except (RuntimeError, OSError, ValueError) as e:
+            where = (
+                alias[1].files_help(alias[0].partition("@")[0])
+                if alias
+                else f"{_where_to_get(name, tag)}, then pass it as openclip:{name}@/path/to/that/file"
+            )
             raise fail(
-                f"cannot load open_clip model {rest} offline ({str(e).splitlines()[0][:120]})",
-                f"{_where_to_get(name, tag)}, then pass it as openclip:{name}@/path/to/that/file",
+                f"cannot load open_clip model {alias[0] if alias else rest} offline "
+                f"({str(e).splitlines()[0][:120]})",
+                where,
             ) from None
         self.model = model
         self.arch = name
@@ -111,6 +124,9 @@ class OpenClipModel(TwoTowerModel):
         cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         size = getattr(model.visual, "image_size", 224)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        if alias:  # the model card's normalisation and text template, whatever the config file says
+            cfg = {**cfg, "mean": alias[1].mean, "std": alias[1].std}
+            self.text_template = alias[1].template
         self.preprocess = open_clip.image_transform(
             self.image_size, is_train=False, mean=cfg.get("mean"), std=cfg.get("std")
         )

@@ -11,8 +11,8 @@ import torch
 from fungalzsl.errors import fail
 from fungalzsl.io import read_text_file
 from fungalzsl.models.base import TwoTowerModel
-from fungalzsl.models.specs import SPEC_HELP
-from fungalzsl.rundir import CONFIG_FILE, MODEL_FILE, resolve_run_dir
+from fungalzsl.models.specs import SPEC_HELP, expand_alias
+from fungalzsl.rundir import CONFIG_FILE, LORA_ADAPTER_FILE, MODEL_FILE, resolve_run_dir
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
 
@@ -21,6 +21,13 @@ def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerM
 
     ``options`` go to the backend (``lite``: ``embed_dim``, ``image_size``)."""
     spec = spec.strip()
+    expanded, alias = expand_alias(spec)
+    if alias is not None:
+        from fungalzsl.models.openclip import OpenClipModel
+
+        return OpenClipModel(
+            expanded[len("openclip:") :], pretrained=pretrained, alias=(spec, alias), **options
+        )
     if spec == "lite":
         from fungalzsl.models.lite import LiteModel
 
@@ -42,8 +49,23 @@ def state_for_saving(model: TwoTowerModel) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: TwoTowerModel, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the model's weights as safetensors, atomically (a crash leaves the old file or none)."""
-    save_tensors(path, state_for_saving(model), metadata={"spec": model.spec, **(metadata or {})})
+    """Write the model's weights as safetensors, atomically (a crash leaves the old file or none).
+
+    A model with LoRA adapters is saved merged (the plain architecture's names, so every consumer
+    loads it as is), and its adapter alone beside it as ``lora_adapter.safetensors``."""
+    meta = {"spec": model.spec, **(metadata or {})}
+    settings = getattr(model, "adapter_settings", None)
+    if settings is None:
+        save_tensors(path, state_for_saving(model), metadata=meta)
+        return
+    from fungalzsl.models import lora
+
+    save_tensors(
+        Path(path).parent / LORA_ADAPTER_FILE,
+        lora.adapter_state(model),
+        {**meta, **lora.adapter_metadata(settings)},
+    )
+    save_tensors(path, lora.merged_state(model), metadata=meta)
 
 
 def load_weights(model: TwoTowerModel, path: str | Path) -> None:
@@ -100,7 +122,7 @@ def build_for_reload(spec: str, run: Path, options: dict[str, Any]) -> TwoTowerM
         model = HFClipModel(str(run / "hf"), pretrained=False)
         model.spec = spec
         return model
-    if spec.startswith("openclip:") and (run / "open_clip_config.json").is_file():
+    if expand_alias(spec)[0].startswith("openclip:") and (run / "open_clip_config.json").is_file():
         cfg = json.loads((run / "open_clip_config.json").read_text())["model_cfg"]
         return build_model(spec, pretrained=False, model_cfg=cfg)
     return build_model(spec, pretrained=False, **options)

@@ -8,6 +8,34 @@ import typer
 
 from fungalzsl.models import SPEC_HELP
 
+# The --adapter lora options (docs/training.md, "LoRA"), defined here so that train() stays readable.
+ADAPTER = typer.Option(
+    None,
+    "--adapter",
+    help="none, or lora: train peft LoRA adapters and the heads, base weights frozen (docs/training.md).",
+    show_default=False,
+)
+LORA_RANK = typer.Option(None, "--lora-rank", help="LoRA rank r (8).", show_default=False)
+LORA_ALPHA = typer.Option(
+    None, "--lora-alpha", help="LoRA alpha; scaling = alpha / r (16).", show_default=False
+)
+LORA_DROPOUT = typer.Option(
+    None, "--lora-dropout", help="Dropout on the LoRA branch (0).", show_default=False
+)
+LORA_TARGETS = typer.Option(
+    None,
+    "--lora-targets",
+    help="Layers to adapt, as module-name suffixes per tower: image=A+B,text=C ('none': no layer; "
+    "an unnamed tower gets the backend's defaults).",
+    show_default=False,
+)
+LORA_UNFREEZE = typer.Option(
+    False,
+    "--lora-unfreeze",
+    help="With --adapter lora: adapters join group by group on the unfreezing schedule "
+    "(default: all train from epoch 0).",
+)
+
 
 def train(
     data: Path = typer.Option(
@@ -89,43 +117,41 @@ def train(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Also log to RUN/tensorboard (needs tensorboard)."
     ),
+    adapter: str = ADAPTER,
+    lora_rank: int = LORA_RANK,
+    lora_alpha: float = LORA_ALPHA,
+    lora_dropout: float = LORA_DROPOUT,
+    lora_targets: str = LORA_TARGETS,
+    lora_unfreeze: bool = LORA_UNFREEZE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or epoch lines."),
 ) -> None:
     """Fine-tune a two-tower model on images paired with class descriptions.
 
     Starts with the pretrained towers frozen (projection heads and temperature train) and unfreezes one more layer group per tower every --unfreeze-every epochs, from the top. Frozen layers are computed once per stage and cached.
 
-    Writes RUN/model.safetensors (best val Recall@1), RUN/last/ (resume state), config.json, metrics.jsonl and class_embeddings.safetensors. Unreadable images are skipped and listed (warning, config.json "skipped_images").
+    Writes RUN/model.safetensors (best val Recall@1; merged with --adapter lora, the adapter beside it), RUN/last/ (resume state), config.json, metrics.jsonl and class_embeddings.safetensors. Unreadable images are skipped and listed (warning, config.json "skipped_images").
 
     Multi-GPU or multi-process: torchrun --nproc_per_node=N -m fungalzsl train ...
     """
     from fungalzsl.train.loop import train_run
 
-    overrides = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "backbone_lr": backbone_lr,
-        "unfreeze_every": unfreeze_every,
-        "loss": loss,
-        "objective": objective,
-        "device": device,
-        "amp": amp,
-        "grad_accum": grad_accum,
-        "cache": False if no_cache else None,
-        "patience": patience,
-        "seed": seed,
-        "num_workers": workers,
-        "wise_ft_alpha": wise_ft,
-        "tensorboard": tensorboard or None,
-        "progress": False if quiet else None,
-    }
+    overrides = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, unfreeze_every=unfreeze_every,
+        loss=loss, objective=objective, device=device, amp=amp, grad_accum=grad_accum, patience=patience,
+        seed=seed, num_workers=workers, wise_ft_alpha=wise_ft, tensorboard=tensorboard or None,
+        cache=False if no_cache else None, progress=False if quiet else None, adapter=adapter,
+        lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_targets=lora_targets,
+        lora_unfreeze=lora_unfreeze or None,
+    )  # fmt: skip
     result = train_run(data, descriptions, out, model, config, resume=resume, overrides=overrides)
     if not quiet:
-        val = result.get("val_recall@1")
-        val_s = (
-            f"best val Recall@1 {val:.4f} (epoch {result['best_epoch']})"
-            if val is not None
-            else "no val split"
-        )
-        typer.echo(f"trained {result['model']} in {result['train_wall_s']:.0f}s: {val_s}; run in {out}")
+        typer.echo(summary_line(result, out))
+
+
+def summary_line(result: dict, out: Path) -> str:
+    """The line ``train`` ends with: model, wall time, best val Recall@1 and where the run is."""
+    val = result.get("val_recall@1")
+    val_s = (
+        f"best val Recall@1 {val:.4f} (epoch {result['best_epoch']})" if val is not None else "no val split"
+    )
+    return f"trained {result['model']} in {result['train_wall_s']:.0f}s: {val_s}; run in {out}"

@@ -30,11 +30,13 @@ from fungalzsl.errors import fail
 from fungalzsl.io import append_jsonl, atomic_write_json, ensure_writable_dir, read_jsonl, write_jsonl
 from fungalzsl.models import build_model, load_weights, save_weights
 from fungalzsl.models.base import TwoTowerModel
+from fungalzsl.models.lora import merge_lora
 from fungalzsl.models.registry import write_architecture_files
 from fungalzsl.progress import step
 from fungalzsl.rundir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 from fungalzsl.runtime import configure_torch_threads
 from fungalzsl.train import checkpoint as ckpt
+from fungalzsl.train.adapter import attach_adapter, footprint, unfreeze_settings
 from fungalzsl.train.augment import AugmentedImages, epoch_views
 from fungalzsl.train.distributed import setup_distributed
 from fungalzsl.train.inputs import FeatureCache, TrainInputs, draw_pairs, iter_images, read_inputs
@@ -169,12 +171,12 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     with step(f"starting model {cfg.model}", now=True, enabled=rank == 0):
         model = build_model(cfg.model, **options).to(device)
     objective.bind(model, device)
+    attach_adapter(model, cfg)  # LoRA, after bind: WiSE-FT's θ0 is the plain model
     if cfg.grad_checkpointing and not model.set_grad_checkpointing(True) and rank == 0:
         print("note: this backend has no gradient checkpointing; training without it", file=sys.stderr)
     sizes = {tower: len(groups) for tower, groups in model.layer_groups().items()}
-    schedule = UnfreezeSchedule(
-        sizes, cfg.unfreeze_every, *objective.unfreeze_limits(cfg.unfreeze_max, cfg.unfreeze_start)
-    )
+    limits = objective.unfreeze_limits(*unfreeze_settings(model, cfg))
+    schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, *limits)
     heads = [*model.head_parameters(), model.logit_scale, *objective.parameters()]
     opt = build_optimizer(heads, cfg.lr, cfg.weight_decay)
     amp_dtype = autocast_dtype(device, cfg.amp)
@@ -259,6 +261,7 @@ def begin(t: Trainer) -> None:
         "train": cfg.model_dump(),
         "world_size": t.world,
         "skipped_images": cache.errors,
+        "lora": getattr(t.model, "adapter_settings", None),
     }
     if t.main:
         write_architecture_files(t.model, t.run)
@@ -406,12 +409,14 @@ def finish(t: Trainer, state: TrainState, wall: float) -> dict[str, Any]:
     config.json with status "done" and return it."""
     if t.world > 1:
         dist.barrier()  # rank 0 has written the best weights
+    cost = footprint(t.opt, t.model, t.device)
+    merge_lora(t.model)  # adapters folded in: the plain model that model.safetensors holds
     load_weights(t.model, t.run / MODEL_FILE)
     t.model.eval()
     result = {
         **t.summary, "status": "done", "best_epoch": state.best_epoch + 1, "epoch_base": 1,
         "val_recall@1": state.best[0] if t.val_cache is not None else None,
-        "epochs_run": state.epoch + 1, "train_wall_s": wall,
+        "epochs_run": state.epoch + 1, "train_wall_s": wall, **cost,
     }  # fmt: skip
     if t.main:
         result.update(final_loss(t.run))

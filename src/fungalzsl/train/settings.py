@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fungalzsl.config import load_section, validate
 
@@ -93,6 +93,38 @@ class TrainConfig(BaseModel):
         "all", description="towers: interpolate the towers only, keep the trained heads and temperature"
     )
     progress: bool = True
+    adapter: Literal["none", "lora"] = Field(
+        "none", description="lora: train peft LoRA adapters (and the heads) instead of whole layer groups"
+    )
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling is alpha / rank")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: dict[Literal["image", "text"], list[str]] = Field(
+        default_factory=dict,
+        description="module-name suffixes per tower ('image=a+b,text=c' on the CLI); a tower not named "
+        "gets the backend's defaults, an empty list none",
+    )
+    lora_unfreeze: bool = Field(
+        False,
+        description="lora: a group's adapters join on the unfreezing schedule (default: all train from epoch 0)",
+    )
+
+    @field_validator("lora_targets", mode="before")
+    @classmethod
+    def _parse_targets(cls, value: Any) -> Any:
+        return parse_lora_targets(value) if isinstance(value, str) else value
+
+
+def parse_lora_targets(text: str) -> dict[str, list[str]]:
+    """'image=mlp.c_fc+mlp.c_proj,text=none' -> {"image": ["mlp.c_fc", "mlp.c_proj"], "text": []}."""
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        tower, sep, names = item.partition("=")
+        if not sep or not tower.strip():
+            raise ValueError(f"'{item}' is not TOWER=NAME[+NAME...] (e.g. image=mlp.c_fc+mlp.c_proj)")
+        listed = [n.strip() for n in names.split("+") if n.strip() and n.strip() != "none"]
+        out.setdefault(tower.strip(), []).extend(listed)
+    return out
 
 
 def resolve_config(

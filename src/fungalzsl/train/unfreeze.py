@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from fungalzsl.models.base import TOWERS, TwoTowerModel, set_bn_eval
+from fungalzsl.models.lora import is_adapted, is_adapter_param
 
 
 @dataclass
@@ -52,13 +53,19 @@ class UnfreezeSchedule:
 def trainable_groups(model: TwoTowerModel, unfrozen: dict[str, int]) -> list[tuple[str, list[nn.Parameter]]]:
     """(name, params) of the unfrozen layer groups, top group first per tower: the order they unfreeze."""
     groups = model.layer_groups()
+    adapted = is_adapted(model)
     out = []
     for tower in TOWERS:
         gs = groups[tower]
         for k in range(unfrozen[tower]):
             i = len(gs) - 1 - k
-            out.append((f"{tower}.{i}", [p for p in gs[i].parameters()]))
+            out.append((f"{tower}.{i}", group_parameters(gs[i], adapted)))
     return out
+
+
+def group_parameters(group: nn.Module, adapted: bool) -> list[nn.Parameter]:
+    """What training a layer group trains: all of it, or with LoRA adapters only theirs (the base stays)."""
+    return [p for n, p in group.named_parameters() if not adapted or is_adapter_param(n)]
 
 
 def apply_unfreeze(model: TwoTowerModel, unfrozen: dict[str, int]) -> None:
@@ -69,11 +76,18 @@ def apply_unfreeze(model: TwoTowerModel, unfrozen: dict[str, int]) -> None:
         p.requires_grad_(True)
     model.logit_scale.requires_grad_(True)
     groups = model.layer_groups()
+    adapted = is_adapted(model)
     for tower in TOWERS:
         gs = groups[tower]
         for k in range(unfrozen[tower]):
-            gs[len(gs) - 1 - k].requires_grad_(True)
-            gs[len(gs) - 1 - k].train()
+            group = gs[len(gs) - 1 - k]
+            for p in group_parameters(group, adapted):
+                p.requires_grad_(True)
+            # with adapters the base layers stay in eval (BatchNorm statistics, dropout): only LoRA's
+            # own dropout trains
+            for name, m in group.named_modules():
+                if not adapted or is_adapter_param(name):
+                    m.train()
     # A group can share a module with a frozen one (e.g. a container); frozen BN must stay in eval.
     for tower in TOWERS:
         gs = groups[tower]
