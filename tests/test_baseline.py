@@ -166,8 +166,11 @@ def test_table_cost_columns_show_values_and_dashes_for_runs_without_them(tmp_pat
     old = _handmade_run(tmp_path / "old", {"train": {"lr": 1e-4}}, 0.9)
     new = _handmade_run(tmp_path / "new", {"train": {"lr": 1e-4, "objective": "catlip"},
                                            "trainable_params": 426_512, "peak_rss_mb": 2048.4}, 0.95)  # fmt: skip
-    rows = build_table([old, new])
+    capped = _handmade_run(tmp_path / "capped", {"baseline": {"method": "tip", "support_per_class": {"red": 2,
+                           "green": 5, "blue": 5}}, "trainable_params": 0, "peak_rss_mb": 900.0}, 0.8)  # fmt: skip
+    rows = build_table([old, new, capped])
     md = table_markdown(rows).splitlines()
+    assert md[4].endswith("| 0 | 900 MB RSS | no fine-tuning: tip (2-5/class) |")
     assert "| Trainable params | Peak memory | objective |" in md[0]
     assert md[2].endswith("| – | – | multi_positive |")
     assert md[3].endswith("| 426.5 K | 2048 MB RSS | catlip |")

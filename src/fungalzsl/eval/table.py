@@ -102,14 +102,10 @@ def baseline_name(config: dict[str, Any]) -> str | None:
     b = config.get("baseline")
     if not isinstance(b, dict) or not isinstance(b.get("method"), str):
         return None
-    counts = [n for n in (b.get("support_per_class") or {}).values() if isinstance(n, int)]
-    support = (
-        ""
-        if not counts
-        else f" ({max(counts)}/class)"
-        if len(set(counts)) == 1
-        else f" ({min(counts)}-{max(counts)}/class)"
-    )
+    counts = sorted(n for n in (b.get("support_per_class") or {}).values() if isinstance(n, int))
+    support = ""
+    if counts:
+        support = f" ({counts[0]}/class)" if counts[0] == counts[-1] else f" ({counts[0]}-{counts[-1]}/class)"
     return f"no fine-tuning: {b['method']}{support}"
 
 
