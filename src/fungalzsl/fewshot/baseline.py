@@ -54,7 +54,7 @@ _OWNED = (CONFIG_FILE, CLASS_EMBEDDINGS_FILE, ADAPTER_FILE, ADAPTER_TENSORS_FILE
 
 def draw_support(images: ImageSet, max_per_class: int, seed: int) -> list[LabelledImage]:
     """Up to ``max_per_class`` images of each class, drawn by ``numpy.random.default_rng([seed, k])``
-    for class k (so adding a class does not change another's draw), in path order within a class."""
+    for class k (so the other classes' sizes do not change its draw), in path order within a class."""
     labels = np.asarray(images.labels)
     out: list[LabelledImage] = []
     for k, name in enumerate(images.classes):
