@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE
 
 _SHOTS_HELP = (
     "Labelled images: class folders DIR/<class>/*.png (a sub-folder DIR/<class>/<source>/ names the source) "
@@ -119,9 +120,7 @@ def baseline(
     descriptions: Path | None = typer.Option(
         None, "--descriptions", help="Descriptions for the class text (default: the template)."
     ),
-    template: str = typer.Option(
-        "a photo of a {class}.", "--template", help="Class text without --descriptions."
-    ),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Class text without --descriptions."),
     image_size: int | None = typer.Option(None, "--image-size", help="lite only: input size (default 224)."),
     embed_dim: int | None = typer.Option(
         None, "--embed-dim", help="lite only: projection size (default 256)."
