@@ -238,3 +238,15 @@ def test_a_lite_baseline_rebuilds_the_weights_it_was_built_with(tmp_path):
     assert registry.weights_fingerprint(model) == config["weights_sha256"] == loaded["weights_sha256"]
     other = registry.build_pretrained("lite", {"image_size": 32, "embed_dim": 16}, seed=8)
     assert not torch.equal(other.image_proj.weight, model.image_proj.weight)  # the seed draws the heads
+
+
+def test_a_trained_run_without_weights_is_still_an_unfinished_training(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "lite", "status": "training"}))
+    with pytest.raises(FungalError, match="its training has not finished"):
+        registry.load_run(run)
+    # "weights": "pretrained" only stands in for model.safetensors in a run that says so
+    (run / "config.json").write_text(json.dumps({"model": "lite", "weights": "fine-tuned"}))
+    with pytest.raises(FungalError, match="its training has not finished"):
+        registry.load_run(run)
