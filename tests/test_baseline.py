@@ -250,3 +250,14 @@ def test_a_trained_run_without_weights_is_still_an_unfinished_training(tmp_path)
     (run / "config.json").write_text(json.dumps({"model": "lite", "weights": "fine-tuned"}))
     with pytest.raises(FungalError, match="its training has not finished"):
         registry.load_run(run)
+
+
+def test_a_zeroshot_baseline_can_be_adapted_to_a_labs_images(toy, data, tmp_path):
+    run, adapted = tmp_path / "zs", tmp_path / "lab"
+    _ok("baseline", "toy", "--data", data, "--method", "zeroshot", "--out", run)
+    _ok("adapt", run, "--shots", data / "train", "--out", adapted, "--method", "prototype")
+    config = json.loads((adapted / "config.json").read_text())
+    assert config["weights"] == "pretrained" and not (adapted / "model.safetensors").exists()
+    clf = Classifier.load(adapted)
+    assert clf.adapter is not None and clf.adapter.method == "prototype"
+    _one_line_error("already adapted", "adapt", adapted, "--shots", data / "train", "--out", tmp_path / "x")
