@@ -40,6 +40,6 @@ def test_help_lists_the_commands_in_pipeline_order():
     res = CliRunner().invoke(app, ["--help"], terminal_width=100)
     listed = re.findall(r"^│ ([a-z]+) ", res.output, flags=re.M)
     assert listed == [
-        "generate", "describe", "train", "evaluate", "compare", "table", "fewshot", "adapt",
+        "generate", "describe", "train", "baseline", "evaluate", "compare", "table", "fewshot", "adapt",
         "predict", "export", "serve", "loco", "shift", "run",
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from fungalzsl.errors import FungalError, debug_enabled, explain
 
 # The order of `fungalzsl --help`: the stages as data flows through them, then the protocols and `run`.
 PIPELINE_ORDER = (
-    "generate", "describe", "train", "evaluate", "compare", "table", "fewshot", "adapt",
+    "generate", "describe", "train", "baseline", "evaluate", "compare", "table", "fewshot", "adapt",
     "predict", "export", "serve", "loco", "shift", "run",
 )  # fmt: skip
 
@@ -75,7 +75,7 @@ def _root(
 
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
-    from fungalzsl.fewshot.cli import adapt, fewshot
+    from fungalzsl.fewshot.cli import adapt, baseline, fewshot
     from fungalzsl.pipeline.cli import loco, run, shift
     from fungalzsl.predict.cli import export, predict
     from fungalzsl.serve.cli import serve
@@ -95,6 +95,7 @@ def _register() -> None:
     app.command("serve")(serve)
     app.command("export")(export)
     app.command("adapt")(adapt)
+    app.command("baseline")(baseline)
     app.command("fewshot")(fewshot)
     app.command("run")(run)
 

@@ -184,7 +184,8 @@ def table(
     ),
     split: str = typer.Option("test", "--split", help="Which split's evaluation to report."),
 ) -> None:
-    """The paper's Table 1 over several runs: model, learning rate, s/it, Recall@1 (with 95% CI)."""
+    """The paper's Table 1 over several runs: model, learning rate, s/it, Recall@1 (with 95% CI),
+    trainable parameters and peak memory; baselines (fungalzsl baseline) are rows like any run."""
     from fungalzsl.eval.table import build_table, table_csv, table_markdown
 
     rows = build_table(runs, split=split)

@@ -47,6 +47,7 @@ from fungalzsl.eval.sources import (
 )
 from fungalzsl.eval.textcache import TextStore, cached_text
 from fungalzsl.io import append_jsonl, atomic_write_json, atomic_write_text
+from fungalzsl.models.registry import is_pretrained_run
 from fungalzsl.outdir import staged_dir
 from fungalzsl.progress import step
 from fungalzsl.rundir import EVALUATIONS_FILE
@@ -168,10 +169,13 @@ def classify(
             by_classifier[name] = one[0].metrics
     base_scored: list[Scored] = []
     if baseline and source.run_dir is not None and source.start_spec:
-        base = build_start_model(source).to(device).eval()
-        found = inputs.found
-        base_split = embed_split(base, found.paths, found.labels, inputs.classes, batch_size)
-        base_split = restrict(base_split, split_emb.paths)
+        if is_pretrained_run(source.config):  # a baseline: its model is its start model, embedded already
+            base, base_split = source.model, split_emb
+        else:
+            base = build_start_model(source).to(device).eval()
+            found = inputs.found
+            base_split = embed_split(base, found.paths, found.labels, inputs.classes, batch_size)
+            base_split = restrict(base_split, split_emb.paths)
         # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
         base_sets = [text_set] if text_set is not None else [None]
         base_cls = "template" if text_set is None and classifier == "mean" else classifier

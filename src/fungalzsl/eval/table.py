@@ -3,8 +3,10 @@
 Each argument is a run directory or an evaluation directory. For a run, its evaluations are listed in
 RUN/evaluations.jsonl (appended by ``fungalzsl evaluate``); the latest one on the requested split wins,
 falling back to RUN/eval/metrics.json. Model, learning rate, trainable-parameter count and peak
-memory come from RUN/config.json (the trainer records them at the finish), seconds per iteration from
-RUN/metrics.jsonl (the trainer's per-step timing)."""
+memory come from RUN/config.json (``trainable_params``, ``peak_rss_mb``: recorded by the trainer at the
+finish and by ``fungalzsl baseline``), seconds per iteration from RUN/metrics.jsonl (the trainer's
+per-step timing), else config.json's ``s_per_it``. Runs that lack a key show "–"; a baseline run
+(``fungalzsl baseline``: no fine-tuning) is named by its method in the objective column."""
 
 from __future__ import annotations
 
@@ -96,6 +98,18 @@ def objective_name(config: dict[str, Any]) -> str | None:
     return name
 
 
+def baseline_name(config: dict[str, Any]) -> str | None:
+    """``no fine-tuning: tip (64/class)`` for a run of ``fungalzsl baseline``, else None."""
+    b = config.get("baseline")
+    if not isinstance(b, dict) or not isinstance(b.get("method"), str):
+        return None
+    counts = sorted(n for n in (b.get("support_per_class") or {}).values() if isinstance(n, int))
+    support = ""
+    if counts:
+        support = f" ({counts[0]}/class)" if counts[0] == counts[-1] else f" ({counts[0]}-{counts[-1]}/class)"
+    return f"no fine-tuning: {b['method']}{support}"
+
+
 def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
     """One Table 1 row from a run directory, the output folder of ``fungalzsl run`` or an evaluation
     directory."""
@@ -127,14 +141,16 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "model": model or m.get("model", {}).get("spec") or m.get("model", {}).get("source"),
         "learning_rate": _find(config, LR_KEYS),
         "backbone_lr": _find(config, ("backbone_lr",)),
-        "sec_per_it": seconds_per_iteration(history),
+        "sec_per_it": _number(seconds_per_iteration(history), config.get("s_per_it")),
         "recall@1": m["recall@1"],
         "ci95": m.get("ci95", {}).get("recall@1"),
         "baseline_recall@1": (m.get("baseline") or {}).get("recall@1"),
         "n": m.get("n"),
         "split": m.get("split"),
         "descriptions": (m.get("descriptions") or {}).get("name", "stored class embeddings"),
-        "objective": objective_name(config),
+        "objective": baseline_name(config) or objective_name(config),
+        "trainable_params": config.get("trainable_params"),
+        "peak_rss_mb": config.get("peak_rss_mb"),
         "best_epoch": best_epoch(config),  # counted from 1, also for runs that recorded it from 0
         "epochs_run": config.get("epochs_run"),
         "metrics": str(metrics_file),
@@ -145,6 +161,22 @@ def build_table(paths: Sequence[Path], split: str | None = "test") -> list[dict[
     if not paths:
         raise fail("no runs given", "pass one or more run directories")
     return [table_row(p, split) for p in paths]
+
+
+def _number(*values: Any) -> float | None:
+    """The first value that is a number (not a bool), else None."""
+    return next((float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+
+
+def _count(n: Any) -> str:
+    """Parameter counts as people quote them: 426.5 K, 26.41 M."""
+    if not isinstance(n, (int, float)):
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} K" if n >= 1e3 else str(int(n))
+
+
+def _mb(v: Any) -> str:
+    return f"{v:.0f} MB RSS" if isinstance(v, (int, float)) else "–"
 
 
 def _lr(v: Any) -> str:
@@ -160,9 +192,9 @@ def _epoch(r: dict[str, Any]) -> str:
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = (
         "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | best epoch "
-        "| descriptions | objective |"
+        "| descriptions | Trainable params | Peak memory | objective |"
     )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ci = r["ci95"]
         rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -173,7 +205,7 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['model']} | {lr} | {rate} | {rec} | "
             f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {_epoch(r)} | {r['descriptions']} | "
-            f"{fmt(r.get('objective'))} |"
+            f"{_count(r.get('trainable_params'))} | {_mb(r.get('peak_rss_mb'))} | {fmt(r.get('objective'))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -198,6 +230,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "objective",
             "best_epoch",
             "epochs_run",
+            "trainable_params",
+            "peak_rss_mb",
         ]
     )
     for r in rows:
@@ -219,6 +253,8 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r.get("objective"),
                 r.get("best_epoch"),
                 r.get("epochs_run"),
+                r.get("trainable_params"),
+                r.get("peak_rss_mb"),
             ]
         )
     return buf.getvalue()

@@ -1,4 +1,5 @@
-"""``fungalzsl adapt`` and ``fungalzsl fewshot``: few-shot adaptation from a lab's own labelled images."""
+"""``fungalzsl adapt``, ``fungalzsl fewshot`` and ``fungalzsl baseline``: few-shot adaptation from a lab's own
+labelled images, and the baselines that need no fine-tuning."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
+from fungalzsl.eval.methods import DEFAULT_TEMPLATE
 
 _SHOTS_HELP = (
     "Labelled images: class folders DIR/<class>/*.png (a sub-folder DIR/<class>/<source>/ names the source) "
@@ -83,3 +85,63 @@ def fewshot(
             typer.secho(f"k={kk}: a class has fewer than {kk + 1} images; shots capped ({shots})",
                         fg=typer.colors.YELLOW, err=True)  # fmt: skip
     typer.echo((Path(out) / "results.md").read_text())
+
+
+def baseline(
+    model: str = typer.Argument(
+        ...,
+        metavar="MODEL_SPEC",
+        help="A model spec: lite, openclip:ARCH@TAG, hf:ID_OR_DIR (frozen, pretrained).",
+    ),
+    data: Path = typer.Option(
+        ..., "--data", help="Dataset directory (DIR/SPLIT/CLASS/*.png): the support images come from --split."
+    ),
+    method: str = typer.Option(
+        "prototype",
+        "--method",
+        help="zeroshot (the text classifier alone), prototype (class centroids), probe (logistic "
+        "regression) or tip (Tip-Adapter: support cache + zero-shot text; training-free).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="New run directory (evaluate, predict, serve, table use it)."
+    ),
+    split: str = typer.Option(
+        "train", "--split", help="Split the support images come from; 'none' for DIR/CLASS/*."
+    ),
+    support_per_class: int = typer.Option(
+        64,
+        "--support-per-class",
+        min=1,
+        help="At most this many support images per class, drawn with --seed.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the support draw and of lite's random projection heads."
+    ),
+    descriptions: Path | None = typer.Option(
+        None, "--descriptions", help="Descriptions for the class text (default: the template)."
+    ),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Class text without --descriptions."),
+    image_size: int | None = typer.Option(None, "--image-size", help="lite only: input size (default 224)."),
+    embed_dim: int | None = typer.Option(
+        None, "--embed-dim", help="lite only: projection size (default 256)."
+    ),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+) -> None:
+    """A baseline that needs no fine-tuning: the frozen pretrained model, with a classifier fitted on a
+    bounded support set of synthetic training images (or none: zeroshot), as a run directory.
+
+    The run holds no model.safetensors: config.json says "weights": "pretrained" (with the seed and a
+    checksum), and every command rebuilds the spec's own weights."""
+    from fungalzsl.fewshot.baseline import build_baseline
+    from fungalzsl.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    options = {k: v for k, v in (("image_size", image_size), ("embed_dim", embed_dim)) if v is not None}
+    config = build_baseline(model, data, out, method, split=split, support_per_class=support_per_class, seed=seed,
+                            descriptions=descriptions, template=template, model_options=options,
+                            batch_size=batch_size, device=device)  # fmt: skip
+    counts = ", ".join(f"{c} {n}" for c, n in config["baseline"]["support_per_class"].items()) or "none"
+    params = ", ".join(f"{k}={v:g}" for k, v in (config.get("adapter") or {}).get("params", {}).items())
+    typer.echo(f"baseline run written to {out} ({method}{'; ' + params if params else ''}; support: {counts}; "
+               f"trainable parameters {config['trainable_params']}; peak RSS {config['peak_rss_mb']:.0f} MB)")  # fmt: skip

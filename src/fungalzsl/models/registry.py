@@ -15,6 +15,8 @@ from fungalzsl.models.specs import SPEC_HELP, expand_alias
 from fungalzsl.rundir import CONFIG_FILE, LORA_ADAPTER_FILE, MODEL_FILE, resolve_run_dir
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
+PRETRAINED_WEIGHTS = "pretrained"  # config.json "weights": the spec's own, no model.safetensors
+
 
 def build_model(spec: str, pretrained: bool = True, **options: Any) -> TwoTowerModel:
     """Build a model from its spec. ``pretrained=False`` builds the architecture only (for reloading runs).
@@ -93,15 +95,14 @@ def model_options(config: dict[str, Any]) -> dict[str, Any]:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TwoTowerModel, dict[str, Any]]:
     """Rebuild a trained model from a run directory (best weights) and return it with its config dict;
-    the output folder of ``fungalzsl run`` stands for its ``run/`` (:func:`fungalzsl.rundir.resolve_run_dir`)."""
+    the output folder of ``fungalzsl run`` stands for its ``run/`` (:func:`fungalzsl.rundir.resolve_run_dir`).
+
+    A run whose config says ``"weights": "pretrained"`` (``fungalzsl baseline``: no fine-tuning) has no
+    ``model.safetensors``: its model is the spec's pretrained weights, rebuilt with the recorded seed (the
+    random heads of ``lite``) and checked against the recorded ``weights_sha256``."""
     run = resolve_run_dir(run_dir)
     cfg_path = run / CONFIG_FILE
     weights = run / MODEL_FILE
-    if not weights.is_file():
-        raise fail(
-            f"{run} has {CONFIG_FILE} but no {MODEL_FILE}: its training has not finished",
-            "resume it with the same 'fungalzsl train ... --resume' (or 'fungalzsl run') command",
-        )
     try:
         config = json.loads(read_text_file(cfg_path, "run config"))
     except ValueError as e:
@@ -109,9 +110,59 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[T
     spec = config.get("model") if isinstance(config, dict) else None
     if not isinstance(spec, str):
         raise fail(f"{cfg_path} lacks the 'model' spec", "retrain with 'fungalzsl train'")
+    if is_pretrained_run(config) and not weights.is_file():
+        return load_pretrained_run(run, spec, config).to(device).eval(), config
+    if not weights.is_file():
+        raise fail(
+            f"{run} has {CONFIG_FILE} but no {MODEL_FILE}: its training has not finished",
+            "resume it with the same 'fungalzsl train ... --resume' (or 'fungalzsl run') command",
+        )
     model = build_for_reload(spec, run, model_options(config))
     load_weights(model, weights)
     return model.to(device).eval(), config
+
+
+def is_pretrained_run(config: dict[str, Any]) -> bool:
+    """True for a run whose model is its spec's pretrained weights, untouched (``fungalzsl baseline``)."""
+    return config.get("weights") == PRETRAINED_WEIGHTS
+
+
+def build_pretrained(spec: str, options: dict[str, Any], seed: int) -> TwoTowerModel:
+    """The spec's pretrained model with the heads it initialises at random drawn from ``seed`` (as
+    ``fungalzsl train`` draws them), leaving the caller's random stream untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec, **options)
+
+
+def weights_fingerprint(model: TwoTowerModel) -> str:
+    """SHA-256 over the state dict (names, dtypes, shapes, bytes): the same weights, the same digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, t in sorted(state_for_saving(model).items()):
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_pretrained_run(run: Path, spec: str, config: dict[str, Any]) -> TwoTowerModel:
+    """The model of a ``"weights": "pretrained"`` run; weights that rebuild differently here (another
+    version of a backend or of its weight files) are a one-line error, not silently other scores."""
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise fail(
+            f"{run / CONFIG_FILE} lacks the integer 'seed' of its pretrained weights", "rebuild the run"
+        )
+    model = build_pretrained(spec, model_options(config), seed)
+    expected = config.get("weights_sha256")
+    if expected is not None and weights_fingerprint(model) != expected:
+        raise fail(
+            f"the pretrained weights of {spec} rebuilt here differ from those {run} was built with "
+            "(another version of torch, the backend or its weight files?)",
+            "rebuild it with 'fungalzsl baseline' on this installation",
+        )
+    return model
 
 
 def build_for_reload(spec: str, run: Path, options: dict[str, Any]) -> TwoTowerModel:
