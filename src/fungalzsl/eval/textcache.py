@@ -69,7 +69,7 @@ def tower_key(model: Any) -> tuple[Any, int]:
     tokenizer = (
         type(tok).__name__,
         getattr(tok, "name_or_path", None),
-        len(tok) if tok is not None else None,
+        len(tok) if hasattr(tok, "__len__") else getattr(tok, "vocab_size", None),  # open_clip's has no len
     )
     digest = _tensor_digest(model.layer_groups()["text"])
     return ("backbone", type(model).__name__, tokenizer, getattr(model, "max_tokens", None), digest), split
