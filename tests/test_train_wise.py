@@ -32,3 +32,25 @@ def test_scope_is_validated() -> None:
     assert resolve_config({"wise_ft_scope": "towers"}, None).wise_ft_scope == "towers"
     with pytest.raises(FungalError, match="wise_ft_scope"):
         resolve_config({"wise_ft_scope": "heads"}, None)
+
+
+def test_wise_ft_alpha_zero_saves_the_start_model(tmp_path) -> None:
+    """α = 0 is a valid WiSE-FT weight (the model as built); a truthiness check used to skip keeping
+    θ0 for it, so the run silently saved the fine-tuned weights instead."""
+    from safetensors.torch import load_file
+
+    from fungalzsl.train.loop import train_run
+    from tiny_data import make_dataset, make_descriptions
+
+    data = make_dataset(tmp_path / "data", {"train": 4, "val": 2})
+    desc = make_descriptions(tmp_path / "d.jsonl")
+    cfg = {"epochs": 1, "batch_size": 6, "unfreeze_max": {"image": 1, "text": 0}, "image_size": 32,
+           "progress": False, "lr": 5e-3, "wise_ft_alpha": 0.0, "embed_dim": 8}  # fmt: skip
+    train_run(data, desc, tmp_path / "run", "lite", cfg)
+    torch.manual_seed(0)  # the trainer seeds the heads' init with cfg.seed (0) before building
+    start = build_model("lite", image_size=32, embed_dim=8).state_dict()
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    tuned = load_file(str(tmp_path / "run" / "model_finetuned.safetensors"))
+    moved = [k for k in saved if saved[k].is_floating_point() and not torch.equal(tuned[k], start[k])]
+    assert moved  # training changed something, and α = 0 undid all of it
+    assert all(torch.equal(saved[k], start[k]) for k in moved)

@@ -103,7 +103,7 @@ class ContrastiveTraining(TrainingObjective):
         # WiSE-FT's θ0: the model as built (pretrained towers; for lite, the seeded random heads)
         self.theta0 = (
             {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if cfg.wise_ft or cfg.wise_ft_alpha
+            if cfg.wise_ft or cfg.wise_ft_alpha is not None
             else None
         )
         self.text_feats = TextFeatures(model, self.inputs.texts, cfg.eval_batch_size)
