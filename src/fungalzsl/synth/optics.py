@@ -211,17 +211,19 @@ def _noise_bank(size: int) -> np.ndarray:
 
 
 def _coords(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates in [-1, 1] (a row and a column) and x² + y², cached per size."""
+    """Pixel-centre coordinates in [-1, 1] — x as a (1, size, 3) row, y as a (size, 1, 1) column — and
+    x² + y² (size, size, 3), cached per size. Three channels so that the field multiplies the image
+    contiguously: numpy broadcasts a trailing axis of length 1 over RGB ~5x slower."""
     if size not in _GRIDS:
         _GRIDS.clear()
         c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
-        x, y = c[None, :], c[:, None]
+        x, y = np.repeat(c[None, :, None], 3, axis=2), c[:, None, None]
         _GRIDS[size] = (x, y, x * x + y * y)
     return _GRIDS[size]
 
 
 def _illumination(optics: Optics, size: int) -> np.ndarray:
-    """(size, size) float32: a tilted field times a vignette, in three full passes."""
+    """(size, size, 3) float32, equal over RGB: a tilted field times a vignette."""
     x, y, r2 = _coords(size)
     tilt, angle, vignette = optics.illumination
     field = (np.float32(tilt * np.cos(angle)) * x + np.float32(1.0)) + np.float32(tilt * np.sin(angle)) * y
@@ -256,7 +258,7 @@ def finish(rgb: np.ndarray, optics: Optics, rng: np.random.Generator) -> np.ndar
     mix[1] = sign * optics.noise_sd * 255
     mix[2] = 0.5  # rounding: astype truncates
     img = _noise_bank(size)[oy : oy + size, ox : ox + size] @ mix
-    img += rgb * field[:, :, None]
+    img += np.multiply(rgb, field, out=field)
     np.clip(img, 0.0, 255.0, out=img)
     out = img.astype(np.uint8)
     if optics.jpeg_quality:

@@ -102,6 +102,15 @@ def _extras(style: str, look: Any) -> dict[str, Any]:
     }
 
 
+def _rgb(bgra: np.ndarray) -> np.ndarray:
+    """(size, size, 3) RGB from skia's BGRA canvas: Pillow's C unpacker, ~3x faster than numpy's
+    strided copy."""
+    from PIL import Image
+
+    size = bgra.shape[0]
+    return np.asarray(Image.frombuffer("RGB", (size, size), bgra, "raw", "BGRX", 0, 1))
+
+
 def style_image(
     style: str, preset: GeneratorPreset, seed: int, job: Job, size: int
 ) -> tuple[np.ndarray, Scene, dict, np.random.Generator]:
@@ -122,7 +131,7 @@ def style_image(
 
         draw_colony(canvas, scene, look, struct_rng, size)
         del canvas, surface
-        rgb = finish_colony(np.ascontiguousarray(buf[:, :, 2::-1]), look, optics_rng)
+        rgb = finish_colony(_rgb(buf), look, optics_rng)
     else:
         from fungalzsl.synth.micro import draw_micro, micro_decor
         from fungalzsl.synth.optics import draw_over, draw_under, finish
@@ -132,5 +141,5 @@ def style_image(
         draw_micro(canvas, scene, decor, look, size)
         draw_over(canvas, look, optics_rng, size)
         del canvas, surface
-        rgb = finish(np.ascontiguousarray(buf[:, :, 2::-1]), look, optics_rng)
+        rgb = finish(_rgb(buf), look, optics_rng)
     return rgb, scene, {**extra, **_extras(style, look)}, optics_rng
