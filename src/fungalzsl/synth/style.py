@@ -44,7 +44,7 @@ def style_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Ge
 
 def resolve_style(style: str, label: str, seed: int, index: int) -> str:
     """The style image ``index`` is drawn in: ``paper``, ``micrograph`` or ``colony``."""
-    u = float(style_rngs(seed, index)[0].uniform())
+    u = float(image_rng(seed, index, STYLE_STREAM, 0).uniform())  # the choice stream only
     if style == "mixed":
         edges = np.cumsum(list(MIXED_WEIGHTS.values()))
         style = list(MIXED_WEIGHTS)[int(np.searchsorted(edges, u, side="right"))]
