@@ -331,6 +331,9 @@ def _draw_tubes(
         if alpha <= 0.1:
             continue
         paint.setColor4f(_colour(skia, rgb, alpha))
+        # A halo outside phase contrast is a faint band (alpha ≤ 0.35) whose edges the camera's noise
+        # and JPEG hide: drawn aliased, it costs a third of an anti-aliased one (~2 ms a mycelium).
+        paint.setAntiAlias(rgb is not optics.halo or optics.imaging == "phase")
         for w, tube in paths.items():
             sw = stroke(w)
             if rgb is not optics.wall and (sw < 1.2 or (w < 1.0 and optics.imaging != "phase")):
