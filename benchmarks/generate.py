@@ -11,7 +11,8 @@ sample; images/s are comparable because the mix is balanced in both.
     .venv/bin/python benchmarks/generate.py --styles-only   # only the imaging styles vs paper, 224 px
 
 The styles table times every ``--style`` against ``paper`` in the same run (same balanced mix, same
-workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode.
+workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode
+(with the Huffman-only strategy make_png gives them; paper images keep level 1).
 """
 
 from __future__ import annotations
