@@ -31,7 +31,8 @@ STYLE_STREAM = 1 << 21  # apart from the image index and SEQUENCE_STREAM
 # Which drawing code made a photographic style's pixels (as plan.IMAGE_ALGORITHM for the paper's):
 # part of a styled dataset's settings, so --resume and --shard never mix two versions.
 # 1: first micrographs and colonies; 2: no halo on hairlines outside phase contrast, camera in 0-255,
-# hyphae that pass through the field. 3: one noise window and a (3, 3) mix in the camera (cheaper).
+# hyphae that pass through the field. 3: one noise window and a (3, 3) mix in the camera, aliased
+# halos outside phase contrast (both cheaper).
 STYLE_ALGORITHM = 3
 MIXED_WEIGHTS = {"paper": 0.25, "micrograph": 0.5, "colony": 0.25}
 PHOTO_STYLES = ("micrograph", "colony")
