@@ -11,7 +11,8 @@ sample; images/s are comparable because the mix is balanced in both.
     .venv/bin/python benchmarks/generate.py --styles-only   # only the imaging styles vs paper, 224 px
 
 The styles table times every ``--style`` against ``paper`` in the same run (same balanced mix, same
-workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode.
+workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode
+(with the Huffman-only strategy make_png gives them; paper images keep level 1).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fungalzsl.runtime import available_cpus, tuned_allocator_for_children
 from fungalzsl.synth import encode_png, load_preset, make_image, plan_classes, with_overrides
 from fungalzsl.synth.preset import STYLES
 from fungalzsl.synth.sample import make_png
+from fungalzsl.synth.style import PHOTO_STYLES
 
 RESULTS = Path(__file__).with_name("results") / "generate.json"
 
@@ -38,12 +40,14 @@ def _time_chunk(args: tuple[list, int, str, bool, str]) -> dict:
     """Make a chunk of images in this worker; return wall and CPU seconds of the timed part."""
     jobs, size, renderer, encode_only, style = args
     preset = with_overrides(load_preset("paper"), style=style)
-    pixels = [make_image(preset, 0, j, size, "fast")[0] for j in jobs] if encode_only else []  # untimed
+    # Untimed: the pixels to encode, each with the PNG options make_png gives its own style.
+    pixels = [make_image(preset, 0, j, size, "fast") for j in jobs] if encode_only else []
+    photo = [row.get("style") in PHOTO_STYLES for _, row in pixels]
     make_png(preset, 0, jobs[0], 32, renderer)  # warm the renderer's imports, untimed
     t, c = time.perf_counter(), time.process_time()
     if encode_only:
-        for rgb in pixels:
-            encode_png(rgb)
+        for (rgb, _), ph in zip(pixels, photo):
+            encode_png(rgb, photo=ph)
     else:
         for j in jobs:
             make_png(preset, 0, j, size, renderer)  # what the dataset writer runs per image

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -229,3 +230,64 @@ def test_styles_refuse_a_preset_with_classes_they_do_not_draw(tmp_path):
     with pytest.raises(FungalError, match="sclerotium"):
         generate_dataset(tmp_path / "x", custom, num_images=3, style="micrograph", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def _flat_optics(**kw):
+    """The camera alone: sample_optics' draws, then no artefacts and the given settings."""
+    from fungalzsl.synth.optics import sample_optics
+
+    return dataclasses.replace(sample_optics(np.random.default_rng(0)), soft_sigma=0.0, jpeg_quality=0, **kw)
+
+
+def test_the_camera_without_noise_is_the_exposed_illumination_field_rounded_to_nearest():
+    from fungalzsl.synth.optics import finish
+
+    rgb = np.random.default_rng(1).integers(40, 200, size=(32, 32, 3), dtype=np.uint8)
+    tilt, angle, vig, exposure = 0.3, 1.0, 0.4, 0.5
+    out = finish(rgb, _flat_optics(noise_sd=0.0, illumination=(tilt, angle, vig), exposure=exposure),
+                 np.random.default_rng(2))  # fmt: skip
+    c = (np.arange(32) + 0.5) / 32 * 2 - 1
+    x, y = c[None, :], c[:, None]
+    field = (1 + tilt * (np.cos(angle) * x + np.sin(angle) * y)) * (1 - 0.5 * vig * (x * x + y * y))
+    field *= exposure / (rgb.mean() / 255 * field.mean())
+    want = np.clip(np.floor(rgb * field[:, :, None] + 0.5), 0, 255)
+    # float32 against float64: only values within rounding of a half may differ, and by one level
+    assert np.abs(out.astype(int) - want).max() <= 1 and (out != want).mean() < 0.01
+
+
+def test_the_camera_noise_has_the_drawn_strength_and_a_rank_two_colour_structure():
+    from fungalzsl.synth.optics import finish
+
+    rgb = np.full((128, 128, 3), 128, dtype=np.uint8)
+    sd = 0.03
+    out = finish(rgb, _flat_optics(noise_sd=sd, illumination=(0.0, 0.0, 0.0), exposure=128 / 255),
+                 np.random.default_rng(5)).astype(float) - 128  # fmt: skip
+    assert abs(out.mean()) < 0.3
+    # each channel: luminance (sd) plus colour (≤ 0.4·sd) noise, in 0-255 units
+    assert np.all((out.std(axis=(0, 1)) > 0.95 * sd * 255) & (out.std(axis=(0, 1)) < 1.1 * sd * 255 + 0.5))
+    # two independent normals per pixel mixed into RGB: the 3x3 covariance has one tiny eigenvalue
+    # (only rounding), so a mix of three channels can cancel both sources
+    eig = np.linalg.eigvalsh(np.cov(out.reshape(-1, 3).T))
+    assert eig[0] < 0.2 and eig[1] > 1.0
+
+
+def test_photographs_are_huffman_coded_pngs_of_their_pixels_and_paper_images_keep_their_bytes():
+    from PIL import Image
+
+    from fungalzsl.synth import encode_png
+    from fungalzsl.synth.sample import make_png
+
+    preset = styled("mixed")
+    seen = set()
+    for j in plan_classes(preset, 12):
+        rgb, row = make_image(preset, 3, j, 40)
+        png, _ = make_png(preset, 3, j, 40)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), rgb)
+        photo = row["style"] != "paper"
+        assert png == encode_png(rgb, photo=photo)
+        if not photo:  # the paper style's bytes as a paper set writes them
+            assert png == make_png(load_preset("paper"), 3, j, 40)[0]
+        else:
+            assert png != encode_png(rgb)
+        seen.add(row["style"])
+    assert seen == {"paper", "micrograph", "colony"}

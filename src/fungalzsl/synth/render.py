@@ -259,10 +259,19 @@ def render_skia_png(scene: Scene, size: int, compress_level: int = 1) -> bytes:
     return out.getvalue()
 
 
-def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
-    """PNG bytes; level 1 is ~5x faster than Pillow's default and only ~15% larger for these images."""
+# zlib's Z_HUFFMAN_ONLY strategy (Pillow passes compress_type to zlib as is): no LZ77 match search,
+# which finds next to nothing in a photograph's sensor noise. For the photographic styles' pixels at
+# 224 px it encodes in ~2/3 of level 1's time for files ~23% larger (benchmarks/generate.py's styles
+# table; docs/dataset.md). The paper's flat drawings compress far better with the default strategy.
+Z_HUFFMAN_ONLY = 2
+
+
+def encode_png(rgb: np.ndarray, compress_level: int = 1, photo: bool = False) -> bytes:
+    """PNG bytes; level 1 is ~5x faster than Pillow's default and only ~15% larger for these images.
+    ``photo``: Huffman-only compression, for the noisy pixels of the photographic styles."""
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(out, format="PNG", compress_level=compress_level)
+    options = {"compress_type": Z_HUFFMAN_ONLY} if photo else {}
+    Image.fromarray(rgb, "RGB").save(out, format="PNG", compress_level=compress_level, **options)
     return out.getvalue()

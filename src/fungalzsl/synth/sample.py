@@ -12,6 +12,7 @@ from fungalzsl.synth.plan import Job
 from fungalzsl.synth.preset import GeneratorPreset
 from fungalzsl.synth.render import Renderer, encode_png, render, render_skia_png
 from fungalzsl.synth.rng import image_rng
+from fungalzsl.synth.style import PHOTO_STYLES
 
 
 def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, dict, np.random.Generator]:
@@ -169,7 +170,7 @@ def make_files(
         png = render_skia_png(scene, size)
     else:
         rgb, scene, extra = make_pixels(preset, seed, job, size, renderer, mode)
-        png = encode_png(rgb)
+        png = encode_png(rgb, photo=extra.get("style") in PHOTO_STYLES)
     row = metadata_row(preset, seed, job, scene, extra, size)
     files = {"png": png}
     if masks:
