@@ -38,7 +38,8 @@ VARIANTS = {
     # The text tower (MiniLM, dropout 0.1) trains from epoch 2: the RNG must be where it was.
     "dropout": {"unfreeze_max": {"image": 1, "text": 1}},
 }
-TIMINGS = ("epoch_s", "s_per_it", "train_wall_s")
+# timings, and memory: they measure the process, not the run
+TIMINGS = ("epoch_s", "s_per_it", "train_wall_s", "peak_rss_mb", "peak_cuda_mb")
 
 
 @pytest.fixture(scope="module")
