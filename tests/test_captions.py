@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from fungalzsl.captionsfile import CAPTIONS_FILE
 from fungalzsl.errors import FungalError
 from fungalzsl.synth import generate_dataset, load_preset
-from fungalzsl.synth.captions import CAPTIONS_FILE, image_captions, number, write_captions
+from fungalzsl.synth.captions import image_captions, number, write_captions
 from fungalzsl.synth.plan import Job
 from fungalzsl.synth.sample import make_scene
 

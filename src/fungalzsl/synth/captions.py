@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from fungalzsl.captionsfile import CAPTIONS_FILE
 from fungalzsl.synth.geometry import Scene
 
-CAPTIONS_FILE = "captions.jsonl"
 _GRID = 64  # field coverage is measured on a 64 x 64 grid of the unit square
 _WORDS = [
     "no",
@@ -238,20 +238,3 @@ def write_captions(data: str | Path, progress: bool = True) -> Path:
     out = data / CAPTIONS_FILE
     write_jsonl(out, rows)
     return out
-
-
-def read_captions(data: str | Path) -> dict[str, list[str]]:
-    """``file_name`` → captions from ``DATA/captions.jsonl`` (a class view: its original's); {} if none."""
-    from fungalzsl.io import read_jsonl
-
-    data = Path(data)
-    path = data / CAPTIONS_FILE
-    if not path.is_file():
-        try:
-            origin = json.loads((data / "dataset.json").read_text()).get("view_of")
-        except (OSError, ValueError):
-            origin = None
-        if not origin or not (Path(origin) / CAPTIONS_FILE).is_file():
-            return {}
-        path = Path(origin) / CAPTIONS_FILE
-    return {r["file_name"]: list(r["captions"]) for r in read_jsonl(path)}

@@ -80,7 +80,7 @@ def read_inputs(
 
 def add_captions(inputs: TrainInputs, share: float) -> None:
     """Append the training images' grounded captions (``DATA/captions.jsonl``) to ``inputs.texts``."""
-    from fungalzsl.synth.captions import read_captions
+    from fungalzsl.captionsfile import read_captions
 
     by_file = read_captions(inputs.data)
     if not by_file:
