@@ -135,3 +135,16 @@ def test_training_on_grounded_captions_end_to_end(captioned, tmp_path):
     generate_dataset(bare, "paper", num_images=12, size=32, seed=1, progress=False)
     with pytest.raises(FungalError, match=r"no captions\.jsonl"):
         train_run(bare, desc, tmp_path / "run2", "lite", cfg)
+
+
+def test_generate_captions_command_writes_the_file_and_refuses_other_folders(tmp_path):
+    from typer.testing import CliRunner
+
+    from fungalzsl.cli import app
+
+    data = tmp_path / "d"
+    r = CliRunner().invoke(app, ["generate", "--out", str(data), "-n", "3", "--size", "32", "--captions"])
+    assert r.exit_code == 0, r.output
+    assert len((data / CAPTIONS_FILE).read_text().splitlines()) == 3
+    r = CliRunner().invoke(app, ["generate", "captions", str(tmp_path)])
+    assert r.exit_code == 2 and "not a finished dataset" in r.output and "Traceback" not in r.output
