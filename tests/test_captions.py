@@ -148,3 +148,19 @@ def test_generate_captions_command_writes_the_file_and_refuses_other_folders(tmp
     assert len((data / CAPTIONS_FILE).read_text().splitlines()) == 3
     r = CliRunner().invoke(app, ["generate", "captions", str(tmp_path)])
     assert r.exit_code == 2 and "not a finished dataset" in r.output and "Traceback" not in r.output
+
+
+def test_coverage_counts_the_grid_cells_touched():
+    import numpy as np
+
+    from fungalzsl.synth.captions import coverage
+    from fungalzsl.synth.geometry import Scene
+
+    scene = Scene(
+        background=np.ones(3), struct_kind=["a", "b"], struct_host=np.array([True, False]),
+        circle_xy=np.array([[0.5, 0.5], [0.1, 0.1]]), circle_r=np.array([0.0, 0.0]), struct_rgb=np.zeros((2, 3)),
+        seg_xy=np.array([[0.0, 0.505, 0.999, 0.505], [0.3, 0.0, 0.3, 0.999]], np.float32), seg_width=np.ones(2),
+        seg_struct=np.array([0, 1]), seg_level=np.zeros(2, np.int16),
+    )  # fmt: skip
+    assert coverage(scene, np.array([True, False])) == 64 / 64**2  # one full row of the 64 x 64 grid
+    assert coverage(scene) == (64 + 63) / 64**2  # plus a column, crossing it once

@@ -90,8 +90,9 @@ def coverage(scene: Scene, mask: np.ndarray | None = None) -> float:
     seg = scene.seg_xy[keep[scene.seg_struct]].astype(np.float64) if scene.n_segments else np.zeros((0, 4))
     if seg.size:
         n = np.ceil(np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) * _GRID * 2).astype(int) + 1
-        t = np.concatenate([np.linspace(0, 1, k) for k in n.tolist()])
         row = np.repeat(np.arange(len(seg)), n)
+        first = np.repeat(np.cumsum(n) - n, n)
+        t = (np.arange(row.size) - first) / np.maximum(n[row] - 1, 1)  # 0 → 1 along each segment
         px = seg[row, 0] + t * (seg[row, 2] - seg[row, 0])
         py = seg[row, 1] + t * (seg[row, 3] - seg[row, 1])
         ix = np.clip((px * _GRID).astype(int), 0, _GRID - 1)
