@@ -68,14 +68,10 @@ def _stage_specs(preset: Any, classes: Sequence[str], trained: list[str]) -> Any
     if len(set(classes)) != len(classes):
         raise fail("--classes names a stage twice", "name each stage once")
     data = preset.to_dict()
-    specs = [preset.spec(c).model_dump(mode="json", by_alias=True) for c in known]
-    for s in specs:
-        s["overlap"] = [o for o in s["overlap"] if o["class"] in known]
-    data["classes"] = [*specs, *(pool[c].model_dump(mode="json", by_alias=True) for c in classes)]
-    data["splits"] = {"test": 1.0}
-    from fungalzsl.config import validate
-
-    return validate(GeneratorPreset, data, "novel-stage settings")
+    data["classes"] += [
+        {**pool[c].model_dump(mode="json", by_alias=True), "test_only": True} for c in classes
+    ]
+    return GeneratorPreset.model_validate(data).as_test_set([*known, *classes])
 
 
 def _sets(

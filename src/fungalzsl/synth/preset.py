@@ -30,9 +30,6 @@ PAPER_CLASSES = ("spore", "hyphae", "mycelium")
 # Imaging styles (synth.style): the paper's flat drawings, microscope photographs, plate photographs of
 # colonies (mycelium; the other classes as micrographs), or a per-image mix of the three.
 STYLES = ("paper", "micrograph", "colony", "mixed")
-# Generator kinds beyond the paper's spores and branch trees (synth.stages): growth stages drawn from the
-# same parts, shipped as test-only classes for true zero-shot tests (``fungalzsl novel``).
-STAGE_KINDS = ("germinating-spore", "sporulating-mycelium", "budding-yeast")
 
 
 class _Strict(BaseModel):
