@@ -41,5 +41,5 @@ def test_help_lists_the_commands_in_pipeline_order():
     listed = re.findall(r"^│ ([a-z]+) ", res.output, flags=re.M)
     assert listed == [
         "generate", "describe", "train", "baseline", "evaluate", "compare", "table", "fewshot", "adapt",
-        "predict", "export", "serve", "loco", "shift", "run",
+        "predict", "export", "serve", "loco", "novel", "shift", "run",
     ]  # fmt: skip

@@ -14,7 +14,7 @@ from fungalzsl.errors import FungalError, debug_enabled, explain
 # The order of `fungalzsl --help`: the stages as data flows through them, then the protocols and `run`.
 PIPELINE_ORDER = (
     "generate", "describe", "train", "baseline", "evaluate", "compare", "table", "fewshot", "adapt",
-    "predict", "export", "serve", "loco", "shift", "run",
+    "predict", "export", "serve", "loco", "novel", "shift", "run",
 )  # fmt: skip
 
 
@@ -76,7 +76,7 @@ def _root(
 def _register() -> None:
     from fungalzsl.eval import cli as eval_cli
     from fungalzsl.fewshot.cli import adapt, baseline, fewshot
-    from fungalzsl.pipeline.cli import loco, run, shift
+    from fungalzsl.pipeline.cli import loco, novel, run, shift
     from fungalzsl.predict.cli import export, predict
     from fungalzsl.serve.cli import serve
     from fungalzsl.synth.cli import app as generate_app
@@ -90,6 +90,7 @@ def _register() -> None:
     app.command("compare")(eval_cli.compare)
     app.command("table")(eval_cli.table)
     app.command("loco")(loco)
+    app.command("novel")(novel)
     app.command("shift")(shift)
     app.command("predict")(predict)
     app.command("serve")(serve)

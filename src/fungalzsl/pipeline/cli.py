@@ -107,6 +107,42 @@ def loco(
     typer.echo(f"wrote {out / 'loco.md'} and {out / 'report.html'}")
 
 
+def novel(
+    run: Path = typer.Argument(
+        ..., metavar="RUN_DIR", help="Run directory, or the output folder of 'fungalzsl run' (its run/)."
+    ),
+    classes: str = typer.Option(
+        "germinating-spore,sporulating-mycelium,budding-yeast",
+        "--classes",
+        help="Comma-separated test-only stages of the preset (test_only: true), never trained on.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (written whole): data/, evals/, novel.md/.csv/.json."
+    ),
+    n: int = typer.Option(60, "--n", min=1, help="Fresh test images per class (trained and new)."),
+    descriptions: list[str] = typer.Option(
+        None,
+        "--descriptions",
+        help="Set(s) to score, each in turn: 'bank' (shipped visible-attribute bank), 'notes' (shipped "
+        "microscopist's notes) or a JSONL file; trained classes it lacks come from the run's set. Default: bank.",
+    ),
+    seed: int = typer.Option(1000, "--seed", help="Generator seed (must differ from the training data's)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
+) -> None:
+    """True zero-shot on new growth stages: classify fresh images of the run's classes and of stages it never
+    saw among all of them, from descriptions only; per-class recall (95% CI), confusion, trained Recall@1."""
+    from fungalzsl.pipeline.novel import novel_stages
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    res = novel_stages(
+        run, out, names, n=n, descriptions=descriptions or ["bank"], seed=seed, n_boot=bootstrap
+    )
+    for r in res["rows"]:
+        stages = "  ".join(f"{c} {r['per_class'][c]['recall']:.3f}" for c in res["novel"])
+        typer.echo(f"{r['set']:<10} {stages}  trained Recall@1 {r['trained_recall@1']:.3f}")
+    typer.echo(f"wrote {Path(out) / 'novel.md'}")
+
+
 def shift(
     run: Path = typer.Argument(
         ..., metavar="RUN_DIR", help="Run directory, or the output folder of 'fungalzsl run' (its run/)."

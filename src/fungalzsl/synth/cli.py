@@ -16,7 +16,7 @@ app = typer.Typer(
         "Examples: fungalzsl generate --out data/fungi  (the paper's 6,000 images at 224 px)  ·  "
         "fungalzsl generate --out data/shift --palette random --noise 0.05  ·  "
         "fungalzsl generate --out data/fungi --resume  ·  "
-        "fungalzsl generate --out data/seg --masks  ·  "
+        "fungalzsl generate --out data/seg --masks  ·  fungalzsl generate --out data/c --captions  ·  "
         "fungalzsl generate --out data/micro --style micrograph  ·  "
         "fungalzsl generate import-fungalzsl train_data.json val_data.json test_data.json "
         "--images DOWNLOAD_DIR --out data/release.  Schema: docs/dataset.md"
@@ -49,6 +49,14 @@ STYLE_OPTION = typer.Option(
     "mycelium as colonies on agar (spore, hyphae as micrographs); mixed: per image paper 25%, "
     "micrograph 50%, colony 25% (preset: paper). See docs/dataset.md#styles.",
     show_default=False,
+)
+
+
+CAPTIONS_OPTION = typer.Option(
+    False,
+    "--captions/--no-captions",
+    help="Also write captions.jsonl: per image 4 grounded captions stating what it shows (counts, sizes, "
+    "branching depth, density, coverage, colour), for train.captions: grounded. Images are unchanged.",
 )
 
 
@@ -139,6 +147,7 @@ def generate(
         help="Also write per-image segmentation masks: class labels (0 background, 1 spore, 2 hyphae, "
         "3 mycelium) and 16-bit instance ids, in masks/ (or in the shards). Images are unchanged.",
     ),
+    captions: bool = CAPTIONS_OPTION,
 ) -> None:
     """Generate the synthetic fungi dataset: ImageFolder (or WebDataset) + metadata.parquet/jsonl + dataset.json.
 
@@ -179,7 +188,20 @@ def generate(
             err=True,
         )
         raise typer.Exit(130) from None
+    if captions and result.get("complete") is not False:
+        captions_command(out)
     _report(result, out, num_images)
+
+
+@app.command("captions")
+def captions_command(
+    data: Path = typer.Argument(..., metavar="DIR", help="A dataset written by fungalzsl generate."),
+) -> None:
+    """Write DIR/captions.jsonl (grounded per-image captions) for an existing generated dataset."""
+    from fungalzsl.synth.captions import write_captions
+
+    path = write_captions(data)
+    typer.echo(f"wrote {path}", err=True)
 
 
 def _report(result: dict, out: Path, num_images: int | None) -> None:

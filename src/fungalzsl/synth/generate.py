@@ -95,6 +95,7 @@ def generate_dataset(
     )
     if cfg.variation.style != "paper":
         _check_style(cfg, mode, renderer)
+    _check_kinds(cfg, mode)
     if masks:
         _check_masks(cfg, renderer)
     settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
@@ -344,6 +345,18 @@ def _say_damaged(n: int, what: str) -> None:
             "loss); making them again",
             file=sys.stderr,
         )
+
+
+def _check_kinds(cfg: GeneratorPreset, mode: str) -> None:
+    """The stages of synth.stages are drawn in the paper's style, one class per image."""
+    kinds = [c.name for c in cfg.classes if c.kind is not None]
+    if kinds and cfg.variation.style != "paper":
+        raise fail(
+            f"class(es) {', '.join(kinds)} are drawn in the paper style only, not --style {cfg.variation.style}",
+            "use --style paper for them",
+        )
+    if kinds and mode != "classes":
+        raise fail(f"class(es) {', '.join(kinds)} cannot be drawn in --mode {mode}", "use --mode classes")
 
 
 def _check_masks(cfg: GeneratorPreset, renderer: str) -> None:

@@ -20,7 +20,7 @@ width W and remaining depth d at (x, y):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,6 +53,9 @@ class Scene:
     circle_aspect: np.ndarray | None = None  # (S,) minor/major axis ratio of each disc, ≤ 1
     circle_angle: np.ndarray | None = None  # (S,) orientation of the major axis, radians
     round_caps: bool = False
+    # What a builder of synth.stages drew beyond discs and strokes (germ tubes, buds, spore heads),
+    # for the grounded captions (synth.captions); empty for the paper's classes.
+    notes: dict = field(default_factory=dict)
 
     @property
     def n_segments(self) -> int:

@@ -108,6 +108,17 @@ class ClassSpec(_Strict):
     time_s: tuple[float, float] = Field(description="slot on the timeline, seconds")
     temperature_K: tuple[float, float] = Field(description="temperature over that slot, kelvin")
     overlap: list[Overlap] = Field(default_factory=list)
+    kind: Literal["germinating-spore", "sporulating-mycelium", "budding-yeast"] | None = Field(
+        None, description="a drawing of synth.stages instead of discs and branch trees (None: the paper's)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _paper_kind_unwritten(self, handler: Any) -> dict:
+        # The paper's classes have no kind: writing none keeps every preset hash made before kinds.
+        data = handler(self)
+        if data.get("kind") is None:
+            data.pop("kind", None)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -168,6 +179,9 @@ class GeneratorPreset(_Strict):
     """The whole ``generate:`` section."""
 
     classes: list[ClassSpec] = Field(min_length=1)
+    # Classes marked ``test_only: true`` in the YAML: never planned into a dataset (nor written into its
+    # manifest or hash); ``fungalzsl novel`` draws them as test images of stages a run never saw.
+    test_only: list[ClassSpec] = Field(default_factory=list, exclude=True)
     branching: Branching = Field(default_factory=Branching)
     variation: Variation = Field(default_factory=Variation)
     sequence: Sequence = Field(default_factory=Sequence)
@@ -195,13 +209,35 @@ class GeneratorPreset(_Strict):
             raise ValueError(f"placement {list(v)} must satisfy 0 <= low <= high <= 1")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_test_only(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+            return data
+        train, test = [], list(data.get("test_only") or [])
+        for c in data["classes"]:
+            if isinstance(c, dict) and c.get("test_only"):
+                test.append({k: v for k, v in c.items() if k != "test_only"})
+            elif isinstance(c, dict) and "test_only" in c:
+                train.append({k: v for k, v in c.items() if k != "test_only"})
+            else:
+                train.append(c)
+        return {**data, "classes": train, "test_only": test}
+
     @model_validator(mode="after")
     def _classes_consistent(self) -> GeneratorPreset:
         names = [c.name for c in self.classes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"class names repeat: {sorted(dup)}")
-        for c in self.classes:
+        test_names = [c.name for c in self.test_only]
+        clash = sorted(set(names) & set(test_names) | {n for n in test_names if test_names.count(n) > 1})
+        if clash:
+            raise ValueError(f"test-only class names repeat or clash with training classes: {clash}")
+        for c in self.test_only:
+            if c.overlap:
+                raise ValueError(f"test-only class {c.name!r} cannot have overlap structures")
+        for c in [*self.classes, *self.test_only]:
             for o in c.overlap:
                 if o.class_ not in names:
                     raise ValueError(f"class {c.name!r} overlaps with unknown class {o.class_!r}")
@@ -215,14 +251,34 @@ class GeneratorPreset(_Strict):
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
 
+    @property
+    def test_only_names(self) -> list[str]:
+        return [c.name for c in self.test_only]
+
     def spec(self, name: str) -> ClassSpec:
-        for c in self.classes:
+        for c in [*self.classes, *self.test_only]:
             if c.name == name:
                 return c
         raise KeyError(name)
 
     def to_dict(self) -> dict:
+        """The settings that make a dataset (test-only classes left out: they make none of its images)."""
         return self.model_dump(mode="json", by_alias=True)
+
+    def to_full_dict(self) -> dict:
+        """:meth:`to_dict` with the test-only classes back in ``classes``, marked: a round trip."""
+        data = self.to_dict()
+        extra = [{**c.model_dump(mode="json", by_alias=True), "test_only": True} for c in self.test_only]
+        data["classes"] = [*data["classes"], *extra]
+        return data
+
+    def as_test_set(self, names: list[str]) -> GeneratorPreset:
+        """This preset with ``names`` (test-only or training classes) as its classes, all images ``test``."""
+        specs = [self.spec(n).model_dump(mode="json", by_alias=True) for n in names]
+        for s in specs:
+            s["overlap"] = [o for o in s["overlap"] if o["class"] in names]
+        data = {**self.to_dict(), "classes": specs, "splits": {"test": 1.0}}
+        return validate(GeneratorPreset, data, "test-set settings")
 
     def hash(self) -> str:
         return sha256_json(self.to_dict())[:16]
@@ -245,7 +301,7 @@ def resolve_preset(preset: str | Path | GeneratorPreset, **overrides: object) ->
 
 def with_overrides(preset: GeneratorPreset, **changes: object) -> GeneratorPreset:
     """A copy with top-level or ``variation.*`` fields replaced, re-validated (None means keep)."""
-    data = preset.to_dict()
+    data = preset.to_full_dict()
     for key, value in changes.items():
         if value is None:
             continue

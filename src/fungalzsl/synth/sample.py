@@ -6,7 +6,13 @@ import json
 
 import numpy as np
 
-from fungalzsl.synth.colour import apply_pixel_variation, background_colour, random_ramp, rgb_to_hex
+from fungalzsl.synth.colour import (
+    apply_pixel_variation,
+    background_colour,
+    hex_to_rgb,
+    random_ramp,
+    rgb_to_hex,
+)
 from fungalzsl.synth.geometry import Scene, build_scene, class_batches
 from fungalzsl.synth.plan import Job
 from fungalzsl.synth.preset import GeneratorPreset
@@ -25,9 +31,17 @@ def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, di
     temperature = spec.temperature_K[0] + frac * (spec.temperature_K[1] - spec.temperature_K[0])
     background = background_colour(preset.variation, rng)
     random_palette = (lambda: random_ramp(rng)) if preset.variation.palette == "random" else None
-    batches = class_batches(preset, job.label, rng, random_palette)
-    scene = build_scene(preset, batches, rng, background)
-    host = batches[0].ramp
+    if spec.kind is not None:
+        from fungalzsl.synth.stages import stage_scene
+
+        host = (
+            random_palette() if random_palette else (hex_to_rgb(spec.colours[0]), hex_to_rgb(spec.colours[1]))
+        )
+        scene = stage_scene(preset, spec, rng, background, host)
+    else:
+        batches = class_batches(preset, job.label, rng, random_palette)
+        scene = build_scene(preset, batches, rng, background)
+        host = batches[0].ramp
     extra = {
         "time_s": round(time_s, 4),
         "temperature_K": round(temperature, 4),

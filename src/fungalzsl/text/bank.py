@@ -171,13 +171,25 @@ def parse_bank(data: Any, source: str) -> Bank:
     return Bank(name=str(data.get("name") or Path(source).stem), classes=classes)
 
 
+# Banks shipped beside fungi.yaml, by name: ``--bank novel`` adds the test-only stages (synth.stages).
+SHIPPED_BANKS = ("novel",)
+
+
+def shipped_file(name: str) -> Path:
+    """A file shipped in ``fungalzsl/text/banks`` (a bank, or the novel stages' second description set)."""
+    return Path(str(resources.files("fungalzsl") / "text" / "banks" / name))
+
+
 def load_bank(path: str | Path | None = None) -> Bank:
-    """The shipped fungi bank, plus the classes of ``path`` (a user's YAML bank) when given."""
+    """The shipped fungi bank, plus the classes of ``path`` (a user's YAML bank, or a shipped bank's
+    name from :data:`SHIPPED_BANKS`) when given."""
     shipped_path = resources.files("fungalzsl") / "text" / "banks" / "fungi.yaml"
     bank = parse_bank(yaml.safe_load(shipped_path.read_text(encoding="utf-8")), "fungi.yaml")
     if path is None:
         return bank
     p = Path(path)
+    if str(path) in SHIPPED_BANKS and not p.exists():
+        p = shipped_file(f"{path}.yaml")
     if not p.is_file():
         raise fail(f"bank file {p} does not exist", "check the --bank path")
     try:
@@ -275,3 +287,25 @@ class BankComposer:
             sentences.append(nxt)
         # "It also is ..." reads badly; English puts the adverb after "is".
         return " ".join(_cap(s) for s in sentences).replace(" also is ", " is also ")
+
+
+def compose_set(
+    bank: Bank, classes: list[str], per_class: int, seed: int = 0, set_name: str = ""
+) -> list[dict]:
+    """``per_class`` distinct descriptions of each class, composed from ``bank`` (records of a
+    description set, deterministic in ``seed``): what ``fungalzsl novel`` scores new stages with."""
+    composer, records = BankComposer(bank), []
+    for cls in classes:
+        seen: set[str] = set()
+        for k in range(per_class * 20):
+            if len(seen) == per_class:
+                break
+            text = composer.compose(cls, "general", seed * 1_000_003 + k)
+            if text in seen:
+                continue
+            seen.add(text)
+            records.append(
+                {"class": cls, "text": text, "set": set_name or bank.name, "backend": "bank",
+                 "model": bank.name, "seed": seed * 1_000_003 + k}
+            )  # fmt: skip
+    return records

@@ -40,15 +40,23 @@ class TrainInputs:
     texts: list[str]  # every description, class by class in ``classes`` order
     text_ranges: list[tuple[int, int]]  # class k's descriptions are texts[lo:hi]
     train_labels: torch.Tensor  # (N,) class index of every training image
+    # With train.captions: grounded, the captions follow the descriptions in ``texts`` (each distinct
+    # string once, from ``n_descriptions`` on) and row i lists image i's caption indices, -1 padded.
+    caption_ids: torch.Tensor | None = None  # (N, K) long
+    n_descriptions: int = 0
+    caption_share: float = 0.0
 
     @property
     def classes(self) -> list[str]:
         return self.train_set.classes
 
 
-def read_inputs(data: str | Path, descriptions: str | Path) -> TrainInputs:
+def read_inputs(
+    data: str | Path, descriptions: str | Path, captions: str = "none", caption_share: float = 0.5
+) -> TrainInputs:
     """Read and check the dataset and the description set: every class of the data needs
-    descriptions, and the set may name no class the data lacks (one-line errors)."""
+    descriptions, and the set may name no class the data lacks (one-line errors). ``captions``
+    ``grounded`` adds every training image's grounded captions (:func:`add_captions`)."""
     train_set = list_split(data, "train")
     classes = train_set.classes
     val_set = list_split(data, "val", classes=classes) if (Path(data) / "val").is_dir() else None
@@ -65,10 +73,56 @@ def read_inputs(data: str | Path, descriptions: str | Path) -> TrainInputs:
     for c in classes:
         text_ranges.append((start, start + len(desc.by_class[c])))
         start += len(desc.by_class[c])
-    return TrainInputs(
+    inputs = TrainInputs(
         Path(data), Path(descriptions), train_set, val_set, desc, texts, text_ranges,
-        torch.tensor(train_set.labels),
+        torch.tensor(train_set.labels), n_descriptions=len(texts),
     )  # fmt: skip
+    if captions == "grounded":
+        add_captions(inputs, caption_share)
+    return inputs
+
+
+def add_captions(inputs: TrainInputs, share: float) -> None:
+    """Append the training images' grounded captions (``DATA/captions.jsonl``) to ``inputs.texts``."""
+    from fungalzsl.captionsfile import read_captions
+
+    by_file = read_captions(inputs.data)
+    if not by_file:
+        raise fail(
+            f"train.captions is grounded but {inputs.data} has no captions.jsonl",
+            f"write it with: fungalzsl generate captions {inputs.data} (or generate with --captions)",
+        )
+    index: dict[str, int] = {}
+    rows: list[list[int]] = []
+    for path in inputs.train_set.paths:
+        rel = "/".join(Path(path).parts[-3:])  # SPLIT/CLASS/FILE, as captions.jsonl names it
+        caps = by_file.get(rel)
+        if not caps:
+            raise fail(
+                f"{path} has no grounded captions in captions.jsonl",
+                "captions come from the generator's scenes: regenerate them with fungalzsl generate captions DIR",
+            )
+        rows.append([index.setdefault(c, inputs.n_descriptions + len(index)) for c in caps])
+    inputs.texts.extend(index)
+    width = max(len(r) for r in rows)
+    inputs.caption_ids = torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
+    inputs.caption_share = share
+
+
+def caption_positives(
+    inputs: TrainInputs, image_idx: torch.Tensor, text_idx: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """(N, N) bool positives of a batch with captions: text r is a positive of image q when it is a
+    description of q's class, or one of q's own captions (the same string captioning q counts too)."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1:
+        raise fail("train.captions: grounded trains on one process", "run without torchrun / DDP")
+    assert inputs.caption_ids is not None
+    caps = inputs.caption_ids.to(text_idx.device)[image_idx]  # (N, K)
+    own = (caps[:, :, None] == text_idx[None, None, :]).any(dim=1)
+    is_desc = (text_idx < inputs.n_descriptions)[None, :]
+    return own | (is_desc & (labels[:, None] == labels[None, :]))
 
 
 def draw_pairs(
@@ -77,7 +131,8 @@ def draw_pairs(
     """This rank's (image indices, description indices) for every batch of one epoch.
 
     The readable images ``keep`` are shuffled and each gets a description drawn uniformly from its
-    class, ``lo + ⌊u·(hi − lo)⌋`` with u ~ U[0, 1), both from a generator seeded by (seed, epoch) alone,
+    class, ``lo + ⌊u·(hi − lo)⌋`` with u ~ U[0, 1) (with grounded captions, one of its own captions
+    instead with probability ``caption_share``), all from a generator seeded by (seed, epoch) alone,
     so every rank draws the same global batches; rank r takes every world-th pair of each. A last
     batch of one pair is dropped: it has no negatives."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -86,6 +141,12 @@ def draw_pairs(
     lo = torch.tensor([inputs.text_ranges[y][0] for y in classes])
     hi = torch.tensor([inputs.text_ranges[y][1] for y in classes])
     pick = lo + (torch.rand(len(order), generator=gen) * (hi - lo)).long()
+    if inputs.caption_ids is not None:  # drawn after the descriptions: runs without captions unchanged
+        use = torch.rand(len(order), generator=gen) < inputs.caption_share
+        caps = inputs.caption_ids[order]
+        count = (caps >= 0).sum(1)
+        which = (torch.rand(len(order), generator=gen) * count).long()
+        pick = torch.where(use, caps[torch.arange(len(order)), which], pick)
     batches = [slice(i, i + batch_size) for i in range(0, len(order), batch_size)]
     batches = [b for b in batches if len(order[b]) >= 2]
     return [(order[b][rank::world], pick[b][rank::world]) for b in batches]

@@ -158,7 +158,7 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     # Subnormal floats (AdamW's squared tiny gradients, near-zero activations) run 10-100x slower on
     # x86 CPUs; flushing them to zero changes values below 1e-38 only and made cached epochs ~5x faster.
     torch.set_flush_denormal(True)
-    inputs = read_inputs(data, descriptions)
+    inputs = read_inputs(data, descriptions, cfg.captions, cfg.caption_share)
     objective = objective_type(cfg, inputs)
     identity = run_identity(cfg.model, inputs)
     point = open_resume(run, resume, identity)  # before mkdir: a mistyped --resume --out makes nothing
@@ -333,7 +333,7 @@ def train_step(
             idx, tidx = idx[keep_pos], tidx[keep_pos]
     with torch.autocast(t.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
         image = t.model.image_head(x.to(t.device, non_blocking=True), stage.isplit)
-        losses = t.objective.loss(t.model, image, tidx, t.inputs.train_labels[idx].to(t.device))
+        losses = t.objective.loss(t.model, image, tidx, t.inputs.train_labels[idx].to(t.device), idx)
     t.scaler.scale(losses["loss"] / t.cfg.grad_accum).backward()
     return losses
 

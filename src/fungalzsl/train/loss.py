@@ -60,19 +60,35 @@ def gather_labels(labels: torch.Tensor) -> torch.Tensor:
 
 
 def multi_positive_loss(
-    image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+    image: torch.Tensor,
+    text: torch.Tensor,
+    labels: torch.Tensor,
+    scale: torch.Tensor,
+    positives: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_image, L_text) for normalised features (N, D), class ``labels`` (N,) and ``scale`` = 1/τ."""
+    """(L_image, L_text) for normalised features (N, D), class ``labels`` (N,) and ``scale`` = 1/τ.
+
+    ``positives`` (N, N) bool, when given, replaces "same class" as P_q (row q) and P_r (column r):
+    with grounded captions a caption is a positive of its own image only (train.inputs)."""
     logits = scale * image.float() @ text.float().T  # S_qr / τ, rows = images, columns = texts
-    pos = (labels[:, None] == labels[None, :]).float()  # P_q per row; P_r per column (symmetric)
+    pos = same_class(labels) if positives is None else positives.float()
     l_image = -((pos * F.log_softmax(logits, dim=1)).sum(1) / pos.sum(1)).mean()
     l_text = -((pos * F.log_softmax(logits, dim=0)).sum(0) / pos.sum(0)).mean()
     return l_image, l_text
 
 
-def multi_positive_floor(labels: torch.Tensor) -> torch.Tensor:
+def same_class(labels: torch.Tensor) -> torch.Tensor:
+    """(N, N) float: 1 where image q and text r are of the same class (P_q per row, P_r per column)."""
+    return (labels[:, None] == labels[None, :]).float()
+
+
+def multi_positive_floor(labels: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
     """The smallest value L_image + L_text can take on a batch with these class ``labels``:
-    2 · mean over images of ln(number of same-class images in the batch)."""
+    2 · mean over images of ln(number of same-class images in the batch). With ``positives`` (N, N):
+    mean ln |P_q| over rows + mean ln |P_r| over columns (the same number when they are same-class)."""
+    if positives is not None:
+        p = positives.double()
+        return p.sum(1).log().mean() + p.sum(0).log().mean()
     counts = torch.bincount(labels)[labels].double()
     return 2.0 * counts.log().mean()
 
@@ -95,11 +111,17 @@ SIGMOID_INIT_BIAS = -10.0
 
 
 def sigmoid_loss(
-    image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+    image: torch.Tensor,
+    text: torch.Tensor,
+    labels: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SigLIP's loss with same-class pairs as positives, summed over pairs and averaged over images."""
+    """SigLIP's loss with same-class pairs (or ``positives``) as positives, summed over pairs and
+    averaged over images."""
     logits = scale * image.float() @ text.float().T + bias
-    sign = 2.0 * (labels[:, None] == labels[None, :]).float() - 1.0
+    sign = 2.0 * (same_class(labels) if positives is None else positives.float()) - 1.0
     return -F.logsigmoid(sign * logits).sum() / logits.shape[0]
 
 
@@ -113,14 +135,26 @@ class ContrastiveLoss(nn.Module):
         self.gather = gather
 
     def forward(
-        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        if self.gather:
+        """``positives`` (N, N) bool replaces same-class positives; it is per process (not gathered),
+        so the trainer refuses it under DDP."""
+        if self.gather and positives is None:
             image, text, labels = gather_with_grad(image), gather_with_grad(text), gather_labels(labels)
-        return self.batch_loss(image, text, labels, scale)
+        return self.batch_loss(image, text, labels, scale, positives)
 
     def batch_loss(
-        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError  # each subclass is one loss
 
@@ -129,10 +163,15 @@ class MultiPositiveContrastiveLoss(ContrastiveLoss):
     """The paper's loss (Eq. 7–9): L_total = L_image + L_text, every same-class pair a positive."""
 
     def batch_loss(
-        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        l_image, l_text = multi_positive_loss(image, text, labels, scale)
-        floor = multi_positive_floor(labels)  # of the gathered batch: the one the loss is over
+        l_image, l_text = multi_positive_loss(image, text, labels, scale, positives)
+        floor = multi_positive_floor(labels, positives)  # of the gathered batch: the one the loss is over
         return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text, "floor": floor}
 
 
@@ -140,7 +179,12 @@ class ClipContrastiveLoss(ContrastiveLoss):
     """The standard one-positive CLIP loss: pair i is the only positive of row and column i."""
 
     def batch_loss(
-        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         l_image, l_text = clip_loss(image, text, scale)
         return {"loss": l_image + l_text, "loss_image": l_image, "loss_text": l_text}
@@ -158,11 +202,16 @@ class SigmoidContrastiveLoss(ContrastiveLoss):
         )
 
     def batch_loss(
-        self, image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        labels: torch.Tensor,
+        scale: torch.Tensor,
+        positives: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         # the pair sum is symmetric in images and texts: report half on each side so that
         # loss = loss_image + loss_text holds as for the contrastive losses
-        total = sigmoid_loss(image, text, labels, scale, self.logit_bias)
+        total = sigmoid_loss(image, text, labels, scale, self.logit_bias, positives)
         return {"loss": total, "loss_image": total / 2, "loss_text": total / 2}
 
 

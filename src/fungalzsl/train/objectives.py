@@ -28,7 +28,7 @@ from fungalzsl.models.base import TwoTowerModel
 from fungalzsl.rundir import CLASS_EMBEDDINGS_FILE
 from fungalzsl.train.catlip import CatlipObjective, build_vocabulary, catlip_val_score
 from fungalzsl.train.evaluate import TextFeatures, recall_at_1, wise_ft_state, write_class_embeddings
-from fungalzsl.train.inputs import FeatureCache, TrainInputs
+from fungalzsl.train.inputs import FeatureCache, TrainInputs, caption_positives
 from fungalzsl.train.loss import SigmoidContrastiveLoss, contrastive_loss
 from fungalzsl.train.settings import TrainConfig
 
@@ -72,10 +72,16 @@ class TrainingObjective(ABC):
 
     @abstractmethod
     def loss(
-        self, model: TwoTowerModel, image: torch.Tensor, text_idx: torch.Tensor, labels: torch.Tensor
+        self,
+        model: TwoTowerModel,
+        image: torch.Tensor,
+        text_idx: torch.Tensor,
+        labels: torch.Tensor,
+        image_idx: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """{"loss", "loss_image", "loss_text"} of one batch: the batch's image embeddings (N, D), the
-        indices of their paired descriptions in ``inputs.texts`` and their class labels (N,)."""
+        indices of their paired texts in ``inputs.texts``, their class labels (N,) and the images'
+        indices in the train split (what grounded captions need to know whose caption is whose)."""
 
     @abstractmethod
     def validate(
@@ -115,14 +121,23 @@ class ContrastiveTraining(TrainingObjective):
         self.tfeats = self.text_feats.at(tsplit)  # None while the text tower trains from strings
 
     def loss(
-        self, model: TwoTowerModel, image: torch.Tensor, text_idx: torch.Tensor, labels: torch.Tensor
+        self,
+        model: TwoTowerModel,
+        image: torch.Tensor,
+        text_idx: torch.Tensor,
+        labels: torch.Tensor,
+        image_idx: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         if self.tfeats is not None:
             text_in: Any = self.tfeats[text_idx].to(self.device)
         else:
             text_in = [self.inputs.texts[i] for i in text_idx.tolist()]
         text = model.text_head(text_in, self.tsplit)
-        return self.extra(image, text, labels, model.clamped_logit_scale())
+        positives = None
+        if self.inputs.caption_ids is not None:
+            assert image_idx is not None  # the loop passes it
+            positives = caption_positives(self.inputs, image_idx.to(text_idx.device), text_idx, labels)
+        return self.extra(image, text, labels, model.clamped_logit_scale(), positives)
 
     def validate(
         self, model: TwoTowerModel, cache: FeatureCache, isplit: int, tsplit: int
@@ -176,7 +191,12 @@ class CatlipTraining(TrainingObjective):
         return {**max_unfrozen, "text": 0}, {**start, "text": 0}  # no text loss: the text tower never trains
 
     def loss(
-        self, model: TwoTowerModel, image: torch.Tensor, text_idx: torch.Tensor, labels: torch.Tensor
+        self,
+        model: TwoTowerModel,
+        image: torch.Tensor,
+        text_idx: torch.Tensor,
+        labels: torch.Tensor,
+        image_idx: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         return self.extra.loss(image, labels)  # targets are per class: the paired text plays no part
 

@@ -73,6 +73,15 @@ class TrainConfig(BaseModel):
     catlip_min_count: int = Field(
         2, ge=1, description="catlip: keep words in at least this many descriptions"
     )
+    captions: Literal["none", "grounded"] = Field(
+        "none",
+        description="grounded: also pair images with their own captions (DATA/captions.jsonl, "
+        "fungalzsl generate --captions); every caption of an image and every description of its class "
+        "are its positives",
+    )
+    caption_share: float = Field(
+        0.5, ge=0, le=1, description="grounded: chance that an image's pair is one of its captions"
+    )
     unfreeze_every: int = Field(5, ge=0, description="epochs per unfreezing stage; 0 = never")
     unfreeze_max: dict[Literal["image", "text"], int | None] = Field(default_factory=dict)
     unfreeze_start: dict[Literal["image", "text"], int] = Field(default_factory=dict)
