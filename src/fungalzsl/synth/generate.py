@@ -93,9 +93,9 @@ def generate_dataset(
         background=background,
         style=style,
     )
+    _check_kinds(cfg, mode)  # first: its message names the test-only stages
     if cfg.variation.style != "paper":
         _check_style(cfg, mode, renderer)
-    _check_kinds(cfg, mode)
     if masks:
         _check_masks(cfg, renderer)
     settings = _settings(cfg, seed, mode, fmt, renderer, samples_per_shard, masks)
