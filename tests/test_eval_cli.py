@@ -163,6 +163,41 @@ def test_table_prefers_an_evaluation_on_the_runs_own_data(toy_run, tmp_path):
     assert row["recall@1"] == 1.0 and row["metrics"] == str((tmp_path / "e-own" / "metrics.json").resolve())
 
 
+def test_table_data_adds_each_runs_evaluation_on_that_set(toy_run, tmp_path, monkeypatch):
+    own = make_colour_dataset(tmp_path / "own")
+    make_colour_dataset(tmp_path / "real-dev")
+    swapped = write_descriptions(tmp_path / "swapped.jsonl", {"red": GOOD["green"], "green": GOOD["red"],
+                                                              "blue": GOOD["blue"]})  # fmt: skip
+    cfg = {**json.loads((toy_run / "config.json").read_text()), "data": str(own)}  # as the trainer records
+    (toy_run / "config.json").write_text(json.dumps(cfg))
+    common = ["--no-baseline", "--bootstrap", "10"]
+    _invoke("evaluate", str(toy_run), "--data", str(own), "--out", str(tmp_path / "e-own"), *common)
+    monkeypatch.chdir(tmp_path)  # a relative --data is recorded resolved, so table finds it from anywhere
+    _invoke("evaluate", str(toy_run), "--data", "real-dev", "--descriptions", str(swapped), "--out", "e-real",
+            *common)  # fmt: skip
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(cfg))
+    _invoke("evaluate", str(other), "--data", str(own), "--out", str(tmp_path / "e-other"), *common)
+    monkeypatch.chdir(own)
+    out = tmp_path / "t.md"
+    res = _invoke("table", str(toy_run), str(other), "--data", str(tmp_path / "real-dev"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    head, _sep, first, second = out.read_text().splitlines()
+    assert "| Recall@1 [95% CI] | real-dev Recall@1 (n) | zero-shot start |" in head
+    real = json.loads((tmp_path / "e-real" / "metrics.json").read_text())
+    assert real["recall@1"] < 1.0  # swapped descriptions: the column must show this evaluation, not own's
+    lo, hi = real["ci95"]["recall@1"]
+    assert first.split(" | ")[3:5] == [
+        "1.000 [1.000, 1.000]",
+        f"{real['recall@1']:.3f} [{lo:.3f}, {hi:.3f}] (18)",
+    ]
+    assert second.split(" | ")[4] == "–"  # never evaluated on real-dev
+    csv_head, csv_first, _ = out.with_suffix(".csv").read_text().splitlines()
+    assert csv_head.endswith("real-dev recall@1,real-dev ci_low,real-dev ci_high,real-dev n")
+    assert csv_first.split(",")[-4:] == [str(real["recall@1"]), str(lo), str(hi), "18"]
+
+
 def test_table_without_evaluation_is_a_user_error(toy_run):
     res = _invoke("table", str(toy_run))
     assert res.exit_code == 2 and "has no evaluation" in res.output

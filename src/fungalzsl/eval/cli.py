@@ -183,12 +183,18 @@ def table(
         None, "--out", help="Write the Markdown table here (and a .csv beside it)."
     ),
     split: str = typer.Option("test", "--split", help="Which split's evaluation to report."),
+    data: list[Path] = typer.Option(
+        [],
+        "--data",
+        help="Also a Recall@1 column for each run's latest evaluation on this data set, e.g. "
+        "data/real-dev (repeatable; '–' for a run never evaluated on it).",
+    ),
 ) -> None:
     """The paper's Table 1 over several runs: model, learning rate, s/it, Recall@1 (with 95% CI),
     trainable parameters and peak memory; baselines (fungalzsl baseline) are rows like any run."""
     from fungalzsl.eval.table import build_table, table_csv, table_markdown
 
-    rows = build_table(runs, split=split)
+    rows = build_table(runs, split=split, datasets=data)
     md = table_markdown(rows)
     if out is not None:
         from fungalzsl.io import atomic_write_text

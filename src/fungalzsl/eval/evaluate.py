@@ -274,7 +274,7 @@ def record_evaluation(run_dir: Path, out: Path, metrics: dict[str, Any], classif
     line = {
         "out": str(out.resolve()),
         "split": metrics["split"],
-        "data": metrics["data"],
+        "data": str(Path(metrics["data"]).resolve()),  # table matches it from any working directory
         "classifier": classifier,
         "descriptions": metrics.get("descriptions"),
         "recall@1": metrics["recall@1"],

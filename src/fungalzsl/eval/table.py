@@ -6,7 +6,9 @@ falling back to RUN/eval/metrics.json. Model, learning rate, trainable-parameter
 memory come from RUN/config.json (``trainable_params``, ``peak_rss_mb``: recorded by the trainer at the
 finish and by ``fungalzsl baseline``), seconds per iteration from RUN/metrics.jsonl (the trainer's
 per-step timing), else config.json's ``s_per_it``. Runs that lack a key show "–"; a baseline run
-(``fungalzsl baseline``: no fine-tuning) is named by its method in the objective column."""
+(``fungalzsl baseline``: no fine-tuning) is named by its method in the objective column. Each
+``--data DIR`` adds a column: the run's latest evaluation on exactly that data set (e.g. data/real-dev
+beside the synthetic test split)."""
 
 from __future__ import annotations
 
@@ -47,19 +49,50 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise fail(f"cannot read {path} ({e})", "re-run the step that writes it") from None
 
 
+def _evaluations(run: Path, split: str | None) -> list[dict[str, Any]]:
+    """The run's recorded evaluations on ``split`` whose metrics.json still exists, oldest first."""
+    index = run / EVALUATIONS_FILE
+    if not index.is_file():
+        return []
+    recs = [r for r in read_jsonl(index) if split is None or r.get("split") == split]
+    return [r for r in recs if (Path(r.get("out", "")) / "metrics.json").is_file()]
+
+
 def latest_evaluation(run: Path, split: str | None, data: str | None = None) -> Path | None:
     """metrics.json of the run's latest evaluation on ``split`` — preferring one on ``data`` (the run's
     own dataset), since a run may also have been scored on other datasets (None if never evaluated)."""
-    index = run / EVALUATIONS_FILE
-    if index.is_file():
-        recs = [r for r in read_jsonl(index) if split is None or r.get("split") == split]
-        recs = [r for r in recs if (Path(r.get("out", "")) / "metrics.json").is_file()]
-        same = [r for r in recs if data and _same_path(r.get("data"), data)]
-        for pool in (same, recs):
-            if pool:
-                return Path(pool[-1]["out"]) / "metrics.json"
+    recs = _evaluations(run, split)
+    same = [r for r in recs if data and _same_path(r.get("data"), data)]
+    for pool in (same, recs):
+        if pool:
+            return Path(pool[-1]["out"]) / "metrics.json"
     f = run / "eval" / "metrics.json"
     return f if f.is_file() else None
+
+
+def evaluation_on(run: Path, split: str | None, data: str | Path) -> Path | None:
+    """metrics.json of the run's latest evaluation on exactly the data set ``data`` (None if none)."""
+    same = [r for r in _evaluations(run, split) if _same_path(r.get("data"), str(data))]
+    return Path(same[-1]["out"]) / "metrics.json" if same else None
+
+
+def data_labels(datasets: Sequence[str | Path]) -> list[str]:
+    """Column names for ``--data`` sets: each folder's name (``real-dev``), the path as given where two
+    names would clash."""
+    names = [Path(d).name or str(d) for d in datasets]
+    return [n if names.count(n) == 1 else str(d) for n, d in zip(names, datasets)]
+
+
+def _on_data(run: Path | None, split: str | None, datasets: Sequence[str | Path]) -> dict[str, Any]:
+    """label -> Recall@1, CI, n and metrics file of the run's latest evaluation on each data set (None
+    where it has none)."""
+    out: dict[str, Any] = {}
+    for label, data in zip(data_labels(datasets), datasets):
+        f = evaluation_on(run, split, data) if run is not None else None
+        m = _load_json(f) if f is not None else None
+        out[label] = m and {"recall@1": m["recall@1"], "ci95": m.get("ci95", {}).get("recall@1"),
+                            "n": m.get("n"), "metrics": str(f)}  # fmt: skip
+    return out
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -110,9 +143,9 @@ def baseline_name(config: dict[str, Any]) -> str | None:
     return f"no fine-tuning: {b['method']}{support}"
 
 
-def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
+def table_row(path: Path, split: str | None = "test", datasets: Sequence[str | Path] = ()) -> dict[str, Any]:
     """One Table 1 row from a run directory, the output folder of ``fungalzsl run`` or an evaluation
-    directory."""
+    directory; ``datasets`` add the run's latest evaluation on each of those data sets (``on_data``)."""
     path = Path(path)
     if (path / "metrics.json").is_file() and not (path / CONFIG_FILE).is_file():
         metrics_file = path / "metrics.json"
@@ -154,13 +187,16 @@ def table_row(path: Path, split: str | None = "test") -> dict[str, Any]:
         "best_epoch": best_epoch(config),  # counted from 1, also for runs that recorded it from 0
         "epochs_run": config.get("epochs_run"),
         "metrics": str(metrics_file),
+        "on_data": _on_data(run, split, datasets),
     }
 
 
-def build_table(paths: Sequence[Path], split: str | None = "test") -> list[dict[str, Any]]:
+def build_table(
+    paths: Sequence[Path], split: str | None = "test", datasets: Sequence[str | Path] = ()
+) -> list[dict[str, Any]]:
     if not paths:
         raise fail("no runs given", "pass one or more run directories")
-    return [table_row(p, split) for p in paths]
+    return [table_row(p, split, datasets) for p in paths]
 
 
 def _number(*values: Any) -> float | None:
@@ -189,21 +225,34 @@ def _epoch(r: dict[str, Any]) -> str:
     return fmt(best) + (f" of {run}" if best is not None and run is not None else "")
 
 
+def _recall(r: dict[str, Any] | None) -> str:
+    """``0.821 [0.643, 0.964]`` (Recall@1 with its 95% CI), "–" for no evaluation."""
+    if not r:
+        return "–"
+    ci = r.get("ci95")
+    return f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
 def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table; each ``--data`` set adds a Recall@1 column (with its n) after the headline's."""
+    labels = list(rows[0].get("on_data") or {}) if rows else []
+    extra = "".join(f" {label} Recall@1 (n) |" for label in labels)
     head = (
-        "| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] | zero-shot start | n | best epoch "
-        "| descriptions | Trainable params | Peak memory | objective |"
+        f"| CLIP model | Learning rate | Iteration rate | Recall@1 [95% CI] |{extra} zero-shot start | n | "
+        "best epoch | descriptions | Trainable params | Peak memory | objective |"
     )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [head, "|" + " --- |" * (11 + len(labels))]
     for r in rows:
-        ci = r["ci95"]
-        rec = f"{r['recall@1']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         rate = f"{r['sec_per_it']:.2f} s/it" if r["sec_per_it"] is not None else "–"
         lr = _lr(r["learning_rate"])
         if r.get("backbone_lr") not in (None, r["learning_rate"]):
             lr += f" (backbone {_lr(r['backbone_lr'])})"
+        cells = ""
+        for label in labels:
+            on = (r.get("on_data") or {}).get(label)
+            cells += f" {_recall(on)}" + (f" ({on['n']})" if on and on.get("n") is not None else "") + " |"
         lines.append(
-            f"| {r['model']} | {lr} | {rate} | {rec} | "
+            f"| {r['model']} | {lr} | {rate} | {_recall(r)} |{cells} "
             f"{fmt(r['baseline_recall@1'])} | {fmt(r['n'])} | {_epoch(r)} | {r['descriptions']} | "
             f"{_count(r.get('trainable_params'))} | {_mb(r.get('peak_rss_mb'))} | {fmt(r.get('objective'))} |"
         )
@@ -211,6 +260,7 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def table_csv(rows: Sequence[dict[str, Any]]) -> str:
+    labels = list(rows[0].get("on_data") or {}) if rows else []
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
@@ -232,10 +282,16 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
             "epochs_run",
             "trainable_params",
             "peak_rss_mb",
+            *[f"{label} {k}" for label in labels for k in ("recall@1", "ci_low", "ci_high", "n")],
         ]
     )
     for r in rows:
         ci = r["ci95"] or [None, None]
+        on_data = []
+        for label in labels:
+            on = (r.get("on_data") or {}).get(label) or {}
+            on_ci = on.get("ci95") or [None, None]
+            on_data += [on.get("recall@1"), on_ci[0], on_ci[1], on.get("n")]
         w.writerow(
             [
                 r["run"],
@@ -255,6 +311,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
                 r.get("epochs_run"),
                 r.get("trainable_params"),
                 r.get("peak_rss_mb"),
+                *on_data,
             ]
         )
     return buf.getvalue()
