@@ -95,7 +95,7 @@ def _cell(v, spec: str = "") -> str:
     return "—" if v is None else format(v, spec)
 
 
-def _table(rows: list[dict]) -> str:
+def score_table(rows: list[dict]) -> str:
     sets = list(rows[0]["scores"])
     sources = sorted({s for r in rows for s in r["scores"].get("real-dev", {}).get("per_source", {})})
     head = ["method", "trainable params", "s/it", "time (s)", "peak RSS (MB)"]
@@ -163,7 +163,7 @@ def main() -> None:
     results = {"model": args.model, "data": str(args.data), "real": str(args.real), "support": args.support,
                "seed": args.seed, "embed_s": embed_s, "n": {k: len(v) for k, v in sets.items()},
                "rows": rows, "machine": f"{os.cpu_count()} CPUs, shared"}  # fmt: skip
-    table = _table(rows)
+    table = score_table(rows)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
