@@ -198,6 +198,24 @@ def test_table_data_adds_each_runs_evaluation_on_that_set(toy_run, tmp_path, mon
     assert csv_first.split(",")[-4:] == [str(real["recall@1"]), str(lo), str(hi), "18"]
 
 
+def test_table_data_also_finds_a_whole_folder_evaluation(tmp_path):
+    # fungalzsl run scores data/real-dev with split None (the whole labelled folder); --data finds it
+    from fungalzsl.eval.table import evaluation_on
+
+    run, real = tmp_path / "run", tmp_path / "real-dev"
+    run.mkdir()
+    real.mkdir()
+    recs = []
+    for name, split, data in (("a", None, real), ("b", "val", real), ("c", None, tmp_path)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+        recs.append({"out": str(tmp_path / name), "split": split, "data": str(data)})
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert evaluation_on(run, "test", real) == tmp_path / "a" / "metrics.json"  # not b (val), not c
+    assert evaluation_on(run, "val", real) == tmp_path / "b" / "metrics.json"
+    assert evaluation_on(run, "test", tmp_path / "other") is None
+
+
 def test_table_without_evaluation_is_a_user_error(toy_run):
     res = _invoke("table", str(toy_run))
     assert res.exit_code == 2 and "has no evaluation" in res.output

@@ -71,8 +71,10 @@ def latest_evaluation(run: Path, split: str | None, data: str | None = None) -> 
 
 
 def evaluation_on(run: Path, split: str | None, data: str | Path) -> Path | None:
-    """metrics.json of the run's latest evaluation on exactly the data set ``data`` (None if none)."""
-    same = [r for r in _evaluations(run, split) if _same_path(r.get("data"), str(data))]
+    """metrics.json of the run's latest evaluation on exactly the data set ``data`` (None if none), on
+    ``split`` or on the whole folder (split None: how ``fungalzsl run`` scores a labelled real set)."""
+    recs = [r for r in _evaluations(run, None) if split is None or r.get("split") in (split, None)]
+    same = [r for r in recs if _same_path(r.get("data"), str(data))]
     return Path(same[-1]["out"]) / "metrics.json" if same else None
 
 
