@@ -206,7 +206,12 @@ def test_table_data_also_finds_a_whole_folder_evaluation(tmp_path):
     run.mkdir()
     real.mkdir()
     recs = []
-    for name, split, data in (("a", None, real), ("b", "val", real), ("c", None, tmp_path)):
+    for name, split, data in (
+        ("z", "none", real),
+        ("a", None, real),
+        ("b", "val", real),
+        ("c", None, tmp_path),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text("{}")
         recs.append({"out": str(tmp_path / name), "split": split, "data": str(data)})
@@ -214,6 +219,9 @@ def test_table_data_also_finds_a_whole_folder_evaluation(tmp_path):
     assert evaluation_on(run, "test", real) == tmp_path / "a" / "metrics.json"  # not b (val), not c
     assert evaluation_on(run, "val", real) == tmp_path / "b" / "metrics.json"
     assert evaluation_on(run, "test", tmp_path / "other") is None
+    recs.append(recs.pop(0))  # the CLI's --split none is the whole folder too
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert evaluation_on(run, "test", real) == tmp_path / "z" / "metrics.json"
 
 
 def test_table_without_evaluation_is_a_user_error(toy_run):

@@ -75,6 +75,10 @@ def load_labelled_set(root: Path) -> ImageSet:
     )
 
 
+# --split values that mean "the whole folder, no split": what evaluate records for such an evaluation
+NO_SPLIT = (None, "", "none", ".")
+
+
 def load_eval_images(
     data: str | Path, split: str | None = "test", images: str | Path | None = None
 ) -> ImageSet:
@@ -90,10 +94,10 @@ def load_eval_images(
         raise fail("--images is only used with a release *_data.json file", "drop --images or pass a .json")
     if p.is_file():
         raise fail(f"{p} is a file, not a dataset directory", "pass DIR with SPLIT/CLASS/* or a *_data.json")
-    no_split = split in (None, "", "none", ".")
+    no_split = split in NO_SPLIT
     if (p / LABELS_FILE).is_file() and (no_split or not (p / str(split)).is_dir()):
         return load_labelled_set(p)
-    return list_split(p, split if split not in (None, "", "none", ".") else None)
+    return list_split(p, None if split in NO_SPLIT else split)
 
 
 def align_labels(images: ImageSet, classes: list[str]) -> ImageSet:

@@ -21,6 +21,7 @@ from typing import Any
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.report import fmt
+from fungalzsl.eval.sources import NO_SPLIT
 from fungalzsl.io import read_jsonl, read_text_file
 from fungalzsl.rundir import CONFIG_FILE, EVALUATIONS_FILE, METRICS_FILE, best_epoch, resolve_run_dir
 
@@ -72,8 +73,9 @@ def latest_evaluation(run: Path, split: str | None, data: str | None = None) -> 
 
 def evaluation_on(run: Path, split: str | None, data: str | Path) -> Path | None:
     """metrics.json of the run's latest evaluation on exactly the data set ``data`` (None if none), on
-    ``split`` or on the whole folder (split None: how ``fungalzsl run`` scores a labelled real set)."""
-    recs = [r for r in _evaluations(run, None) if split is None or r.get("split") in (split, None)]
+    ``split`` or on the whole folder (split None or ``--split none``: how ``fungalzsl run`` scores a
+    labelled real set)."""
+    recs = [r for r in _evaluations(run, None) if split is None or r.get("split") in (split, *NO_SPLIT)]
     same = [r for r in recs if _same_path(r.get("data"), str(data))]
     return Path(same[-1]["out"]) / "metrics.json" if same else None
 
