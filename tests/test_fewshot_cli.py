@@ -53,7 +53,7 @@ def _one_line_error(args, match):
     return errors[0]
 
 
-@pytest.mark.parametrize("method", ["tip", "probe", "prototype"])
+@pytest.mark.parametrize("method", ["tip", "probe", "prototype", "anchored"])
 def test_adapted_run_scores_with_its_adapter_everywhere(method, run_dir, shots, tmp_path):
     out = tmp_path / "adapted"
     _ok(["adapt", run_dir, "--shots", shots, "--out", out, "--method", method])
@@ -76,7 +76,7 @@ def test_adapted_run_scores_with_its_adapter_everywhere(method, run_dir, shots, 
     assert torch.allclose(
         torch.tensor([[g.probabilities[c] for c in clf.classes] for g in got]), expect, atol=1e-5
     )
-    if method != "tip":  # the probe and the prototypes fit their own shots (tip may keep zero-shot's view)
+    if method in ("probe", "prototype"):  # they fit their own shots (tip, anchored keep some text)
         assert sum(g.prediction == p.parent.name for g, p in zip(got, images)) >= 10
 
     _ok(["predict", out, shots, "-o", tmp_path / "p.csv"])
@@ -142,8 +142,10 @@ def test_fewshot_protocol_end_to_end(run_dir, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["ks"] == [1, 2, 5] and results["images_per_class"] == {c: 4 for c in CLASSES}
     assert [(r["k"], r["method"]) for r in results["results"]] == [
-        (k, m) for k in (1, 2, 5) for m in ("tip", "probe", "prototype")
+        (k, m) for k in (1, 2, 5) for m in ("zeroshot", "tip", "probe", "prototype", "anchored")
     ]
+    # the zero-shot arm scores the run's classifier on each draw's query: no parameters
+    assert all(r["params"] == [{}, {}] for r in results["results"] if r["method"] == "zeroshot")
     k5 = results["results"][-1]
     assert k5["capped"] and k5["shots_per_class"] == {c: 3 for c in CLASSES}
     assert all(len(r["accuracy"]["values"]) == 2 for r in results["results"])

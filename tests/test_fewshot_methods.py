@@ -35,6 +35,35 @@ def test_prototypes_are_normalised_centroids():
     assert logits.argmax(-1).tolist() == [0, 1, 2]
 
 
+def test_anchored_prototypes_add_the_moved_class_text_as_one_shot():
+    text = E  # class k's text embedding is axis k
+    p = m.anchored_prototypes(X, Y, 3, text)
+    # class means (.9,.3,0), (0,.9,.3), (.3,0,.9): their mean is (.4,.4,.4); the texts' mean is (1/3,1/3,1/3)
+    moved0 = torch.tensor([1 - 1 / 3 + 0.4, 0.4 - 1 / 3, 0.4 - 1 / 3])
+    expect0 = torch.tensor([1.8, 0.6, 0.0]) + moved0 / moved0.norm()
+    assert torch.allclose(p[0], expect0 / expect0.norm(), atol=1e-6)
+    # by the 3-fold symmetry of X and E, the other classes are the same vector rotated
+    assert torch.allclose(p[1], p[0][[2, 0, 1]], atol=1e-6) and torch.allclose(
+        p[2], p[0][[1, 2, 0]], atol=1e-6
+    )
+    # no text weight: the plain prototypes
+    assert torch.allclose(m.anchored_prototypes(X, Y, 3, text, weight=0.0), m.prototypes(X, Y, 3), atol=1e-6)
+    with pytest.raises(ValueError, match=r"need \(3, 3\) class text embeddings"):
+        m.anchored_prototypes(X, Y, 3, text[:2])
+
+
+def test_the_text_anchor_outvotes_one_odd_shot():
+    # class 0's only shot points away from its text (axis 0); class 1 has two typical shots
+    x = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.8, 0.6]])
+    y = torch.tensor([0, 1, 1])
+    text = E[:2]
+    query = torch.tensor(
+        [[0.9, 0.3, 0.3]]
+    )  # close to class 0's text, closer to class 1's shots than to the odd one
+    assert m.prototype_logits(query, m.prototypes(x, y, 2), 1.0).argmax(-1).item() == 1
+    assert m.prototype_logits(query, m.anchored_prototypes(x, y, 2, text), 1.0).argmax(-1).item() == 0
+
+
 def test_missing_class_is_refused():
     with pytest.raises(ValueError, match=r"classes \[2\] have no shots"):
         m.prototypes(X[:4], Y[:4], 3)

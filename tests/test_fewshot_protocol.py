@@ -82,11 +82,27 @@ def test_protocol_rows_caps_and_separable_data():
         assert set(row["per_source"]) == {"s1", "s2"}
 
 
+def test_the_zero_shot_arm_scores_the_text_classifier_on_the_same_queries():
+    e = _embedded()
+    right = 5.0 * torch.nn.functional.one_hot(e.labels, 3).float()  # a perfect text classifier
+    wrong = right.roll(1, dims=1)  # always the next class
+    for zs, expect in ((right, 1.0), (wrong, 0.0)):
+        out = run_protocol(
+            e, zs, ["a", "b", "c"], 20.0, ks=[1, 2], repeats=2, methods=["zeroshot", "prototype"]
+        )
+        rows = {(r["k"], r["method"]): r for r in out["results"]}
+        assert rows[(1, "zeroshot")]["balanced_accuracy"]["values"] == [expect, expect]
+        assert rows[(2, "zeroshot")]["params"] == [{}, {}]
+        # the prototypes ignore the text: the same numbers under either classifier
+        assert rows[(2, "prototype")]["balanced_accuracy"]["mean"] == pytest.approx(1.0)
+
+
 def test_adapter_files_round_trip_and_score_the_same(tmp_path):
     e = _embedded((3, 3, 3))
     zs = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))
-    for method in ("tip", "probe", "prototype"):
-        a = fit_adapter(method, e.emb, e.labels, ["a", "b", "c"], zs, 20.0)
+    text = torch.randn(3, e.emb.shape[1], generator=torch.Generator().manual_seed(2))
+    for method in ("tip", "probe", "prototype", "anchored"):
+        a = fit_adapter(method, e.emb, e.labels, ["a", "b", "c"], zs, 20.0, text)
         a.info = {"adapted_from": "/runs/x"}
         save_adapter(tmp_path, a)
         b = load_adapter(tmp_path)
@@ -101,5 +117,7 @@ def test_adapter_files_round_trip_and_score_the_same(tmp_path):
     (tmp_path / "adapter.json").write_text(json.dumps({"method": "magic", "classes": []}))
     with pytest.raises(FungalError, match="not a fungalzsl adapter"):
         load_adapter(tmp_path)
+    with pytest.raises(ValueError, match="needs the class text embeddings"):
+        fit_adapter("anchored", e.emb, e.labels, ["a", "b", "c"], zs, 20.0)
     with pytest.raises(FungalError, match="unknown adapter method"):
         fit_adapter("knn", e.emb, e.labels, ["a", "b", "c"], zs, 20.0)

@@ -26,7 +26,7 @@ from fungalzsl.labelled import LabelledImage, class_counts, read_labelled
 from fungalzsl.outdir import staged_dir
 from fungalzsl.rundir import ADAPTER_FILE, ADAPTER_TENSORS_FILE, CONFIG_FILE, EVALUATIONS_FILE, LAST_DIR
 
-DEFAULT_METHOD = "prototype"  # measured best on data/real-dev (benchmarks/fewshot.py): docs/fewshot.md
+DEFAULT_METHOD = "anchored"  # measured best over real-dev + a synthetic micrograph set: docs/fewshot.md
 _NOT_COPIED = {LAST_DIR, EVALUATIONS_FILE, ADAPTER_FILE, ADAPTER_TENSORS_FILE, CONFIG_FILE}
 
 
@@ -114,7 +114,9 @@ def adapt_run(
     shot_emb = embed_labelled(clf.model, items, clf.classes, "shots", batch_size)
     with torch.no_grad():
         zs = clf.scores(shot_emb.emb)
-    adapter = fit_adapter(method, shot_emb.emb, shot_emb.labels, clf.classes, zs, clf.logit_scale)
+    adapter = fit_adapter(
+        method, shot_emb.emb, shot_emb.labels, clf.classes, zs, clf.logit_scale, clf.class_embeddings
+    )
     adapter.info = {
         "adapted_from": str(run_dir.resolve()),
         "shots": str(shots.resolve()),

@@ -3,11 +3,12 @@
 
 Files (names in :mod:`fungalzsl.rundir`):
 
-* ``RUN/adapter.json``: ``{"format": "fungalzsl-adapter-v1", "method": "tip"|"probe"|"prototype",
+* ``RUN/adapter.json``: ``{"format": "fungalzsl-adapter-v1", "method": "tip"|"probe"|"prototype"|"anchored",
   "classes": [...], "params": {...}, ...provenance}`` (``params``: tip ``alpha``, ``beta``; probe ``l2``;
-  prototype ``scale``);
+  prototype ``scale``; anchored ``scale``, ``text_weight``);
 * ``RUN/adapter.safetensors``: tip ``keys`` (N, D) and ``key_labels`` (N,) — the shots' normalised
-  embeddings and class indices; probe ``weight`` (C, D) and ``bias`` (C,); prototype ``prototypes`` (C, D).
+  embeddings and class indices; probe ``weight`` (C, D) and ``bias`` (C,); prototype and anchored ``prototypes`` (C, D) (anchored's
+  already hold the text: scoring is the prototype formula).
 
 Scoring (formulas in :mod:`fungalzsl.fewshot.methods`): the zero-shot logits ``s · cos(x, c_k)`` go in,
 adapted logits come out, probabilities are their softmax. Only tip uses the zero-shot logits."""
@@ -27,9 +28,14 @@ from fungalzsl.io import atomic_write_json, read_text_file
 from fungalzsl.rundir import ADAPTER_FILE, ADAPTER_TENSORS_FILE
 from fungalzsl.tensorfile import load_tensors, save_tensors
 
-ADAPTER_METHODS = ("tip", "probe", "prototype")
+ADAPTER_METHODS = ("tip", "probe", "prototype", "anchored")
 FORMAT = "fungalzsl-adapter-v1"
-_TENSORS = {"tip": ("keys", "key_labels"), "probe": ("weight", "bias"), "prototype": ("prototypes",)}
+_TENSORS = {
+    "tip": ("keys", "key_labels"),
+    "probe": ("weight", "bias"),
+    "prototype": ("prototypes",),
+    "anchored": ("prototypes",),
+}
 
 
 @dataclass
@@ -61,8 +67,11 @@ def fit_adapter(
     classes: list[str],
     zs_logits: torch.Tensor,
     logit_scale: float,
+    class_embeddings: torch.Tensor | None = None,
 ) -> Adapter:
-    """Fit ``method`` on shots ``x`` (N, D) with labels (N,); hyper-parameters chosen on the shots."""
+    """Fit ``method`` on shots ``x`` (N, D) with labels (N,); hyper-parameters chosen on the shots.
+
+    ``class_embeddings`` (C, D), the run's class text embeddings, are needed by ``anchored`` only."""
     if method not in ADAPTER_METHODS:
         raise fail(f"unknown adapter method {method!r}", f"choose one of: {', '.join(ADAPTER_METHODS)}")
     x = torch.nn.functional.normalize(x.float(), dim=-1)
@@ -75,6 +84,16 @@ def fit_adapter(
         l2 = m.choose_probe_l2(x, labels, c)
         w, b = m.fit_probe(x, labels, c, l2)
         return Adapter(method, classes, {"weight": w, "bias": b}, {"l2": l2})
+    if method == "anchored":
+        if class_embeddings is None:
+            raise ValueError("the anchored adapter needs the class text embeddings")
+        protos = m.anchored_prototypes(x, labels, c, class_embeddings)
+        return Adapter(
+            method,
+            classes,
+            {"prototypes": protos},
+            {"scale": float(logit_scale), "text_weight": m.ANCHOR_WEIGHT},
+        )
     return Adapter(method, classes, {"prototypes": m.prototypes(x, labels, c)}, {"scale": float(logit_scale)})
 
 

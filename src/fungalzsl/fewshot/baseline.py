@@ -196,4 +196,4 @@ def _fit(
     scale = model_logit_scale(model)
     emb = embed_labelled(model, support, classes, "support images", bs)
     zs = class_logits(emb.emb, class_emb, scale)
-    return fit_adapter(method, emb.emb, emb.labels, classes, zs, scale)
+    return fit_adapter(method, emb.emb, emb.labels, classes, zs, scale, class_emb)

@@ -23,9 +23,9 @@ def adapt(
     shots: Path = typer.Option(..., "--shots", help=_SHOTS_HELP),
     out: Path = typer.Option(..., "--out", help="New run directory: the run plus the fitted adapter."),
     method: str = typer.Option(
-        "prototype",
+        "anchored",
         "--method",
-        help="prototype (class centroids; measured best on data/real-dev), probe (logistic regression) or tip (Tip-Adapter cache + zero-shot).",
+        help="anchored (class centroids with the class text as one more shot; measured best on real-dev and a synthetic micrograph set), prototype (class centroids), probe (logistic regression) or tip (Tip-Adapter cache + zero-shot).",
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
@@ -64,7 +64,9 @@ def fewshot(
     out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md and fewshot.png."),
     seed: int = typer.Option(0, "--seed", help="Seed of the draws."),
     methods: str = typer.Option(
-        "tip,probe,prototype", "--methods", help="Methods to score, comma separated."
+        "zeroshot,tip,probe,prototype,anchored",
+        "--methods",
+        help="Methods to score, comma separated (zeroshot: the run's classifier on the same query images).",
     ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
@@ -100,7 +102,8 @@ def baseline(
         "prototype",
         "--method",
         help="zeroshot (the text classifier alone), prototype (class centroids), probe (logistic "
-        "regression) or tip (Tip-Adapter: support cache + zero-shot text; training-free).",
+        "regression), tip (Tip-Adapter: support cache + zero-shot text; training-free) or anchored "
+        "(centroids with the class text as one more support image).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="New run directory (evaluate, predict, serve, table use it)."

@@ -4,6 +4,12 @@ Every function takes L2-normalised image embeddings ``x`` (N, D) and integer lab
 
 * **prototype** (nearest class centroid): ``p_k = normalise(mean of the shots of class k)``,
   ``logits = s · x p_kᵀ`` (``s`` the run's logit scale, so the softmax is as sharp as zero-shot's).
+* **anchored** (text-anchored prototypes): each class's text embedding ``t_k`` counts as one more shot of
+  that class: ``p_k = normalise(Σ shots of k + w · t̃_k)``, ``w`` = :data:`ANCHOR_WEIGHT` (one virtual
+  shot, fixed: nothing is tuned), ``logits = s · x p_kᵀ``. Image and text embeddings sit in different
+  regions of the space (the modality gap), so the text is first moved to the images:
+  ``t̃_k = normalise(t_k − mean_j t_j + x̄)``, ``x̄`` the mean of the class means of the shots (each class
+  counts once). With one shot the prototype is half text, half image; with many shots the images rule.
 * **probe** (multinomial logistic regression): ``logits = x Wᵀ + b``, fitted by L-BFGS from zero in
   float64 on ``mean CE + λ‖W‖²`` (the bias is not penalised), so the same shots give the same weights.
   λ is chosen from :data:`PROBE_L2_GRID` by stratified cross-validation on the shots (fold ``j mod F``
@@ -32,6 +38,7 @@ PROBE_L2_DEFAULT = 1e-2
 PROBE_MAX_ITER = 200
 TIP_ALPHA_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 TIP_BETA_GRID = (1.0, 3.0, 5.5, 10.0)
+ANCHOR_WEIGHT = 1.0  # the class text counts as one shot
 TIP_DEFAULT = (10.0, 5.5)  # (alpha, beta) when leave-one-out is impossible (a class with one shot)
 
 
@@ -57,6 +64,25 @@ def prototypes(x: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.T
     x = F.normalize(x.float(), dim=-1)
     sums = torch.zeros(n_classes, x.shape[1]).index_add_(0, labels, x)
     return F.normalize(sums, dim=-1)
+
+
+def anchored_prototypes(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_classes: int,
+    text: torch.Tensor,
+    weight: float = ANCHOR_WEIGHT,
+) -> torch.Tensor:
+    """(C, D) prototypes of the normalised shots with each class's text embedding as ``weight`` shots."""
+    _check(x, labels, n_classes)
+    if text.shape != (n_classes, x.shape[1]):
+        raise ValueError(f"need ({n_classes}, {x.shape[1]}) class text embeddings, got {tuple(text.shape)}")
+    x = F.normalize(x.float(), dim=-1)
+    t = F.normalize(text.float(), dim=-1)
+    sums = torch.zeros(n_classes, x.shape[1]).index_add_(0, labels, x)
+    class_means = sums / torch.bincount(labels, minlength=n_classes).unsqueeze(1)
+    moved = F.normalize(t - t.mean(0) + class_means.mean(0), dim=-1)
+    return F.normalize(sums + weight * moved, dim=-1)
 
 
 def prototype_logits(x: torch.Tensor, protos: torch.Tensor, scale: float) -> torch.Tensor:

@@ -8,6 +8,8 @@ rest scored, many seeded draws, mean and 95 % confidence interval per k, per met
   scored); such a k is reported with ``capped: true`` and its real ``shots_per_class``. A class with a
   single image cannot give a shot: it is an error.
 * k = 0 is the run's zero-shot classifier on all images (its interval: 1,000 bootstrap resamples of them).
+  The method ``zeroshot`` scores that same classifier on each draw's query images (no shot used): the
+  paired reference an adapter has to beat at the same k.
 * The interval of k ≥ 1 is Student's t over the draws: ``mean ± t(0.975, R-1) · sd / √R``.
 * Scores: balanced accuracy (mean per-class recall over the classes present) and accuracy, on all
   scored images and on those of each source (:class:`fungalzsl.labelled.LabelledImage` ``source``)."""
@@ -26,6 +28,7 @@ from fungalzsl.fewshot.adapt import EmbeddedShots
 from fungalzsl.fewshot.adapter import fit_adapter
 
 N_BOOT = 1000
+ZERO_SHOT = "zeroshot"  # the run's classifier on each draw's query: the reference arm, no adapter
 
 
 @dataclass
@@ -134,8 +137,11 @@ def run_protocol(
     methods: Sequence[str],
     seed: int = 0,
     advance: Callable[[], None] | None = None,
+    class_embeddings: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Every (k, method) over ``repeats`` draws; ``advance`` is called once per draw (a progress bar)."""
+    """Every (k, method) over ``repeats`` draws; ``advance`` is called once per draw (a progress bar).
+
+    ``class_embeddings`` (C, D): the run's class text embeddings, for the ``anchored`` method."""
     y = embedded.labels.numpy()
     counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
     sources = np.asarray(embedded.sources)
@@ -147,12 +153,16 @@ def run_protocol(
         for r in range(repeats):
             d = draw(y, [shots[c] for c in classes], seed, k, r)
             for method in methods:
-                adapter = fit_adapter(method, embedded.emb[d.shots], embedded.labels[d.shots], classes,
-                                      zs_logits[d.shots], logit_scale)  # fmt: skip
-                with torch.no_grad():
-                    pred = adapter.logits(embedded.emb[d.query], zs_logits[d.query]).argmax(-1).numpy()
+                if method == ZERO_SHOT:
+                    pred, fitted = zs_logits[d.query].argmax(-1).numpy(), {}
+                else:
+                    adapter = fit_adapter(method, embedded.emb[d.shots], embedded.labels[d.shots], classes,
+                                          zs_logits[d.shots], logit_scale, class_embeddings)  # fmt: skip
+                    with torch.no_grad():
+                        pred = adapter.logits(embedded.emb[d.query], zs_logits[d.query]).argmax(-1).numpy()
+                    fitted = adapter.params
                 per_method[method].append(scores(y[d.query], pred, sources[d.query]))
-                params[method].append(adapter.params)
+                params[method].append(fitted)
             if advance:
                 advance()
         capped = any(n < k for n in shots.values())

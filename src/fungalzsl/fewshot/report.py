@@ -16,7 +16,14 @@ from fungalzsl.io import atomic_write_json, atomic_write_text
 from fungalzsl.outdir import staged_dir
 
 FEWSHOT_FILES = ("results.json", "results.md", "fewshot.png")
-_METHOD_NAMES = {"tip": "Tip-Adapter", "probe": "linear probe", "prototype": "prototype"}
+_METHOD_NAMES = {
+    "tip": "Tip-Adapter",
+    "probe": "linear probe",
+    "prototype": "prototype",
+    "anchored": "text-anchored prototype",
+    "zeroshot": "zero-shot, same queries",
+}
+DEFAULT_METHODS = ("zeroshot", *ADAPTER_METHODS)
 
 
 def _cell(summary: dict[str, Any]) -> str:
@@ -87,7 +94,7 @@ def fewshot_run(
     ks: Sequence[int] = (1, 2, 5, 10),
     repeats: int = 10,
     seed: int = 0,
-    methods: Sequence[str] = ADAPTER_METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     batch_size: int = 32,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -97,16 +104,17 @@ def fewshot_run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fungalzsl.fewshot.adapt import embed_labelled
-    from fungalzsl.fewshot.protocol import run_protocol, zero_shot
+    from fungalzsl.fewshot.protocol import ZERO_SHOT, run_protocol, zero_shot
     from fungalzsl.labelled import read_labelled
     from fungalzsl.predict.classifier import Classifier
 
     ks = sorted(set(ks))
     if not ks or ks[0] < 1 or repeats < 1:
         raise fail(f"--k {ks} and --repeats {repeats} must be positive", "e.g. --k 1,2,5,10 --repeats 10")
-    unknown = [m for m in methods if m not in ADAPTER_METHODS]
+    known = (ZERO_SHOT, *ADAPTER_METHODS)
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise fail(f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(ADAPTER_METHODS)}")
+        raise fail(f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(known)}")
     with staged_dir(out, FEWSHOT_FILES, "a few-shot evaluation") as stage:
         clf = Classifier.load(run_dir, device=device)
         if clf.adapter is not None:
@@ -119,7 +127,8 @@ def fewshot_run(
                       console=Console(stderr=True)) as prog:  # fmt: skip
             task = prog.add_task("draws", total=len(ks) * repeats)
             body = run_protocol(embedded, zs_logits, clf.classes, clf.logit_scale, ks=ks, repeats=repeats,
-                                methods=list(methods), seed=seed, advance=lambda: prog.advance(task))  # fmt: skip
+                                methods=list(methods), seed=seed, advance=lambda: prog.advance(task),
+                                class_embeddings=clf.class_embeddings)  # fmt: skip
         results = {
             "run": str(run_dir),
             "data": str(data),
