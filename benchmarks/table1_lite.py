@@ -5,6 +5,7 @@ data/real-dev (per source too), then ``fungalzsl table`` over all of them with a
 
     python benchmarks/table1_lite.py                        # 375 images (300 train) at 224 px, 3 epochs
     python benchmarks/table1_lite.py --resume               # continue: skips arms already done
+    python benchmarks/table1_lite.py --rescore              # the same runs scored again (real-dev changed)
 
 Every arm is one process (``fungalzsl train`` or ``fungalzsl baseline``, same data, bank descriptions
 and seed), so each peak RSS is that arm's own (``config.json["peak_rss_mb"]``); trainable parameters
@@ -140,8 +141,12 @@ def main() -> None:
     ap.add_argument("--support", type=int, default=64, help="baseline support images per class")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/fungalzsl-table1"))
     ap.add_argument("--resume", action="store_true", help="keep the workdir; skip arms already done")
+    ap.add_argument("--rescore", action="store_true",
+                    help="with --resume implied: evaluate the arms already trained again (their training "
+                         "columns kept), e.g. after data/real-dev changed")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    args.resume = args.resume or args.rescore
     data, desc = _prepare(args)
     rows = []
     for name, slug, kind, cmd in _arms(args, data, desc):
@@ -151,21 +156,29 @@ def main() -> None:
             metrics = _evaluate(run, slug, data, args.workdir)
             done.write_text(json.dumps(_row(name, kind, run, config, wall, load, metrics), indent=2) + "\n")
             print(f"done: {name} ({wall:.0f} s, load {load[0]} -> {load[1]})", file=sys.stderr)
+        elif args.rescore:
+            row = json.loads(done.read_text())
+            metrics = _evaluate(Path(row["run"]), slug, data, args.workdir)
+            row["scores"] = {k: _scores(m) for k, m in metrics.items()}
+            done.write_text(json.dumps(row, indent=2) + "\n")
+            print(f"rescored: {name}", file=sys.stderr)
         rows.append(json.loads(done.read_text()))
     bench, table1 = score_table(rows), _table1([r["run"] for r in rows], args.workdir)
     print(bench + "\n\n" + table1)
     command = " ".join(["python", "benchmarks/table1_lite.py", *(a for a in sys.argv[1:] if a != "--resume")])
+    rescored = " (training columns from the first run; scores from --rescore)" if args.rescore else ""
     n = {k: v["n"] for k, v in rows[0]["scores"].items()}
     meta = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs",
             "num_images": args.num_images, "epochs": args.epochs, "per_class": args.per_class,
-            "support": args.support, "n": n, "workdir": str(args.workdir), "resumed": args.resume}  # fmt: skip
+            "support": args.support, "n": n, "workdir": str(args.workdir), "resumed": args.resume,
+            "rescored": args.rescore}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({**meta, "rows": rows, "table1": table1}, indent=2) + "\n")
     loads = ", ".join(
         f"{r['name'].split(' (')[0]} {r['load_before_after'][0]}->{r['load_before_after'][1]}" for r in rows
     )
     args.out.with_suffix(".md").write_text(
-        f"`{command}` on {meta['machine']}; images {n}; 1-min load average before->after each arm: {loads}\n\n"
+        f"`{command}`{rescored} on {meta['machine']}; images {n}; 1-min load average before->after each arm: {loads}\n\n"
         f"{bench}\n\n`fungalzsl table RUN... --data data/real-dev`:\n\n{table1}"
     )  # fmt: skip
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
