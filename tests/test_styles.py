@@ -271,7 +271,7 @@ def test_the_camera_noise_has_the_drawn_strength_and_a_rank_two_colour_structure
     assert eig[0] < 0.2 and eig[1] > 1.0
 
 
-def test_photographs_are_huffman_coded_pngs_of_their_pixels_and_paper_images_keep_their_bytes():
+def test_photographs_are_up_filtered_huffman_pngs_of_their_pixels_and_paper_images_keep_their_bytes():
     from PIL import Image
 
     from fungalzsl.synth import encode_png
@@ -291,3 +291,22 @@ def test_photographs_are_huffman_coded_pngs_of_their_pixels_and_paper_images_kee
             assert png != encode_png(rgb)
         seen.add(row["style"])
     assert seen == {"paper", "micrograph", "colony"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (40, 40)])
+def test_the_photo_png_encoder_is_lossless_valid_and_filters_every_row_up(shape):
+    import zlib
+
+    from PIL import Image
+
+    from fungalzsl.synth.render import encode_photo_png
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    png = encode_photo_png(rgb)
+    Image.open(io.BytesIO(png)).verify()  # signature, chunk CRCs, end chunk (what --resume checks)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), rgb)
+    h, w = shape
+    idat = png[8 + 25 + 8 : -12 - 4]  # after the signature, IHDR and IDAT's length and type
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 3 * w + 1)
+    assert (raw[:, 0] == 2).all()  # filter type Up on every row
+    assert np.array_equal(np.cumsum(raw[:, 1:], axis=0, dtype=np.uint8), rgb.reshape(h, 3 * w))
