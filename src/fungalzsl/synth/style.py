@@ -32,8 +32,9 @@ STYLE_STREAM = 1 << 21  # apart from the image index and SEQUENCE_STREAM
 # part of a styled dataset's settings, so --resume and --shard never mix two versions.
 # 1: first micrographs and colonies; 2: no halo on hairlines outside phase contrast, camera in 0-255,
 # hyphae that pass through the field. 3: one noise window and a (3, 3) mix in the camera, aliased
-# halos outside phase contrast (both cheaper).
-STYLE_ALGORITHM = 3
+# halos outside phase contrast (both cheaper). 4: cells built as one numpy path, the exposure from
+# the field's known mean (last-bit float differences), PNGs Up-filtered by our own encoder.
+STYLE_ALGORITHM = 4
 MIXED_WEIGHTS = {"paper": 0.25, "micrograph": 0.5, "colony": 0.25}
 PHOTO_STYLES = ("micrograph", "colony")
 
