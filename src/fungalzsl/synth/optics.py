@@ -240,15 +240,19 @@ def _illumination(optics: Optics, size: int, mean_rgb: float) -> np.ndarray:
     return field
 
 
+def soft_factor(soft_sigma: float, size: int) -> int:
+    """How many times smaller a soft lens's picture is drawn before it is scaled back up bilinearly
+    (a blur of σ ≈ f/2 px); 1 for a sharp one. The drawing (``style.style_image``) does it, so a
+    soft image also costs ~f² less to draw."""
+    return int(np.clip(round(2 * soft_sigma * size), 2, 16)) if soft_sigma > 0 else 1
+
+
 def finish(rgb: np.ndarray, optics: Optics, rng: np.random.Generator) -> np.ndarray:
-    """The camera: illumination field, auto-exposure, soft focus, sensor noise, JPEG; uint8 → uint8."""
+    """The camera: illumination field, auto-exposure, sensor noise, JPEG; uint8 → uint8 (the soft
+    lens is applied where the picture is drawn: :func:`soft_factor`)."""
     from PIL import Image
 
     size = rgb.shape[0]
-    if optics.soft_sigma > 0:  # a soft lens: down by f and back up bilinearly (a blur of σ ≈ f/2 px)
-        f = int(np.clip(round(2 * optics.soft_sigma * size), 2, 16))
-        small = Image.fromarray(rgb).reduce(f)
-        rgb = np.asarray(small.resize((size, size), Image.Resampling.BILINEAR))
     # In 0-255 units throughout, so that the image takes as few full passes as possible.
     mean_rgb = float(rgb.sum(dtype=np.uint64)) / rgb.size  # exact, and ~3x faster than rgb.mean()
     field = _illumination(optics, size, mean_rgb).reshape(size, size, 3)
