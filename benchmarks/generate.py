@@ -11,8 +11,9 @@ sample; images/s are comparable because the mix is balanced in both.
     .venv/bin/python benchmarks/generate.py --styles-only   # only the imaging styles vs paper, 224 px
 
 The styles table times every ``--style`` against ``paper`` in the same run (same balanced mix, same
-workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode
-(with the Huffman-only strategy make_png gives them; paper images keep level 1).
+workers), its encode-only floor and the mean PNG size: the photographic styles' noisy pixels cost
+more to PNG-encode (with the Up-filter, Huffman-only encoder make_png gives them; paper images keep
+Pillow's level 1).
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def _time_chunk(args: tuple[list, int, str, bool, str]) -> dict:
     make_png(preset, 0, jobs[0], 32, renderer)  # warm the renderer's imports, untimed
     t, c = time.perf_counter(), time.process_time()
     if encode_only:
-        for (rgb, _), ph in zip(pixels, photo):
-            encode_png(rgb, photo=ph)
-    else:
-        for j in jobs:
-            make_png(preset, 0, j, size, renderer)  # what the dataset writer runs per image
-    return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c, "n": len(jobs)}
+        sizes = [len(encode_png(rgb, photo=ph)) for (rgb, _), ph in zip(pixels, photo)]
+    else:  # what the dataset writer runs per image
+        sizes = [len(make_png(preset, 0, j, size, renderer)[0]) for j in jobs]
+    return {
+        "wall": time.perf_counter() - t,
+        "cpu": time.process_time() - c,
+        "n": len(jobs),
+        "bytes": sum(sizes),
+    }
 
 
 def measure(
@@ -72,7 +76,8 @@ def measure(
     cpu = max(p["cpu"] for p in parts)
     return {"n": n, "size": size, "renderer": "png-encode-only" if encode_only else renderer, "style": style,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2)}  # fmt: skip
+            "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2),
+            "png_kib_per_image": round(sum(p["bytes"] for p in parts) / n / 1024, 1)}  # fmt: skip
 
 
 def full_set(workers: int) -> dict:
@@ -112,13 +117,14 @@ def measure_styles(n: int, workers: int, rounds: int = 3) -> list[dict]:
 
 def print_styles(rows: list[dict]) -> None:
     print(
-        f"{'style':>11} {'img/s':>8} {'img/cpu-s':>10} {'cost vs paper':>14} {'(cpu)':>6} {'encode-only img/cpu-s':>22}"
+        f"{'style':>11} {'img/s':>8} {'img/cpu-s':>10} {'cost vs paper':>14} {'(cpu)':>6} "
+        f"{'encode-only img/cpu-s':>22} {'PNG KiB/img':>12}"
     )
     for r in rows:
         f = r["fast"]
         print(f"{r['style']:>11} {f['images_per_s']:>8.1f} {f['images_per_cpu_s']:>10.1f} "
               f"{r['cost_vs_paper']:>13.2f}x {r['cost_vs_paper_cpu']:>5.2f}x "
-              f"{r['encode_only']['images_per_cpu_s']:>22.1f}")  # fmt: skip
+              f"{r['encode_only']['images_per_cpu_s']:>22.1f} {f['png_kib_per_image']:>12.1f}")  # fmt: skip
 
 
 def main() -> None:
