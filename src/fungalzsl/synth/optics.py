@@ -241,9 +241,8 @@ def _illumination(optics: Optics, size: int, mean_rgb: float) -> np.ndarray:
 
 
 def soft_factor(soft_sigma: float, size: int) -> int:
-    """How many times smaller a soft lens's picture is drawn before it is scaled back up bilinearly
-    (a blur of σ ≈ f/2 px); 1 for a sharp one. The drawing (``style.style_image``) does it, so a
-    soft image also costs ~f² less to draw."""
+    """By how much a soft lens's picture is box-reduced before it is scaled back up bilinearly (a blur
+    of σ ≈ f/2 px); 1 for a sharp one. ``style.style_image`` applies it to the drawn canvas."""
     return int(np.clip(round(2 * soft_sigma * size), 2, 16)) if soft_sigma > 0 else 1
 
 

@@ -113,6 +113,26 @@ def _rgb(bgra: np.ndarray) -> np.ndarray:
     return np.asarray(Image.frombuffer("RGB", (size, size), bgra, "raw", "BGRX", 0, 1))
 
 
+def _soften(buf: np.ndarray, canvas: Any, soft_sigma: float) -> None:
+    """A soft lens (:func:`optics.soft_factor`), in place on the drawn BGRA canvas: box-reduced by f
+    (Pillow; an average does not care about the channel order) and scaled back up bilinearly by skia,
+    which is ~2x faster than Pillow's resize. (The reduced picture is opaque, so drawing it over the
+    canvas replaces it; skia's kSrc mode would take a 7x slower pipeline.)"""
+    import skia
+    from PIL import Image
+
+    from fungalzsl.synth.optics import soft_factor
+
+    size = buf.shape[0]
+    f = soft_factor(soft_sigma, size)
+    if f == 1:
+        return
+    small = np.asarray(Image.frombuffer("RGBA", (size, size), buf, "raw", "RGBA", 0, 1).reduce(f))
+    image = skia.Image.fromarray(np.ascontiguousarray(small), colorType=skia.kBGRA_8888_ColorType)
+    side = float(small.shape[1] * f)
+    canvas.drawImageRect(image, skia.Rect.MakeWH(side, side), skia.SamplingOptions(skia.FilterMode.kLinear))
+
+
 def style_image(
     style: str, preset: GeneratorPreset, seed: int, job: Job, size: int
 ) -> tuple[np.ndarray, Scene, dict, np.random.Generator]:
@@ -125,16 +145,9 @@ def style_image(
     extra = _time(preset, job, choice)
     look = _look(style, job, optics_rng)
     scene = _scene(style, job, look, struct_rng)
-    from fungalzsl.synth.optics import soft_factor
-
     buf = np.empty((size, size, 4), dtype=np.uint8)
     surface = skia.Surface(buf, colorType=skia.kBGRA_8888_ColorType, alphaType=skia.kPremul_AlphaType)
-    # A soft lens: the picture is drawn f times smaller (in the same coordinates) and scaled back up
-    # bilinearly, a blur of σ ≈ f/2 px, for about 1/f² of the drawing's cost.
-    f = soft_factor(look.soft_sigma, size)
-    small = skia.Surface(-(-size // f), -(-size // f)) if f > 1 else None
-    canvas = (small or surface).getCanvas()
-    canvas.scale(1.0 / f, 1.0 / f)
+    canvas = surface.getCanvas()
     if style == "colony":
         from fungalzsl.synth.colony import draw_colony
 
@@ -147,13 +160,8 @@ def style_image(
         draw_under(canvas, look, optics_rng, size)
         draw_micro(canvas, scene, decor, look, size)
         draw_over(canvas, look, optics_rng, size)
-    if small is not None:  # (the picture is opaque: drawn over, it replaces; skia's kSrc mode is 7x slower)
-        image, side = small.makeImageSnapshot(), float(small.width() * f)
-        full = surface.getCanvas()
-        full.clear(skia.Color4f(0.0, 0.0, 0.0, 1.0))
-        full.drawImageRect(image, skia.Rect.MakeWH(side, side), skia.SamplingOptions(skia.FilterMode.kLinear))
-        del full
-    del canvas, surface, small
+    _soften(buf, canvas, look.soft_sigma)
+    del canvas, surface
     if style == "colony":
         from fungalzsl.synth.colony import finish_colony
 
