@@ -9,10 +9,12 @@ sample; images/s are comparable because the mix is balanced in both.
     .venv/bin/python benchmarks/generate.py                 # prints a table, writes results JSON
     .venv/bin/python benchmarks/generate.py --full-set      # also times the 6,000-image paper set
     .venv/bin/python benchmarks/generate.py --styles-only   # only the imaging styles vs paper, 224 px
+    .venv/bin/python benchmarks/generate.py --styles-only --n-styles 600 --interleave 20  # busy machine
 
 The styles table times every ``--style`` against ``paper`` in the same run (same balanced mix, same
-workers), and its encode-only floor: the photographic styles' noisy pixels cost more to PNG-encode
-(with the Huffman-only strategy make_png gives them; paper images keep level 1).
+workers), its encode-only floor and the mean PNG size: the photographic styles' noisy pixels cost
+more to PNG-encode (with the Up-filter, Huffman-only encoder make_png gives them; paper images keep
+Pillow's level 1).
 """
 
 from __future__ import annotations
@@ -43,15 +45,20 @@ def _time_chunk(args: tuple[list, int, str, bool, str]) -> dict:
     # Untimed: the pixels to encode, each with the PNG options make_png gives its own style.
     pixels = [make_image(preset, 0, j, size, "fast") for j in jobs] if encode_only else []
     photo = [row.get("style") in PHOTO_STYLES for _, row in pixels]
-    make_png(preset, 0, jobs[0], 32, renderer)  # warm the renderer's imports, untimed
+    # Warm the renderer's imports and the camera's per-size caches (noise bank, grids), untimed: a
+    # dataset worker makes many images of one size, so they are warm for all but its first.
+    make_png(preset, 0, jobs[0], size if renderer == "fast" else 32, renderer)
     t, c = time.perf_counter(), time.process_time()
     if encode_only:
-        for (rgb, _), ph in zip(pixels, photo):
-            encode_png(rgb, photo=ph)
-    else:
-        for j in jobs:
-            make_png(preset, 0, j, size, renderer)  # what the dataset writer runs per image
-    return {"wall": time.perf_counter() - t, "cpu": time.process_time() - c, "n": len(jobs)}
+        sizes = [len(encode_png(rgb, photo=ph)) for (rgb, _), ph in zip(pixels, photo)]
+    else:  # what the dataset writer runs per image
+        sizes = [len(make_png(preset, 0, j, size, renderer)[0]) for j in jobs]
+    return {
+        "wall": time.perf_counter() - t,
+        "cpu": time.process_time() - c,
+        "n": len(jobs),
+        "bytes": sum(sizes),
+    }
 
 
 def measure(
@@ -72,7 +79,8 @@ def measure(
     cpu = max(p["cpu"] for p in parts)
     return {"n": n, "size": size, "renderer": "png-encode-only" if encode_only else renderer, "style": style,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2)}  # fmt: skip
+            "images_per_s": round(n / wall, 2), "images_per_cpu_s": round(n / cpu, 2),
+            "png_kib_per_image": round(sum(p["bytes"] for p in parts) / n / 1024, 1)}  # fmt: skip
 
 
 def full_set(workers: int) -> dict:
@@ -110,15 +118,51 @@ def measure_styles(n: int, workers: int, rounds: int = 3) -> list[dict]:
     return rows
 
 
+def _interleaved(args: tuple[int, int, int]) -> dict[str, dict]:
+    """In one worker: every style in turn on the same ``chunk`` images, ``n // chunk`` times over."""
+    n, chunk, size = args
+    jobs = plan_classes(load_preset("paper"), n)
+    sums = {s: {"wall": 0.0, "cpu": 0.0, "n": 0, "bytes": 0} for s in STYLES}
+    for k, lo in enumerate(range(0, n, chunk)):
+        order = STYLES if k % 2 == 0 else STYLES[::-1]  # neither end of a turn is always the same style
+        for style in order:
+            part = _time_chunk((jobs[lo : lo + chunk], size, "fast", False, style))
+            for key in sums[style]:
+                sums[style][key] += part[key]
+    return sums
+
+
+def measure_styles_interleaved(n: int, chunk: int) -> list[dict]:
+    """Every style at 224 px, taking turns every ``chunk`` images in one process: a burst of load
+    from other jobs lands on all styles alike, so the ratios hold on a busy machine. Means, not bests."""
+    with tuned_allocator_for_children(), mp.get_context("spawn").Pool(1) as pool:
+        sums = pool.apply(_interleaved, ((n, chunk, 224),))
+    rows = []
+    for style in STYLES:
+        t = sums[style]
+        fast = {"n": t["n"], "size": 224, "renderer": "fast", "style": style, "chunk": chunk,
+                "wall_s": round(t["wall"], 3), "cpu_s": round(t["cpu"], 3),
+                "images_per_s": round(t["n"] / t["wall"], 2), "images_per_cpu_s": round(t["n"] / t["cpu"], 2),
+                "png_kib_per_image": round(t["bytes"] / t["n"] / 1024, 1)}  # fmt: skip
+        rows.append({"style": style, "fast": fast})
+    paper = rows[0]["fast"]
+    for r in rows:
+        r["cost_vs_paper"] = round(paper["images_per_s"] / r["fast"]["images_per_s"], 2)
+        r["cost_vs_paper_cpu"] = round(paper["images_per_cpu_s"] / r["fast"]["images_per_cpu_s"], 2)
+    return rows
+
+
 def print_styles(rows: list[dict]) -> None:
     print(
-        f"{'style':>11} {'img/s':>8} {'img/cpu-s':>10} {'cost vs paper':>14} {'(cpu)':>6} {'encode-only img/cpu-s':>22}"
+        f"{'style':>11} {'img/s':>8} {'img/cpu-s':>10} {'cost vs paper':>14} {'(cpu)':>6} "
+        f"{'encode-only img/cpu-s':>22} {'PNG KiB/img':>12}"
     )
     for r in rows:
         f = r["fast"]
         print(f"{r['style']:>11} {f['images_per_s']:>8.1f} {f['images_per_cpu_s']:>10.1f} "
               f"{r['cost_vs_paper']:>13.2f}x {r['cost_vs_paper_cpu']:>5.2f}x "
-              f"{r['encode_only']['images_per_cpu_s']:>22.1f}")  # fmt: skip
+              f"{r['encode_only']['images_per_cpu_s'] if 'encode_only' in r else float('nan'):>22.1f} "
+              f"{f['png_kib_per_image']:>12.1f}")  # fmt: skip
 
 
 def main() -> None:
@@ -133,11 +177,16 @@ def main() -> None:
     ap.add_argument("--n-styles", type=int, default=300, help="images per style in the styles table")
     ap.add_argument("--styles-only", action="store_true", help="only the styles table")
     ap.add_argument("--style-rounds", type=int, default=3, help="turns per style; each keeps its best")
+    ap.add_argument("--interleave", type=int, default=0, metavar="CHUNK",
+                    help="styles table only: styles take turns every CHUNK images in one process (means)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args()
     if a.styles_only:
         load = os.getloadavg()
-        rows = measure_styles(a.n_styles, a.workers, a.style_rounds)
+        if a.interleave:
+            rows = measure_styles_interleaved(a.n_styles, a.interleave)
+        else:
+            rows = measure_styles(a.n_styles, a.workers, a.style_rounds)
         print_styles(rows)
         out = a.out.with_name("generate_styles.json") if a.out == RESULTS else a.out
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -271,7 +271,7 @@ def test_the_camera_noise_has_the_drawn_strength_and_a_rank_two_colour_structure
     assert eig[0] < 0.2 and eig[1] > 1.0
 
 
-def test_photographs_are_huffman_coded_pngs_of_their_pixels_and_paper_images_keep_their_bytes():
+def test_photographs_are_up_filtered_huffman_pngs_of_their_pixels_and_paper_images_keep_their_bytes():
     from PIL import Image
 
     from fungalzsl.synth import encode_png
@@ -291,3 +291,48 @@ def test_photographs_are_huffman_coded_pngs_of_their_pixels_and_paper_images_kee
             assert png != encode_png(rgb)
         seen.add(row["style"])
     assert seen == {"paper", "micrograph", "colony"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (40, 40)])
+def test_the_photo_png_encoder_is_lossless_valid_and_filters_every_row_up(shape):
+    import zlib
+
+    from PIL import Image
+
+    from fungalzsl.synth.render import encode_photo_png
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    png = encode_photo_png(rgb)
+    Image.open(io.BytesIO(png)).verify()  # signature, chunk CRCs, end chunk (what --resume checks)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), rgb)
+    h, w = shape
+    idat = png[8 + 25 + 8 : -12 - 4]  # after the signature, IHDR and IDAT's length and type
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 3 * w + 1)
+    assert (raw[:, 0] == 2).all()  # filter type Up on every row
+    assert np.array_equal(np.cumsum(raw[:, 1:], axis=0, dtype=np.uint8), rgb.reshape(h, 3 * w))
+
+
+@pytest.mark.parametrize("style", ["micrograph", "colony"])
+def test_a_soft_lens_is_the_drawing_box_reduced_and_scaled_back_up_bilinearly(style, monkeypatch):
+    """The soft lens (skia's upscale of Pillow's box reduction) gives what Pillow's reduce and
+    bilinear resize of the same drawing give, to within rounding. Camera off, to see the drawing."""
+    from PIL import Image
+
+    import fungalzsl.synth.colony as colony
+    import fungalzsl.synth.optics as optics
+
+    size, soft = 64, {"soft_sigma": 0.0}  # round(2 · 0.016 · 64) = 2: reduced by 2
+    real_optics, real_look = optics.sample_optics, colony.sample_look
+    monkeypatch.setattr(optics, "sample_optics", lambda rng: dataclasses.replace(real_optics(rng), **soft))
+    monkeypatch.setattr(colony, "sample_look", lambda rng: dataclasses.replace(real_look(rng), **soft))
+    monkeypatch.setattr(optics, "finish", lambda rgb, look, rng: rgb)
+    monkeypatch.setattr(colony, "finish_colony", lambda rgb, look, rng: rgb)
+    preset = styled(style)
+    for j in plan_classes(preset, 6):
+        soft["soft_sigma"] = 0.0
+        sharp = make_image(preset, 4, j, size)[0]
+        soft["soft_sigma"] = 0.016
+        blurred = make_image(preset, 4, j, size)[0].astype(int)
+        want = np.asarray(Image.fromarray(sharp).reduce(2).resize((size, size), Image.Resampling.BILINEAR))
+        assert np.abs(blurred - want).max() <= 1, j.label
+        assert not np.array_equal(blurred, sharp)

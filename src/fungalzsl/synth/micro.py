@@ -18,6 +18,7 @@ A share of the structures lies in another focal plane and is drawn blurred (``Op
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -368,18 +369,15 @@ def _draw_cells(
     cells = [s for s in structs.tolist() if layout.disc(s) is not None]
     if not cells:
         return
-    radii = [layout.disc(s)[2] for s in cells]
-    rim = max(float(np.median(radii)) * optics.wall_frac * 0.6, 0.7)
-    outer, edge_path, inner = skia.Path(), skia.Path(), skia.Path()
-    unit = skia.Path()
-    unit.addCircle(0.0, 0.0, 1.0)
-    for s in cells:
-        x, y, r = layout.disc(s)
-        c, si, asp = np.cos(scene.circle_angle[s]), np.sin(scene.circle_angle[s]), scene.circle_aspect[s]
-        # The rim is stroked inset by half its width, so the cell's outline stays the mask's outline.
-        for path, rk in ((outer, r), (edge_path, max(r - 0.5 * rim, 0.1)), (inner, 0.8 * r)):
-            m = skia.Matrix.MakeAll(rk * c, -rk * asp * si, x, rk * si, rk * asp * c, y, 0.0, 0.0, 1.0)
-            path.addPath(unit, m)
+    x, y, r = np.array([layout.disc(s) for s in cells], dtype=np.float64).T
+    rim = max(float(np.median(r)) * optics.wall_frac * 0.6, 0.7)
+    c, si = np.cos(scene.circle_angle[cells]), np.sin(scene.circle_angle[cells])
+    asp = np.asarray(scene.circle_aspect, dtype=np.float64)[cells]
+    # The rim is stroked inset by half its width, so the cell's outline stays the mask's outline.
+    outer, edge_path, inner = (
+        _ellipses(rk * c, -rk * asp * si, x, rk * si, rk * asp * c, y)
+        for rk in (r, np.maximum(r - 0.5 * rim, 0.1), 0.8 * r)
+    )
     fill = skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style, Color4f=_colour(skia, optics.cell, 0.9))
     canvas.drawPath(outer, fill)
     ring = skia.Paint(
@@ -391,13 +389,41 @@ def _draw_cells(
     canvas.drawPath(inner, ring)
     mine = np.isin(decor.granule_struct, cells)
     if mine.any():
-        g = decor.granules[mine]
-        dots = skia.Path()
-        for gx, gy, gr in g.tolist():
-            dots.addCircle(gx * size, size - gy * size, max(gr * size, 0.4))
+        g = decor.granules[mine] * size
+        gr, zero = np.maximum(g[:, 2], 0.4), np.zeros(g.shape[0])
+        dots = _ellipses(gr, zero, g[:, 0], zero, gr, size - g[:, 1])
         canvas.drawPath(dots, skia.Paint(AntiAlias=True, Color4f=_colour(skia, optics.wall, 0.35)))
     edge = skia.Paint(
         AntiAlias=True, Style=skia.Paint.kStroke_Style, Color4f=_colour(skia, optics.wall, 0.95)
     )
     edge.setStrokeWidth(rim)
     canvas.drawPath(edge_path, edge)
+
+
+# skia's unit circle (Path.addCircle(0, 0, 1)): a move and four quarter conics of weight √½, closed.
+_UNIT_CIRCLE = np.array(
+    [[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1], [1, 0]], np.float64
+)
+_CIRCLE_VERBS = bytes([0, 3, 3, 3, 3, 5])  # move, 4 conics, close
+
+
+def _ellipses(
+    a: np.ndarray, b: np.ndarray, tx: np.ndarray, c: np.ndarray, d: np.ndarray, ty: np.ndarray
+) -> Any:
+    """One skia path of ``n`` ellipses: the unit circle under each affine map (x, y) → (a·x + b·y + tx,
+    c·x + d·y + ty), as ``Path.addPath(unit, Matrix)`` per cell would build it (conic weights do not
+    change under an affine map), but built from numpy bytes: one call instead of ``n``."""
+    import skia
+
+    n = len(a)
+    ux, uy = _UNIT_CIRCLE[:, 0], _UNIT_CIRCLE[:, 1]
+    pts = np.empty((n, 9, 2), dtype=np.float32)
+    pts[:, :, 0] = a[:, None] * ux + b[:, None] * uy + tx[:, None]
+    pts[:, :, 1] = c[:, None] * ux + d[:, None] * uy + ty[:, None]
+    weights = np.full(4 * n, np.sqrt(0.5), dtype=np.float32)
+    header = struct.pack("<4i", 5, 9 * n, 4 * n, 6 * n)  # version 5, winding fill; counts
+    path = skia.Path()
+    path.readFromMemory(
+        b"".join((header, pts.tobytes(), weights.tobytes(), _CIRCLE_VERBS * n, b"\0" * (-6 * n % 4)))
+    )
+    return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from typing import Any, Literal
 
 import numpy as np
@@ -259,19 +260,43 @@ def render_skia_png(scene: Scene, size: int, compress_level: int = 1) -> bytes:
     return out.getvalue()
 
 
-# zlib's Z_HUFFMAN_ONLY strategy (Pillow passes compress_type to zlib as is): no LZ77 match search,
-# which finds next to nothing in a photograph's sensor noise. For the photographic styles' pixels at
-# 224 px it encodes in ~2/3 of level 1's time for files ~23% larger (benchmarks/generate.py's styles
-# table; docs/dataset.md). The paper's flat drawings compress far better with the default strategy.
-Z_HUFFMAN_ONLY = 2
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def encode_photo_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of a photographic style's pixels: every row PNG's ``Up`` filter (its difference from
+    the row above, one numpy pass) and zlib's Huffman-only coding. Pillow's encoder tries all five
+    filters on every row to pick one, which cost more than the compression itself; a fixed filter at
+    224 px encodes in under half the time for files ~5% larger (docs/dataset.md). Huffman-only: no
+    LZ77 match search, which finds next to nothing in sensor noise. Lossless and
+    deterministic: the bytes depend on the pixels and zlib only."""
+    h, w = rgb.shape[:2]
+    rows = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(h, 3 * w)
+    raw = np.empty((h, 3 * w + 1), dtype=np.uint8)
+    raw[:, 0] = 2  # filter type Up
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # modulo 256, as PNG defines it
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    idat = z.compress(raw) + z.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", idat),
+            _png_chunk(b"IEND", b""),
+        )
+    )
 
 
 def encode_png(rgb: np.ndarray, compress_level: int = 1, photo: bool = False) -> bytes:
     """PNG bytes; level 1 is ~5x faster than Pillow's default and only ~15% larger for these images.
-    ``photo``: Huffman-only compression, for the noisy pixels of the photographic styles."""
+    ``photo``: the photographic styles' encoding (:func:`encode_photo_png`; ``compress_level`` unused)."""
     from PIL import Image
 
+    if photo:
+        return encode_photo_png(rgb)
     out = io.BytesIO()
-    options = {"compress_type": Z_HUFFMAN_ONLY} if photo else {}
-    Image.fromarray(rgb, "RGB").save(out, format="PNG", compress_level=compress_level, **options)
+    Image.fromarray(rgb, "RGB").save(out, format="PNG", compress_level=compress_level)
     return out.getvalue()
