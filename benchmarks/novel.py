@@ -29,9 +29,15 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results" / "novel.json"
 RELEASE = Path("/work/shared/data/fungalzsl-release/generated_captions.json")
 NOVEL = ["germinating-spore", "sporulating-mycelium", "budding-yeast"]
-RECIPES = {"today": {}, "grounded": {"captions": "grounded"}, "continuum": {"captions": "grounded"}}
+RECIPES = {
+    "today": {},
+    "grounded": {"captions": "grounded"},
+    "continuum": {"captions": "grounded"},
+    "lit": {"lock_text": True},
+    "lit-continuum": {"captions": "grounded", "lock_text": True},
+}
 # Recipes trained on the growth-continuum data (generate --mode continuum) instead of the islands.
-CONTINUUM = {"continuum"}
+CONTINUUM = {"continuum", "lit-continuum"}
 CLASSIFIERS = ("mean", "attributes")
 RELEASE_PER_CLASS = 200
 
@@ -153,6 +159,7 @@ def bench_recipe(
     n: int,
     classifiers: tuple[str, ...] = CLASSIFIERS,
     caption_worded: bool = False,
+    do_loco: bool = True,
 ) -> dict:
     from fungalzsl.eval import evaluate_run
     from fungalzsl.pipeline.novel import novel_stages
@@ -161,25 +168,26 @@ def bench_recipe(
 
     out: dict = {"overrides": overrides}
     t0 = time.perf_counter()
-    log(f"{name}: loco")
-    loco = leave_one_class_out(
-        data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
-    )
-    out["loco_bank"] = loco_rows(loco)
-    for clf in classifiers:
-        for label, path in (("bank", bank), ("release", rel)):
-            if clf == "mean" and label == "bank":
-                continue
-            rows = []
-            for h in loco["classes"]:
-                m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / f"evals-{label}-{clf}" / h,
-                                 "test", [path], classifier=clf, baseline=False, record=False, n_boot=200, figures=False)  # fmt: skip
-                keep = [c for c in loco["classes"] if c != h]
-                pc = m["per_class"]
-                rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
-                             "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, sum(pc[c]["support"] for c in keep)),
-                             "recall@1": m["recall@1"]})  # fmt: skip
-            out["loco_" + label + ("" if clf == "mean" else f"_{clf}")] = loco_rows({"rows": rows})
+    if do_loco:
+        log(f"{name}: loco")
+        loco = leave_one_class_out(
+            data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
+        )
+        out["loco_bank"] = loco_rows(loco)
+        for clf in classifiers:
+            for label, path in (("bank", bank), ("release", rel)):
+                if clf == "mean" and label == "bank":
+                    continue
+                rows = []
+                for h in loco["classes"]:
+                    m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / f"evals-{label}-{clf}" / h,
+                                     "test", [path], classifier=clf, baseline=False, record=False, n_boot=200, figures=False)  # fmt: skip
+                    keep = [c for c in loco["classes"] if c != h]
+                    pc = m["per_class"]
+                    rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
+                                 "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, sum(pc[c]["support"] for c in keep)),
+                                 "recall@1": m["recall@1"]})  # fmt: skip
+                out["loco_" + label + ("" if clf == "mean" else f"_{clf}")] = loco_rows({"rows": rows})
     log(f"{name}: full run")
     run = root / f"run-{name}"
     if (
@@ -229,7 +237,7 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results["recipes"].items():
-        for key in [k for k in r if k.startswith("loco_")]:
+        for key in [k for k in r if k.startswith("loco_")]:  # recipes run with --no-loco have none
             rows, label = r[key], key[len("loco_") :]
             seen = min(v["seen_recall"] for v in rows.values())
             lines.append(
@@ -263,6 +271,10 @@ def main() -> None:
     ap.add_argument("--classifiers", default=",".join(CLASSIFIERS), help="evaluate --classifier values")
     ap.add_argument("--caption-worded", action="store_true", help="also score the caption-worded stage set")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out (full run + novel only)")
+    ap.add_argument(
+        "--append", action="store_true", help="add the recipes to --results instead of replacing it"
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data, bank, rel = prepare(args.work, args.num_images, args.size, args.release)
@@ -273,10 +285,12 @@ def main() -> None:
         "config": "cpu-default",
         "recipes": {},
     }
+    if args.append and args.results.is_file():
+        results = json.loads(args.results.read_text())
     for name in args.recipes.split(","):
         d = prepare_continuum(args.work, args.num_images, args.size) if name in CONTINUUM else data
         results["recipes"][name] = bench_recipe(name, RECIPES[name], args.work, d, bank, rel, args.n,
-                                                tuple(args.classifiers.split(",")), args.caption_worded)  # fmt: skip
+                                                tuple(args.classifiers.split(",")), args.caption_worded, not args.no_loco)  # fmt: skip
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=2) + "\n")
         log(f"{name} done in {results['recipes'][name]['seconds']} s")
