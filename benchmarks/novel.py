@@ -3,7 +3,9 @@
     python benchmarks/novel.py --work /tmp/novel-bench --num-images 900     # ~1 h on a shared 2-core CPU
 
 For each recipe (``today``: configs/cpu-default.yaml as it is; ``grounded``: the same plus
-``captions: grounded``, i.e. every image also paired with its own grounded captions):
+``captions: grounded``, i.e. every image also paired with its own grounded captions; ``continuum``:
+grounded, trained on ``generate --mode continuum`` data, the train images drawn along the whole growth
+timeline, the same test images), each scored with every ``--classifiers`` (``mean``; ``attributes``):
 
 * ``fungalzsl loco`` on one small paper-preset dataset (``--num-images``, 80/10/10): held-out recall
   per class and seen-class recall, scored with our bank descriptions and with the authors' Llama-2
@@ -27,12 +29,34 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results" / "novel.json"
 RELEASE = Path("/work/shared/data/fungalzsl-release/generated_captions.json")
 NOVEL = ["germinating-spore", "sporulating-mycelium", "budding-yeast"]
-RECIPES = {"today": {}, "grounded": {"captions": "grounded"}}
+RECIPES = {
+    "today": {},
+    "grounded": {"captions": "grounded"},
+    "continuum": {"captions": "grounded"},
+    "lit": {"lock_text": True},
+    "lit-continuum": {"captions": "grounded", "lock_text": True},
+}
+# Recipes trained on the growth-continuum data (generate --mode continuum) instead of the islands.
+CONTINUUM = {"continuum", "lit-continuum"}
+CLASSIFIERS = ("mean", "attributes")
 RELEASE_PER_CLASS = 200
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def prepare_continuum(root: Path, num_images: int, size: int) -> Path:
+    """The same plan, seed and test images as ``prepare``'s data, train images along the timeline."""
+    from fungalzsl.synth import generate_dataset
+    from fungalzsl.synth.captions import write_captions
+
+    data = root / "data-continuum"
+    if not (data / "dataset.json").is_file():
+        generate_dataset(data, "paper", num_images=num_images, size=size, seed=0, mode="continuum")
+    if not (data / "captions.jsonl").is_file():
+        write_captions(data)
+    return data
 
 
 def prepare(root: Path, num_images: int, size: int, release: Path) -> tuple[Path, Path, Path]:
@@ -125,7 +149,18 @@ def loco_rows(result: dict) -> dict:
     }
 
 
-def bench_recipe(name: str, overrides: dict, root: Path, data: Path, bank: Path, rel: Path, n: int) -> dict:
+def bench_recipe(
+    name: str,
+    overrides: dict,
+    root: Path,
+    data: Path,
+    bank: Path,
+    rel: Path,
+    n: int,
+    classifiers: tuple[str, ...] = CLASSIFIERS,
+    caption_worded: bool = False,
+    do_loco: bool = True,
+) -> dict:
     from fungalzsl.eval import evaluate_run
     from fungalzsl.pipeline.novel import novel_stages
     from fungalzsl.pipeline.protocols import leave_one_class_out
@@ -133,21 +168,26 @@ def bench_recipe(name: str, overrides: dict, root: Path, data: Path, bank: Path,
 
     out: dict = {"overrides": overrides}
     t0 = time.perf_counter()
-    log(f"{name}: loco")
-    loco = leave_one_class_out(
-        data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
-    )
-    out["loco_bank"] = loco_rows(loco)
-    rel_rows = []
-    for h in loco["classes"]:
-        m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / "evals-release" / h,
-                         "test", [rel], baseline=False, record=False, n_boot=200, figures=False)  # fmt: skip
-        keep = [c for c in loco["classes"] if c != h]
-        pc = m["per_class"]
-        rel_rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
-                         "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, sum(pc[c]["support"] for c in keep)),
-                         "recall@1": m["recall@1"]})  # fmt: skip
-    out["loco_release"] = loco_rows({"rows": rel_rows})
+    if do_loco:
+        log(f"{name}: loco")
+        loco = leave_one_class_out(
+            data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
+        )
+        out["loco_bank"] = loco_rows(loco)
+        for clf in classifiers:
+            for label, path in (("bank", bank), ("release", rel)):
+                if clf == "mean" and label == "bank":
+                    continue
+                rows = []
+                for h in loco["classes"]:
+                    m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / f"evals-{label}-{clf}" / h,
+                                     "test", [path], classifier=clf, baseline=False, record=False, n_boot=200, figures=False)  # fmt: skip
+                    keep = [c for c in loco["classes"] if c != h]
+                    pc = m["per_class"]
+                    rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
+                                 "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, sum(pc[c]["support"] for c in keep)),
+                                 "recall@1": m["recall@1"]})  # fmt: skip
+                out["loco_" + label + ("" if clf == "mean" else f"_{clf}")] = loco_rows({"rows": rows})
     log(f"{name}: full run")
     run = root / f"run-{name}"
     if (
@@ -176,19 +216,16 @@ def bench_recipe(name: str, overrides: dict, root: Path, data: Path, bank: Path,
     )
     out["paper_test"] = {"recall@1": m["recall@1"], "ci95": m["ci95"]["recall@1"], "n": m["n"]}
     log(f"{name}: novel")
-    res = novel_stages(
-        run, root / f"novel-{name}", NOVEL, n=n, descriptions=["bank", str(other_set(root, rel))], n_boot=200
-    )
-    out["novel"] = novel_rows(res)
-    cap = novel_stages(
-        run,
-        root / f"novel-{name}-caption-worded",
-        NOVEL,
-        n=n,
-        descriptions=[str(caption_worded_set(root))],
-        n_boot=200,
-    )
-    out["novel"].update(novel_rows(cap))
+    out["novel"] = {}
+    for clf in classifiers:
+        sfx = "" if clf == "mean" else f"-{clf}"
+        res = novel_stages(run, root / f"novel-{name}{sfx}", NOVEL, n=n, descriptions=["bank", str(other_set(root, rel))],
+                           n_boot=200, classifier=clf)  # fmt: skip
+        out["novel"].update({k + sfx: v for k, v in novel_rows(res).items()})
+    if caption_worded:
+        cap = novel_stages(run, root / f"novel-{name}-caption-worded", NOVEL, n=n,
+                           descriptions=[str(caption_worded_set(root))], n_boot=200)  # fmt: skip
+        out["novel"].update(novel_rows(cap))
     out["classes"] = res["classes"]
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -200,8 +237,8 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results["recipes"].items():
-        for key, label in (("loco_bank", "bank"), ("loco_release", "release")):
-            rows = r[key]
+        for key in [k for k in r if k.startswith("loco_")]:  # recipes run with --no-loco have none
+            rows, label = r[key], key[len("loco_") :]
             seen = min(v["seen_recall"] for v in rows.values())
             lines.append(
                 f"| {name} | loco held-out recall | {label} | "
@@ -231,6 +268,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="novel: fresh images per class")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--release", type=Path, default=RELEASE)
+    ap.add_argument("--classifiers", default=",".join(CLASSIFIERS), help="evaluate --classifier values")
+    ap.add_argument("--caption-worded", action="store_true", help="also score the caption-worded stage set")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out (full run + novel only)")
+    ap.add_argument(
+        "--append", action="store_true", help="add the recipes to --results instead of replacing it"
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data, bank, rel = prepare(args.work, args.num_images, args.size, args.release)
@@ -241,10 +285,14 @@ def main() -> None:
         "config": "cpu-default",
         "recipes": {},
     }
+    if args.append and args.results.is_file():
+        results = json.loads(args.results.read_text())
     for name in args.recipes.split(","):
-        results["recipes"][name] = bench_recipe(name, RECIPES[name], args.work, data, bank, rel, args.n)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        d = prepare_continuum(args.work, args.num_images, args.size) if name in CONTINUUM else data
+        results["recipes"][name] = bench_recipe(name, RECIPES[name], args.work, d, bank, rel, args.n,
+                                                tuple(args.classifiers.split(",")), args.caption_worded, not args.no_loco)  # fmt: skip
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
         log(f"{name} done in {results['recipes'][name]['seconds']} s")
     print(table(results))
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from fungalzsl.errors import fail
+from fungalzsl.eval.attributes import ATTRIBUTE_PROMPTS, attribute_logits, attribute_parts
 from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.io import read_text_file
 from fungalzsl.predict.embed import embed_texts
@@ -132,6 +133,7 @@ class ZeroShotClassifier:
     reduce: str = "single"
     parent_prototypes: torch.Tensor | None = None
     prototype_names: list[str] = field(default_factory=list)
+    attribute_weights: torch.Tensor | None = None  # (C, A), reduce == "attributes" (eval.attributes)
 
     def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
         """(N, C) class scores; for ``chils`` these are log-probabilities of the reweighted scores."""
@@ -140,6 +142,9 @@ class ZeroShotClassifier:
             out = torch.empty(image_emb.shape[0], c)
             out[:, self.owner] = class_logits(image_emb, self.prototypes, self.logit_scale)
             return out
+        if self.reduce == "attributes":
+            assert self.attribute_weights is not None
+            return attribute_logits(image_emb, self.prototypes, self.attribute_weights, self.logit_scale)
         x = F.normalize(image_emb.float(), dim=-1)
         sims = x @ F.normalize(self.prototypes.float(), dim=-1).T  # (N, P)
         if self.method == "chils":
@@ -283,11 +288,13 @@ def build_classifier(
     seed: int = 0,
     hierarchy: dict[str, list[str]] | None = None,
     class_emb: torch.Tensor | None = None,
+    prompts: Sequence[str] = ATTRIBUTE_PROMPTS,
 ) -> ZeroShotClassifier:
     """Build the ``method`` classifier over ``classes`` with ``model``'s text tower.
 
     ``class_emb`` (C, D), when given with ``method='mean'``, is used as is (a run's stored class
-    embeddings) so evaluation needs no text model. ``logit_scale`` defaults to the model's."""
+    embeddings) so evaluation needs no text model. ``logit_scale`` defaults to the model's. ``prompts``
+    are the attribute prompts of ``method='attributes'`` (eval.attributes)."""
     classes = list(classes)
     if method not in METHODS:
         raise fail(f"unknown classifier '{method}'", f"choose one of: {', '.join(METHODS)}")
@@ -312,6 +319,10 @@ def build_classifier(
             logit_scale,
             reduce="mean" if method == "sim-mean" else "max",
         )
+    if method == "attributes":
+        attr_emb, weights = attribute_parts(model, classes, _need(by_class, classes, method), prompts)
+        return ZeroShotClassifier(classes, method, attr_emb, torch.arange(len(prompts)), logit_scale,
+                                  reduce="attributes", attribute_weights=weights, prototype_names=list(prompts))  # fmt: skip
     if method == "template":
         emb = embed_texts(model, [template.replace("{class}", c) for c in classes])
         return ZeroShotClassifier(classes, method, emb, own, logit_scale, prototype_names=list(classes))

@@ -128,6 +128,12 @@ def novel(
     ),
     seed: int = typer.Option(1000, "--seed", help="Generator seed (must differ from the training data's)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
+    classifier: str = typer.Option(
+        "mean",
+        "--classifier",
+        help="mean (one embedding per class) or attributes (scored through visible-attribute prompts, "
+        "docs/evaluation.md#true-zero-shot); any --classifier of evaluate works.",
+    ),
 ) -> None:
     """True zero-shot on new growth stages: classify fresh images of the run's classes and of stages it never
     saw among all of them, from descriptions only; per-class recall (95% CI), confusion, trained Recall@1."""
@@ -135,7 +141,14 @@ def novel(
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
     res = novel_stages(
-        run, out, names, n=n, descriptions=descriptions or ["bank"], seed=seed, n_boot=bootstrap
+        run,
+        out,
+        names,
+        n=n,
+        descriptions=descriptions or ["bank"],
+        seed=seed,
+        n_boot=bootstrap,
+        classifier=classifier,
     )
     for r in res["rows"]:
         stages = "  ".join(f"{c} {r['per_class'][c]['recall']:.3f}" for c in res["novel"])

@@ -134,9 +134,11 @@ def novel_stages(
     n_boot: int = 1000,
     progress: bool = True,
     model: Any = None,
+    classifier: str = "mean",
 ) -> dict[str, Any]:
     """Run the protocol (see the module docstring); returns what ``OUT/novel.json`` holds. ``model``
-    (a model object) scores in place of the run's weights; the run still names classes, set and data."""
+    (a model object) scores in place of the run's weights; the run still names classes, set and data.
+    ``classifier`` is evaluate's (``mean``; ``attributes``: eval.attributes)."""
     from fungalzsl.synth import generate_dataset
 
     run = resolve_run_dir(run, "novel")
@@ -161,11 +163,11 @@ def novel_stages(
         generate_dataset(data, test_preset, num_images=n * len(all_classes), seed=seed, progress=progress)
         rows = []
         for name, path in sets:
-            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False)  # fmt: skip
+            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False)  # fmt: skip
             rows.append(_row(name, m, all_classes, trained, n_boot, seed))
         result = {
             "protocol": "novel-stages", "run": str(run), "trained": trained, "novel": list(classes),
-            "classes": all_classes, "n_per_class": n, "seed": seed, "style": preset.variation.style, "rows": rows,
+            "classes": all_classes, "n_per_class": n, "seed": seed, "classifier": classifier, "style": preset.variation.style, "rows": rows,
         }  # fmt: skip
         columns = ["set", "class", "recall", "ci_low", "ci_high", "support"]
         table = [

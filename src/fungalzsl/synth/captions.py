@@ -191,7 +191,16 @@ def captions_from_facts(f: dict[str, Any]) -> list[str]:
             f"count {n} discs, branching depth 0, colour {col}, coverage {_pct(cov)}",
             f"{number(n)} isolated {col} dots, each about {_pct(f['disc_diameter'])} of the image wide",
         ]
-    reach = "short" if f["total_length"] / max(n, 1) < 0.5 else "long"
+    per = f["total_length"] / max(n, 1)
+    if f["disc_diameter"] and per < 3 * f["disc_diameter"]:  # discs with short tubes (--mode continuum)
+        ln = per / f["disc_diameter"]
+        return [
+            f"{number(n)} round {col} cells, each sprouting short thin tubes about {ln:.1f} disc diameters long{extra}",
+            f"{col} discs with short tails, branching depth {depth}, coverage {_pct(cov)}",
+            f"count {n} cells, {f['segments']} tube segments, branching depth {depth}, coverage {_pct(cov)}",
+            f"a {_density(cov)} field of {_size(f['disc_diameter'])} {col} dots with short tails",
+        ]
+    reach = "short" if per < 0.5 else "long"
     return [
         f"{number(n)} {col} colonies, each a small disc with branches {depth} levels deep{extra}",
         f"{_density(cov)} {col} branching filaments from {n} centres covering {_pct(cov)} of the field",

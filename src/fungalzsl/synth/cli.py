@@ -28,6 +28,7 @@ app = typer.Typer(
 class Mode(str, Enum):
     classes = "classes"
     sequence = "sequence"
+    continuum = "continuum"
 
 
 class Palette(str, Enum):
@@ -95,7 +96,7 @@ def generate(
     mode: Mode = typer.Option(
         Mode.classes,
         "--mode",
-        help="classes: independent images per class; sequence: time-aligned growth sequences.",
+        help="classes: images per class; sequence: time-aligned sequences; continuum: train images along the timeline.",
     ),
     palette: Palette = typer.Option(
         None,

@@ -18,6 +18,7 @@ from fungalzsl import __version__
 from fungalzsl.errors import fail
 from fungalzsl.io import atomic_write_json, sha256_json
 from fungalzsl.runtime import available_cpus
+from fungalzsl.synth.continuum import ordered_classes
 from fungalzsl.synth.layout import (
     PROGRESS_DIR,
     SAMPLES_PER_SHARD,
@@ -36,7 +37,7 @@ from fungalzsl.synth.plan import IMAGE_ALGORITHM, Job, parse_shard, plan_classes
 from fungalzsl.synth.preset import PAPER_CLASSES, GeneratorPreset, resolve_preset
 from fungalzsl.synth.workers import OnProgress, run_folder, run_shards, worker_state
 
-Mode = Literal["classes", "sequence"]
+Mode = Literal["classes", "sequence", "continuum"]
 Format = Literal["folder", "webdataset"]
 GENERATOR = f"fungalzsl {__version__}"  # recorded in the settings and the manifest
 
@@ -45,8 +46,10 @@ def plan(preset: GeneratorPreset, mode: Mode, seed: int) -> list[Job]:
     """Every image of the dataset, in index order (see :mod:`fungalzsl.synth.plan`)."""
     if mode == "sequence":
         return plan_sequences(preset, preset.num_images, seed)
-    if mode != "classes":
-        raise fail(f"unknown --mode {mode!r}", "use 'classes' or 'sequence'")
+    if mode == "continuum":
+        ordered_classes(preset)  # one-line error for classes it cannot interpolate
+    elif mode != "classes":
+        raise fail(f"unknown --mode {mode!r}", "use 'classes', 'sequence' or 'continuum'")
     return plan_classes(preset, preset.num_images)
 
 
@@ -333,7 +336,7 @@ def _check_style(cfg: GeneratorPreset, mode: str, renderer: str) -> None:
             "use --style paper for your own classes, or a preset with those three",
         )
     if mode != "classes":
-        raise fail(f"--style {style} draws --mode classes only", "drop --mode sequence or use --style paper")
+        raise fail(f"--style {style} draws --mode classes only", f"drop --mode {mode} or use --style paper")
     if renderer != "fast":
         raise fail(f"--style {style} is drawn with skia only", "drop --renderer matplotlib")
 

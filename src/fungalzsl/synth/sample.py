@@ -13,6 +13,7 @@ from fungalzsl.synth.colour import (
     random_ramp,
     rgb_to_hex,
 )
+from fungalzsl.synth.continuum import CONTINUUM_SPLITS, continuum_scene, growth_position
 from fungalzsl.synth.geometry import Scene, build_scene, class_batches
 from fungalzsl.synth.plan import Job
 from fungalzsl.synth.preset import GeneratorPreset
@@ -21,8 +22,11 @@ from fungalzsl.synth.rng import image_rng
 from fungalzsl.synth.style import PHOTO_STYLES
 
 
-def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, dict, np.random.Generator]:
-    """Geometry of a ``--mode classes`` image, its time/temperature, and the stream for pixel noise."""
+def class_scene(
+    preset: GeneratorPreset, seed: int, job: Job, mode: str = "classes"
+) -> tuple[Scene, dict, np.random.Generator]:
+    """Geometry of a ``--mode classes`` image (or ``continuum``: synth.continuum), its
+    time/temperature, and the stream for pixel noise."""
     rng = image_rng(seed, job.index)
     spec = preset.spec(job.label)
     t0, t1 = spec.time_s
@@ -31,7 +35,9 @@ def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, di
     temperature = spec.temperature_K[0] + frac * (spec.temperature_K[1] - spec.temperature_K[0])
     background = background_colour(preset.variation, rng)
     random_palette = (lambda: random_ramp(rng)) if preset.variation.palette == "random" else None
-    if spec.kind is not None:
+    if mode == "continuum" and job.split in CONTINUUM_SPLITS:
+        scene, host = continuum_scene(preset, job.label, time_s, rng, background)
+    elif spec.kind is not None:
         from fungalzsl.synth.stages import stage_scene
 
         host = (
@@ -48,6 +54,8 @@ def class_scene(preset: GeneratorPreset, seed: int, job: Job) -> tuple[Scene, di
         "colour_start": rgb_to_hex(host[0]),
         "colour_end": rgb_to_hex(host[1]),
     }
+    if mode == "continuum":  # every row of a continuum dataset says where on the timeline it lies
+        extra["growth_position"] = round(growth_position(preset, job.label, time_s), 4)
     return scene, extra, rng
 
 
@@ -71,7 +79,7 @@ def make_scene(
             return scene, extra, None  # type: ignore[return-value]  (no pixel stream without drawing)
         scene, extra, rng = class_scene(preset, seed, job)
         return scene, {**extra, **PAPER_STYLE_EXTRAS}, rng
-    return class_scene(preset, seed, job)
+    return class_scene(preset, seed, job, mode)
 
 
 # What a photographic-style dataset records of the images it draws in the paper style (``mixed``).
@@ -131,6 +139,9 @@ def metadata_row(preset: GeneratorPreset, seed: int, job: Job, scene: Scene, ext
     }
     if "style" in extra:  # photographic styles only: paper datasets keep their columns
         row.update({k: extra[k] for k in PAPER_STYLE_EXTRAS})
+    if "growth_position" in extra:
+        row["growth_position"] = extra["growth_position"]
+        row["continuum"] = job.split in CONTINUUM_SPLITS
     if job.sequence_id >= 0:
         row["sequence_id"] = job.sequence_id
         row["frame"] = job.frame

@@ -172,7 +172,7 @@ def parse_bank(data: Any, source: str) -> Bank:
 
 
 # Banks shipped beside fungi.yaml, by name: ``--bank novel`` adds the test-only stages (synth.stages).
-SHIPPED_BANKS = ("novel",)
+SHIPPED_BANKS = ("novel", "visible")
 
 
 def shipped_file(name: str) -> Path:

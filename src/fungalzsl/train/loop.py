@@ -52,7 +52,7 @@ from fungalzsl.train.progress import TrainProgress
 from fungalzsl.train.records import epochs_from_one, final_loss
 from fungalzsl.train.settings import TrainConfig, resolve_config
 from fungalzsl.train.state import ResumePoint, TrainState, open_resume, run_identity
-from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze
+from fungalzsl.train.unfreeze import UnfreezeSchedule, apply_unfreeze, text_head_parameters
 
 
 @dataclass
@@ -177,7 +177,12 @@ def setup(data: str | Path, descriptions: str | Path, run: Path, cfg: TrainConfi
     sizes = {tower: len(groups) for tower, groups in model.layer_groups().items()}
     limits = objective.unfreeze_limits(*unfreeze_settings(model, cfg))
     schedule = UnfreezeSchedule(sizes, cfg.unfreeze_every, *limits)
-    heads = [*model.head_parameters(), model.logit_scale, *objective.parameters()]
+    locked = {id(p) for p in text_head_parameters(model)} if cfg.lock_text else set()
+    heads = [
+        p
+        for p in [*model.head_parameters(), model.logit_scale, *objective.parameters()]
+        if id(p) not in locked
+    ]
     opt = build_optimizer(heads, cfg.lr, cfg.weight_decay)
     amp_dtype = autocast_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)

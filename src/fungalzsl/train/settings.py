@@ -82,6 +82,11 @@ class TrainConfig(BaseModel):
     caption_share: float = Field(
         0.5, ge=0, le=1, description="grounded: chance that an image's pair is one of its captions"
     )
+    lock_text: bool = Field(
+        False,
+        description="LiT: the text projection head does not train either, so with unfreeze_max text 0 "
+        "the text side stays as initialised (lite: MiniLM through a fixed random projection)",
+    )
     unfreeze_every: int = Field(5, ge=0, description="epochs per unfreezing stage; 0 = never")
     unfreeze_max: dict[Literal["image", "text"], int | None] = Field(default_factory=dict)
     unfreeze_start: dict[Literal["image", "text"], int] = Field(default_factory=dict)

@@ -93,3 +93,16 @@ def apply_unfreeze(model: TwoTowerModel, unfrozen: dict[str, int]) -> None:
         gs = groups[tower]
         for g in gs[: len(gs) - unfrozen[tower]]:
             set_bn_eval(g)
+
+
+def text_head_parameters(model: TwoTowerModel) -> list[nn.Parameter]:
+    """The text tower's projection head, which ``lock_text`` (LiT) keeps out of the optimiser."""
+    proj = getattr(model, "text_proj", None)
+    if not isinstance(proj, nn.Module):
+        from fungalzsl.errors import fail
+
+        raise fail(
+            f"lock_text: {type(model).__name__} has no separate text projection head to lock",
+            "use lock_text with the lite model, or keep the text side frozen with unfreeze_max text 0",
+        )
+    return list(proj.parameters())
