@@ -25,6 +25,7 @@ import torch
 
 from fungalzsl.errors import FungalError, fail
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
+from fungalzsl.eval.imagecache import ImageStore, cached_image
 from fungalzsl.eval.metrics import per_source_metrics
 from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
@@ -109,9 +110,11 @@ def embed_inputs(
     images: str | Path | None,
     calibrate_on: str | None,
     batch_size: int,
+    image_store: ImageStore | None = None,
 ) -> tuple[EmbeddedSplit, EmbeddedSplit | None]:
-    """Embed the evaluated split, and the calibration split when ``calibrate_on`` names one."""
-    model = inputs.source.model
+    """Embed the evaluated split, and the calibration split when ``calibrate_on`` names one
+    (``image_store``: image-backbone outputs shared with the start model, fungalzsl.eval.imagecache)."""
+    model = cached_image(inputs.source.model, image_store)
     split_emb = embed_split(model, inputs.found.paths, inputs.found.labels, inputs.classes, batch_size)
     if not calibrate_on:
         return split_emb, None
@@ -143,10 +146,12 @@ def classify(
     device: str,
     kw: dict[str, Any],
     store: TextStore | None = None,
+    image_store: ImageStore | None = None,
 ) -> Scores:
     """Score the headline description sets, then each control classifier on the headline's texts,
     then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options;
-    ``store``: where every text tower's embedded texts are kept for the whole evaluation."""
+    ``store``: where every text tower's embedded texts are kept for the whole evaluation;
+    ``image_store``: the image-backbone outputs the start model shares when its backbone is the run's."""
     source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
     model = cached_text(source.model, store)
     scored = score_sets(
@@ -174,7 +179,9 @@ def classify(
         else:
             base = build_start_model(source).to(device).eval()
             found = inputs.found
-            base_split = embed_split(base, found.paths, found.labels, inputs.classes, batch_size)
+            base_split = embed_split(
+                cached_image(base, image_store), found.paths, found.labels, inputs.classes, batch_size
+            )
             base_split = restrict(base_split, split_emb.paths)
         # Same texts as the headline; the start model has no stored embeddings, so it embeds them itself.
         base_sets = [text_set] if text_set is not None else [None]
@@ -313,6 +320,8 @@ def evaluate_run(
     record: bool = True,
     calibrate_on: str | None = None,
     cache_texts: bool = True,
+    text_store: TextStore | None = None,
+    image_store: ImageStore | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -324,8 +333,11 @@ def evaluate_run(
     same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the
     evaluation to RUN/evaluations.jsonl (for ``table``); protocols that score a run on other data turn
     it off. ``cache_texts`` embeds each distinct text once per text tower (fungalzsl.eval.textcache);
-    False re-embeds them for every classifier, as before the cache. Returns the metrics dict that is
-    also written to ``out/metrics.json``.
+    False re-embeds them for every classifier, as before the cache (and the start model runs its own
+    image backbone). ``text_store`` / ``image_store``: stores to share with other evaluations of the
+    same models (``fungalzsl run`` shares them between the synthetic test and the real set); by
+    default each evaluation has its own. Returns the metrics dict that is also written to
+    ``out/metrics.json``.
 
     ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
     the previous one in place, and a folder holding other files is refused."""
@@ -337,7 +349,14 @@ def evaluate_run(
         inputs = load_inputs(run_or_spec, data, split, descriptions, images, classifier, device)
         if template == DEFAULT_TEMPLATE:  # the model's own where its authors use one (bioclip)
             template = getattr(inputs.source.model, "text_template", None) or template
-        split_emb, cal_split = embed_inputs(inputs, data, split, images, calibrate_on, batch_size)
+        if cache_texts:
+            text_store = text_store if text_store is not None else TextStore()
+            image_store = image_store if image_store is not None else ImageStore()
+        else:
+            text_store = image_store = None
+        split_emb, cal_split = embed_inputs(
+            inputs, data, split, images, calibrate_on, batch_size, image_store
+        )
         kw = dict(
             classifier=classifier,
             n_boot=n_boot,
@@ -356,7 +375,8 @@ def evaluate_run(
             batch_size=batch_size,
             device=device,
             kw=kw,
-            store=TextStore() if cache_texts else None,
+            store=text_store,
+            image_store=image_store,
         )
         metrics = assemble_metrics(
             inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on

@@ -36,7 +36,8 @@ class TextStore:
         self.encoded = 0
 
 
-def _tensor_digest(modules: Sequence[torch.nn.Module]) -> str:
+def tensor_digest(modules: Sequence[torch.nn.Module]) -> str:
+    """SHA-256 of the modules' tensors (names, shapes, bytes): equal exactly when the weights are."""
     h = hashlib.sha256()
     for m in modules:
         for name, t in m.state_dict().items():
@@ -71,7 +72,7 @@ def tower_key(model: Any) -> tuple[Any, int]:
         getattr(tok, "name_or_path", None),
         len(tok) if hasattr(tok, "__len__") else getattr(tok, "vocab_size", None),  # open_clip's has no len
     )
-    digest = _tensor_digest(model.layer_groups()["text"])
+    digest = tensor_digest(model.layer_groups()["text"])
     return ("backbone", type(model).__name__, tokenizer, getattr(model, "max_tokens", None), digest), split
 
 

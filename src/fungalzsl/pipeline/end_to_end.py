@@ -36,6 +36,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run every stage that is not already up to date; returns the evaluation metrics."""
     from fungalzsl.eval.evaluate import evaluate_run
+    from fungalzsl.eval.textcache import TextStore
     from fungalzsl.synth.generate import generate_dataset
     from fungalzsl.synth.settings import load_generate_settings
     from fungalzsl.text.settings import describe_from_settings, load_describe_settings
@@ -66,6 +67,9 @@ def run_pipeline(
     classes = [c.name for c in preset.classes]
     describe = describe.model_copy(update={"classes": classes, "set_name": set_name})
     runner = StageRunner(out, log=log)
+    # One text store for both evaluations: the real set is scored with the very descriptions the
+    # synthetic test embedded (frozen MiniLM outputs, keyed by its weights: fungalzsl.eval.textcache).
+    text_store = TextStore()
 
     def do_generate(resume: bool) -> None:
         generate_dataset(
@@ -103,6 +107,7 @@ def run_pipeline(
             baseline=evaluate.baseline,
             classifier=evaluate.classifier,
             n_boot=evaluate.n_boot,
+            text_store=text_store,
         )
 
     stages = [
@@ -129,7 +134,7 @@ def run_pipeline(
             outputs=[eval_dir / "metrics.json", eval_dir / "report.html"],
         ),
     ]
-    real = real_stage(evaluate, cfg_path, out, run_dir, log)
+    real = real_stage(evaluate, cfg_path, out, run_dir, log, text_store)
     for stage in [*stages, *([real] if real else [])]:
         runner.run(stage)
     write_run_report(out)

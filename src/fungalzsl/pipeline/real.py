@@ -35,10 +35,16 @@ def find_real_set(path: str | Path, config: Path) -> Path | None:
 
 
 def real_stage(
-    evaluate: EvaluateSettings, config: Path, out: Path, run_dir: Path, log: Callable[[str], Any]
+    evaluate: EvaluateSettings,
+    config: Path,
+    out: Path,
+    run_dir: Path,
+    log: Callable[[str], Any],
+    text_store: Any = None,
 ) -> Stage | None:
     """The ``evaluate-real`` stage (OUT/eval-real/), or None — with a note when the configured folder
-    is absent — and then no stale real-set numbers are left in OUT."""
+    is absent — and then no stale real-set numbers are left in OUT. ``text_store``: the
+    ``fungalzsl.eval.textcache.TextStore`` the synthetic evaluation filled (the same descriptions)."""
     real_dir = find_real_set(evaluate.real, config) if evaluate.real else None
     if evaluate.real and real_dir is None:
         log(f"[evaluate-real] {evaluate.real} not found (from {Path.cwd()} or beside {config}); skipped")
@@ -51,7 +57,7 @@ def real_stage(
 
         shutil.rmtree(out / REAL_DIR, ignore_errors=True)
         evaluate_run(run_dir, real_dir, out / REAL_DIR, split=None, baseline=evaluate.baseline,
-                     classifier=evaluate.classifier, n_boot=evaluate.n_boot)  # fmt: skip
+                     classifier=evaluate.classifier, n_boot=evaluate.n_boot, text_store=text_store)  # fmt: skip
 
     return Stage(
         "evaluate-real",
