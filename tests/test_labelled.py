@@ -82,6 +82,39 @@ def test_reads_the_real_development_set():
     ]
 
 
+_REAL_DEV_FIELDS = {"file", "label", "source", "source_repo", "source_path", "commit", "licence", "copyright",
+                    "how_labelled", "size"}  # fmt: skip
+
+
+@pytest.mark.skipif(not REAL_DEV.is_dir(), reason="data/real-dev not in this checkout")
+def test_real_development_set_keeps_its_documented_rules():
+    """The README's promises: every image listed once with its provenance, true size, long side <= 512 px,
+    at most 3 crops per source frame, <= 10 MB in all, and the counts table matches labels.jsonl."""
+    from PIL import Image
+
+    rows = [json.loads(x) for x in (REAL_DEV / "labels.jsonl").read_text().splitlines() if x.strip()]
+    assert sorted(r["file"] for r in rows) == sorted(p.name for p in REAL_DEV.glob("*.png"))
+    frames: dict[tuple[str, str], int] = {}
+    for r in rows:
+        assert set(r) >= _REAL_DEV_FIELDS, r["file"]
+        assert all(str(r[k]).strip() for k in _REAL_DEV_FIELDS), r["file"]
+        assert len(r["commit"]) == 40, r["file"]
+        with Image.open(REAL_DEV / r["file"]) as im:
+            assert list(im.size) == r["size"] and max(im.size) <= 512 and im.mode == "RGB", r["file"]
+        if "crop_box" in r:
+            left, top, right, bottom = r["crop_box"]
+            assert left < right and top < bottom, r["file"]
+        key = (r["source_repo"], r["source_path"])
+        frames[key] = frames.get(key, 0) + 1
+    assert max(frames.values()) <= 3
+    assert sum(p.stat().st_size for p in REAL_DEV.iterdir()) <= 10 * 1024 * 1024
+    counts = {c: sum(r["label"] == c for r in rows) for c in ("hyphae", "mycelium", "spore")}
+    readme = (REAL_DEV / "README.md").read_text()
+    for cls, n in counts.items():
+        assert f"\n| {cls} | {n} |" in readme, (cls, n)
+    assert f"| **total** | **{len(rows)}** |" in readme
+
+
 def _fails(root: Path, match: str, classes=("spore", "hyphae")) -> None:
     with pytest.raises(FungalError, match=match) as e:
         read_labelled(root, list(classes) if classes else None)
