@@ -5,9 +5,12 @@ ellipses, and round-capped branch segments), so the segmentation masks (``synth.
 very outlines drawn here; only the drawing differs from the paper's:
 
 * **spore**: translucent round or ellipsoid cells with a refractive wall (a dark rim and a bright inner
-  ring) and granular contents; from one cell filling the frame to fields of hundreds, spread or clumped;
+  ring) and granular contents; from one cell filling the frame to fields of hundreds, spread or clumped,
+  as packed masses of touching cells (a clump or the whole field, as a mount of a sporulating culture
+  shows them) or as short chains of touching cells (conidia in chains, arthroconidia);
 * **hyphae**: a few tubular filaments drawn with two walls (dark edges, lighter lumen), septa and
   lateral branches, some as germ tubes growing from a spore, now and then a free spore beside them;
+  from thin filaments to thick septate tubes (a tenth of the field wide);
 * **mycelium**: a dense interwoven network of thinner hyphae filling the field, sometimes with a
   thicker hypha across it.
 
@@ -29,6 +32,8 @@ from fungalzsl.synth.optics import Optics, _colour
 from fungalzsl.synth.render import _PT_PER_SIDE, PixelLayout, _path_bytes
 
 MAX_FILAMENT_SEGMENTS = 40_000
+# How a spore micrograph lays out its cells (the rest: spread or loosely clumped, 1-300 cells).
+SPORE_LAYOUTS = {"packed": 0.35, "chains": 0.15}
 
 
 @dataclass
@@ -174,6 +179,44 @@ def _add_spores(b: _Builder, rng: np.random.Generator, kind: str, host: bool, n:
     b.add_many(kind, host, xy, radius, aspect, angle)
 
 
+def _packed_spores(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """A packed mass of touching cells: a jittered hexagonal lattice of spacing ≈ one diameter, over
+    the whole field (half the time) or inside one irregular clump, a share of the sites left empty."""
+    r = float(np.exp(rng.uniform(np.log(0.03), np.log(0.16))))
+    d = 2 * r * rng.uniform(0.92, 1.08)
+    rows, cols = np.mgrid[0 : int(1.3 / (d * 0.866)) + 2, 0 : int(1.3 / d) + 2]
+    xy = np.stack(((cols + 0.5 * (rows % 2)) * d - 0.15, rows * d * 0.866 - 0.15), axis=-1).reshape(-1, 2)
+    xy = xy + rng.normal(0, 0.12 * d, size=xy.shape)
+    if rng.uniform() < 0.5:  # one clump, its edge an irregular closed curve
+        c, big = rng.uniform(0.3, 0.7, size=2), rng.uniform(0.25, 0.55)
+        k, phase, amp = int(rng.integers(2, 6)), rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.3)
+        rel = xy - c
+        theta = np.arctan2(rel[:, 1], rel[:, 0])
+        xy = xy[np.hypot(rel[:, 0], rel[:, 1]) < big * (1 + amp * np.sin(k * theta + phase))]
+    xy = xy[rng.uniform(size=xy.shape[0]) >= rng.uniform(0.0, 0.3)]
+    if xy.shape[0] == 0:
+        xy = rng.uniform(0.3, 0.7, size=(1, 2))
+    n = xy.shape[0]
+    aspect = np.clip(rng.uniform(0.8, 1.0) * rng.uniform(0.92, 1.08, size=n), 0.5, 1.0)
+    return xy, r * rng.uniform(0.85, 1.05, size=n), aspect, rng.uniform(0, np.pi, size=n)
+
+
+def _spore_chains(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """A few short, gently curving chains of touching cells, each elongated along its chain."""
+    r = float(np.exp(rng.uniform(np.log(0.02), np.log(0.08))))
+    parts = []
+    for _ in range(int(rng.integers(1, 7))):
+        m = int(rng.integers(3, 12))
+        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.15, size=m))
+        asp = rng.uniform(0.6, 0.95)
+        step = 2 * r * rng.uniform(0.95, 1.05)
+        xy = rng.uniform(0.05, 0.95, size=2) + np.cumsum(
+            step * np.stack((np.cos(heading), np.sin(heading)), axis=1), axis=0
+        )
+        parts.append((xy, r * rng.uniform(0.9, 1.1, size=m), np.full(m, asp), heading))
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 def _add_filaments(
     b: _Builder, rng: np.random.Generator, structs: list[int], start: np.ndarray, width: np.ndarray,
     steps: np.ndarray, step_len: float, curvature: float | None = None, heading: np.ndarray | None = None,
@@ -190,12 +233,19 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
     """The structures of one micrograph of class ``label`` (spore, hyphae or mycelium)."""
     b = _Builder()
     if label == "spore":
-        n = int(np.rint(np.exp(rng.uniform(0.0, np.log(300.0)))))
-        r = float(np.clip(0.42 / np.sqrt(n) * rng.uniform(0.35, 1.0), 0.008, 0.45))
-        _add_spores(b, rng, "spore", True, n, r)
+        layout = rng.uniform()
+        if layout < SPORE_LAYOUTS["packed"]:
+            b.add_many("spore", True, *_packed_spores(rng))
+        elif layout < SPORE_LAYOUTS["packed"] + SPORE_LAYOUTS["chains"]:
+            b.add_many("spore", True, *_spore_chains(rng))
+        else:
+            n = int(np.rint(np.exp(rng.uniform(0.0, np.log(300.0)))))
+            r = float(np.clip(0.42 / np.sqrt(n) * rng.uniform(0.35, 1.0), 0.008, 0.45))
+            _add_spores(b, rng, "spore", True, n, r)
         return b.scene(background)
     if label == "hyphae":
-        n, w0 = int(rng.integers(1, 6)), rng.uniform(0.01, 0.045)
+        # thin filaments to thick septate tubes (log-uniform width, up to a tenth of the field)
+        n, w0 = int(rng.integers(1, 7)), float(np.exp(rng.uniform(np.log(0.01), np.log(0.09))))
         structs, starts, widths, steps, headings = [], [], [], [], []
         for _ in range(n):
             w = w0 * rng.uniform(0.8, 1.2)
@@ -254,7 +304,7 @@ def micro_decor(scene: Scene, rng: np.random.Generator, defocus_share: float) ->
     n = len(scene.struct_kind)
     blurred = rng.uniform(size=n) < defocus_share
     seg, w = scene.seg_xy, scene.seg_width / _PT_PER_SIDE
-    pick = np.flatnonzero(rng.uniform(size=seg.shape[0]) < rng.uniform(0.0, 0.25))
+    pick = np.flatnonzero(rng.uniform(size=seg.shape[0]) < rng.uniform(0.0, 0.4))
     mid = 0.5 * (seg[pick, :2] + seg[pick, 2:])
     d = seg[pick, 2:] - seg[pick, :2]
     perp = np.stack((-d[:, 1], d[:, 0]), axis=1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)[:, None]

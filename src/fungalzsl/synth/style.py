@@ -34,7 +34,8 @@ STYLE_STREAM = 1 << 21  # apart from the image index and SEQUENCE_STREAM
 # hyphae that pass through the field. 3: one noise window and a (3, 3) mix in the camera, aliased
 # halos outside phase contrast (both cheaper). 4: cells built as one numpy path, the exposure from
 # the field's known mean (last-bit float differences), PNGs Up-filtered by our own encoder.
-STYLE_ALGORITHM = 4
+# 5: packed masses and chains of touching spores, thicker septate hyphae, a pink stain, deeper defocus.
+STYLE_ALGORITHM = 5
 MIXED_WEIGHTS = {"paper": 0.25, "micrograph": 0.5, "colony": 0.25}
 PHOTO_STYLES = ("micrograph", "colony")
 
