@@ -202,19 +202,23 @@ def _packed_spores(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 
 def _spore_chains(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """A few short, gently curving chains of touching cells, each elongated along its chain."""
+    """A few short, gently curving chains of touching cells (:func:`_spore_chain`), one cell size."""
     r = float(np.exp(rng.uniform(np.log(0.02), np.log(0.08))))
-    parts = []
-    for _ in range(int(rng.integers(1, 7))):
-        m = int(rng.integers(3, 12))
-        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.15, size=m))
-        asp = rng.uniform(0.6, 0.95)
-        step = 2 * r * rng.uniform(0.95, 1.05)
-        xy = rng.uniform(0.05, 0.95, size=2) + np.cumsum(
-            step * np.stack((np.cos(heading), np.sin(heading)), axis=1), axis=0
-        )
-        parts.append((xy, r * rng.uniform(0.9, 1.1, size=m), np.full(m, asp), heading))
+    parts = [_spore_chain(rng, r) for _ in range(int(rng.integers(1, 7)))]
     return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def _spore_chain(rng: np.random.Generator, r: float) -> tuple[np.ndarray, ...]:
+    """3-11 touching cells of radius ≈ ``r`` in a row, each elongated along the chain."""
+    m = int(rng.integers(3, 12))
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.15, size=m))
+    radius = r * rng.uniform(0.9, 1.1, size=m)
+    # each step is the two cells' radii, so neighbours touch whatever their sizes
+    step = np.concatenate(([0.0], radius[1:] + radius[:-1])) * rng.uniform(0.95, 1.05)
+    xy = rng.uniform(0.05, 0.95, size=2) + np.cumsum(
+        step[:, None] * np.stack((np.cos(heading), np.sin(heading)), 1), 0
+    )
+    return xy, radius, np.full(m, rng.uniform(0.6, 0.95)), heading
 
 
 def _add_filaments(
