@@ -11,8 +11,8 @@ each run also scores WiSE-FT mixes (1-α)·θ0 + α·θ1 of its weights with the
 evaluations only. Writes benchmarks/results/real_recipe.json (rows merged by name, kept after each
 recipe, so a killed sweep keeps what it finished) and prints a table.
 
-real-dev is tiny and lopsided (21 hyphae from one source, 5 mycelium, 2 spores): one spore image moves
-that class's recall by 0.5. Read balanced accuracy and the minimum class recall, never hyphae alone,
+real-dev is small and lopsided (59 images: 37 hyphae, 13 spores, 9 mycelium; DeFungi and hyphaltips
+hold most of them): one spore image moves that class's recall by 0.08. Read balanced accuracy and the minimum class recall, never hyphae alone,
 and the per-source accuracies beside them. The development set is used to choose the recipe, so
 its numbers are optimistic for new images."""
 

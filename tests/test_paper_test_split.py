@@ -35,3 +35,14 @@ def test_the_default_same_is_not_written_so_existing_hashes_stay():
     assert "test_style" not in mixed.to_dict()["variation"]
     assert with_overrides(mixed, test_style="same").hash() == mixed.hash()
     assert with_overrides(mixed, test_style="paper").hash() != mixed.hash()
+
+
+def test_cpu_default_trains_on_mixed_styles_and_tests_on_the_papers_images():
+    from fungalzsl.config import load_section, resolve_config_path
+    from fungalzsl.synth.settings import load_generate_settings
+
+    preset, _, _, settings = load_generate_settings(
+        resolve_config_path("cpu-default"), load_section("cpu-default", "generate")
+    )
+    assert (preset.variation.style, preset.variation.test_style) == ("mixed", "paper")
+    assert "style_algorithm" in settings  # a drawing-code upgrade remakes the data
