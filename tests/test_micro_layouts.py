@@ -1,27 +1,21 @@
 """Micrograph structures of style_algorithm 5: packed masses and chains of touching spores, thick
-septate hyphae, the pink stain cast (synth.micro, synth.optics)."""
+septate hyphae, the pink stain cast (synth.spores, synth.micro, synth.optics)."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from fungalzsl.synth.micro import (
-    SPORE_LAYOUTS,
-    _packed_spores,
-    _spore_chain,
-    _spore_chains,
-    micro_decor,
-    micro_scene,
-)
+from fungalzsl.synth.micro import micro_decor, micro_scene
 from fungalzsl.synth.optics import STAIN_WEIGHTS, STAINS, sample_optics
 from fungalzsl.synth.render import _PT_PER_SIDE
+from fungalzsl.synth.spores import SPORE_LAYOUTS, packed_spores, spore_chain, spore_chains
 
 
 def test_packed_spores_touch_their_neighbours_and_fill_a_clump_or_the_field():
     whole = 0
     for seed in range(40):
-        xy, r, aspect, _ = _packed_spores(np.random.default_rng(seed))
+        xy, r, aspect, _ = packed_spores(np.random.default_rng(seed))
         assert xy.shape[0] == r.size == aspect.size and ((aspect > 0.45) & (aspect <= 1.0)).all()
         if xy.shape[0] < 6:
             continue
@@ -35,14 +29,14 @@ def test_packed_spores_touch_their_neighbours_and_fill_a_clump_or_the_field():
 
 def test_spore_chains_are_touching_cells_elongated_along_their_chain():
     for seed in range(20):
-        xy, r, aspect, angle = _spore_chain(np.random.default_rng(seed), 0.05)
+        xy, r, aspect, angle = spore_chain(np.random.default_rng(seed), 0.05)
         step = np.diff(xy, axis=0)
         length = np.hypot(step[:, 0], step[:, 1])
         assert xy.shape[0] >= 3 and np.allclose(length / (r[1:] + r[:-1]), 1.0, atol=0.06)
         # the long axis (the cell's angle) follows the chain's direction
         along = np.abs(np.cos(np.arctan2(step[:, 1], step[:, 0]) - angle[1:]))
         assert along.min() > 0.95 and (aspect < 1).all()
-    xy, r, _, _ = _spore_chains(np.random.default_rng(0))
+    xy, r, _, _ = spore_chains(np.random.default_rng(0))
     assert xy.shape[0] >= 3 and np.ptp(r) / r.mean() < 0.25  # one cell size per image
 
 
