@@ -71,7 +71,7 @@ def test_a_styled_dataset_records_its_style_per_image_and_in_the_manifest(micro_
     rows = [json.loads(line) for line in (micro_set / "metadata.jsonl").read_text().splitlines()]
     assert {r["style"] for r in rows} == {"micrograph"}
     assert {r["imaging"] for r in rows} <= {"brightfield", "phase", "darkfield"}
-    assert {r["stain"] for r in rows} <= {"unstained", "koh", "cotton-blue"}
+    assert {r["stain"] for r in rows} <= {"unstained", "koh", "cotton-blue", "pink"}
 
 
 def test_same_bytes_for_1_or_2_workers_for_shards_and_after_resume(micro_set, tmp_path):

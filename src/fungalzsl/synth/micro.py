@@ -5,9 +5,12 @@ ellipses, and round-capped branch segments), so the segmentation masks (``synth.
 very outlines drawn here; only the drawing differs from the paper's:
 
 * **spore**: translucent round or ellipsoid cells with a refractive wall (a dark rim and a bright inner
-  ring) and granular contents; from one cell filling the frame to fields of hundreds, spread or clumped;
+  ring) and granular contents; from one cell filling the frame to fields of hundreds, spread or clumped,
+  as packed masses of touching cells (a clump or the whole field, as a mount of a sporulating culture
+  shows them) or as short chains of touching cells (conidia in chains, arthroconidia);
 * **hyphae**: a few tubular filaments drawn with two walls (dark edges, lighter lumen), septa and
   lateral branches, some as germ tubes growing from a spore, now and then a free spore beside them;
+  from thin filaments to thick septate tubes (a tenth of the field wide);
 * **mycelium**: a dense interwoven network of thinner hyphae filling the field, sometimes with a
   thicker hypha across it.
 
@@ -27,6 +30,7 @@ import numpy as np
 from fungalzsl.synth.geometry import Scene
 from fungalzsl.synth.optics import Optics, _colour
 from fungalzsl.synth.render import _PT_PER_SIDE, PixelLayout, _path_bytes
+from fungalzsl.synth.spores import SPORE_LAYOUTS, packed_spores, spore_chains, spread_spores
 
 MAX_FILAMENT_SEGMENTS = 40_000
 
@@ -100,21 +104,6 @@ def grow_filaments(
     return np.ascontiguousarray(seg, dtype=f32), wid.astype(np.float64), owners.astype(np.int64), levels
 
 
-def _spores(rng: np.random.Generator, n: int, r: float, spread: float) -> tuple[np.ndarray, ...]:
-    """Centres (clumped or spread), radii, aspects and angles of ``n`` cells of mean radius ``r``."""
-    if n == 1:
-        xy = rng.uniform(0.3, 0.7, size=(1, 2))
-    elif rng.uniform() < 0.5:
-        xy = rng.uniform(-0.05, 1.05, size=(n, 2))
-    else:  # clumps, as spores lie in a mount
-        centres = rng.uniform(0.1, 0.9, size=(int(rng.integers(1, 5)), 2))
-        xy = centres[rng.integers(0, centres.shape[0], size=n)] + rng.normal(0, spread, size=(n, 2))
-    radius = r * rng.uniform(0.8, 1.2, size=n)
-    elong = rng.uniform(0.45, 1.0) if rng.uniform() < 0.6 else 1.0
-    aspect = np.clip(elong * rng.uniform(0.9, 1.1, size=n), 0.35, 1.0)
-    return xy, radius, aspect, rng.uniform(0, np.pi, size=n)
-
-
 class _Builder:
     """Accumulates structures (a disc and/or filaments each) into one Scene."""
 
@@ -170,7 +159,7 @@ class _Builder:
 
 
 def _add_spores(b: _Builder, rng: np.random.Generator, kind: str, host: bool, n: int, r: float) -> None:
-    xy, radius, aspect, angle = _spores(rng, n, r, spread=max(3 * r, 0.04))
+    xy, radius, aspect, angle = spread_spores(rng, n, r, spread=max(3 * r, 0.04))
     b.add_many(kind, host, xy, radius, aspect, angle)
 
 
@@ -190,12 +179,19 @@ def micro_scene(label: str, rng: np.random.Generator, background: np.ndarray) ->
     """The structures of one micrograph of class ``label`` (spore, hyphae or mycelium)."""
     b = _Builder()
     if label == "spore":
-        n = int(np.rint(np.exp(rng.uniform(0.0, np.log(300.0)))))
-        r = float(np.clip(0.42 / np.sqrt(n) * rng.uniform(0.35, 1.0), 0.008, 0.45))
-        _add_spores(b, rng, "spore", True, n, r)
+        layout = rng.uniform()
+        if layout < SPORE_LAYOUTS["packed"]:
+            b.add_many("spore", True, *packed_spores(rng))
+        elif layout < SPORE_LAYOUTS["packed"] + SPORE_LAYOUTS["chains"]:
+            b.add_many("spore", True, *spore_chains(rng))
+        else:
+            n = int(np.rint(np.exp(rng.uniform(0.0, np.log(300.0)))))
+            r = float(np.clip(0.42 / np.sqrt(n) * rng.uniform(0.35, 1.0), 0.008, 0.45))
+            _add_spores(b, rng, "spore", True, n, r)
         return b.scene(background)
     if label == "hyphae":
-        n, w0 = int(rng.integers(1, 6)), rng.uniform(0.01, 0.045)
+        # thin filaments to thick septate tubes (log-uniform width, up to a tenth of the field)
+        n, w0 = int(rng.integers(1, 7)), float(np.exp(rng.uniform(np.log(0.01), np.log(0.09))))
         structs, starts, widths, steps, headings = [], [], [], [], []
         for _ in range(n):
             w = w0 * rng.uniform(0.8, 1.2)
@@ -254,7 +250,7 @@ def micro_decor(scene: Scene, rng: np.random.Generator, defocus_share: float) ->
     n = len(scene.struct_kind)
     blurred = rng.uniform(size=n) < defocus_share
     seg, w = scene.seg_xy, scene.seg_width / _PT_PER_SIDE
-    pick = np.flatnonzero(rng.uniform(size=seg.shape[0]) < rng.uniform(0.0, 0.25))
+    pick = np.flatnonzero(rng.uniform(size=seg.shape[0]) < rng.uniform(0.0, 0.4))
     mid = 0.5 * (seg[pick, :2] + seg[pick, 2:])
     d = seg[pick, 2:] - seg[pick, :2]
     perp = np.stack((-d[:, 1], d[:, 0]), axis=1) / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)[:, None]

@@ -9,7 +9,8 @@ Domain randomisation, per image:
 * imaging: brightfield (dark walls on a bright field), phase-like (mid-grey field, dark walls with a
   bright halo) or darkfield (bright walls on a dark field);
 * stain: unstained (grey, any faint tint), KOH (yellowish), lactophenol cotton blue (blue field, blue
-  walls); cells hyaline or pigmented (brown), independent of the stain;
+  walls), a pink/magenta counterstain cast (pink field, purple walls); cells hyaline or pigmented
+  (brown), independent of the stain;
 * uneven illumination (a tilted field), vignetting, auto-exposure to a random brightness;
 * defocus: a share of the structures in a blurred focal plane, sometimes the whole image soft;
 * sensor noise (Gaussian, luminance and colour), JPEG encode/decode at a random quality;
@@ -27,8 +28,8 @@ import numpy as np
 
 IMAGING = ("brightfield", "phase", "darkfield")
 IMAGING_WEIGHTS = (0.6, 0.25, 0.15)
-STAINS = ("unstained", "koh", "cotton-blue")
-STAIN_WEIGHTS = (0.4, 0.3, 0.3)
+STAINS = ("unstained", "koh", "cotton-blue", "pink")
+STAIN_WEIGHTS = (0.35, 0.25, 0.25, 0.15)
 
 
 @dataclass
@@ -68,10 +69,14 @@ def _stain_colours(rng: np.random.Generator, stain: str) -> tuple[np.ndarray, np
         field = _hsv(rng.uniform(0.09, 0.18), rng.uniform(0.12, 0.45), rng.uniform(0.62, 0.97))
     elif stain == "cotton-blue":
         field = _hsv(rng.uniform(0.52, 0.66), rng.uniform(0.05, 0.35), rng.uniform(0.65, 0.97))
+    elif stain == "pink":  # a magenta counterstain's cast (as in PAS- or Giemsa-like preparations)
+        field = _hsv(rng.uniform(0.85, 1.0), rng.uniform(0.1, 0.4), rng.uniform(0.65, 0.97))
     else:  # grey with any faint tint (olive and green casts are common in real photographs)
         field = _hsv(rng.uniform(0.0, 1.0), rng.uniform(0.0, 0.22), rng.uniform(0.5, 0.95))
     if stain == "cotton-blue":  # the dye takes to the walls
         wall = _hsv(rng.uniform(0.58, 0.7), rng.uniform(0.45, 0.9), rng.uniform(0.15, 0.5))
+    elif stain == "pink":  # walls take the dye purple
+        wall = _hsv(rng.uniform(0.75, 0.9), rng.uniform(0.3, 0.8), rng.uniform(0.2, 0.55))
     else:
         wall = field * rng.uniform(0.12, 0.5)
     return field, wall
@@ -109,7 +114,7 @@ def sample_optics(rng: np.random.Generator) -> Optics:
         halo_alpha=float(halo_alpha),
         wall_frac=float(rng.uniform(0.14, 0.3)),
         defocus_share=float(rng.choice([0.0, rng.uniform(0.1, 0.6)], p=[0.4, 0.6])),
-        defocus_sigma=float(rng.uniform(0.004, 0.02)),
+        defocus_sigma=float(rng.uniform(0.004, 0.035)),  # up to cells a thick mount leaves far out of focus
         soft_sigma=float(rng.uniform(0.001, 0.005)) if rng.uniform() < 0.35 else 0.0,
         illumination=(
             float(rng.uniform(0.0, 0.35)),

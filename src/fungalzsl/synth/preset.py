@@ -151,6 +151,11 @@ class Variation(_Strict):
     style: Literal["paper", "micrograph", "colony", "mixed"] = Field(
         "paper", description="imaging style: the paper's drawings or a photographic look (synth.style)"
     )
+    test_style: Literal["same", "paper"] = Field(
+        "same",
+        description="the test split's style: 'same' as the others, or 'paper' (the paper's own test "
+        "images, byte for byte, beside photographic train/val images)",
+    )
 
     @field_validator("background")
     @classmethod
@@ -164,6 +169,8 @@ class Variation(_Strict):
         data = handler(self)
         if data.get("style") == "paper":
             del data["style"]
+        if data.get("test_style") == "same":
+            del data["test_style"]
         return data
 
 

@@ -73,13 +73,18 @@ def make_scene(
     if preset.variation.style != "paper":
         from fungalzsl.synth.style import resolve_style, style_scene
 
-        chosen = resolve_style(preset.variation.style, job.label, seed, job.index)
+        chosen = resolve_style(preset.variation.style, job.label, seed, job.index, paper_split(preset, job))
         if chosen != "paper":
             scene, extra = style_scene(chosen, preset, seed, job)
             return scene, extra, None  # type: ignore[return-value]  (no pixel stream without drawing)
         scene, extra, rng = class_scene(preset, seed, job)
         return scene, {**extra, **PAPER_STYLE_EXTRAS}, rng
     return class_scene(preset, seed, job, mode)
+
+
+def paper_split(preset: GeneratorPreset, job: Job) -> bool:
+    """Whether ``job`` lies in a split drawn in the paper's style (``variation.test_style: paper``)."""
+    return preset.variation.test_style == "paper" and job.split == "test"
 
 
 # What a photographic-style dataset records of the images it draws in the paper style (``mixed``).
@@ -93,7 +98,7 @@ def make_pixels(
     if preset.variation.style != "paper" and mode == "classes":
         from fungalzsl.synth.style import resolve_style, style_image
 
-        chosen = resolve_style(preset.variation.style, job.label, seed, job.index)
+        chosen = resolve_style(preset.variation.style, job.label, seed, job.index, paper_split(preset, job))
         if chosen != "paper":
             rgb, scene, extra, rng = style_image(chosen, preset, seed, job, size)
             return apply_pixel_variation(rgb, preset.variation, rng), scene, extra

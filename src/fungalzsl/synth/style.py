@@ -11,6 +11,10 @@
 * ``mixed`` — per image, paper 25%, micrograph 50%, colony 25% (:data:`MIXED_WEIGHTS`; the colony
   share of spore and hyphae images is drawn as micrographs, as in ``colony``).
 
+``variation.test_style: paper`` draws the test split in the paper's style whatever ``style`` says: the
+paper's own test images (the same bytes as a paper set's, index by index) beside photographic
+train/val images, so a model trained for real images is still scored on the paper's test.
+
 Randomness: the styles never touch image ``i``'s paper stream ``SeedSequence([seed, i])``; they
 draw from their own streams ``SeedSequence([seed, i, STYLE_STREAM, k])``: k = 0 picks the style
 (always drawn, so a mixed set's micrographs are the micrograph set's), 1 is the optics (the field,
@@ -34,7 +38,8 @@ STYLE_STREAM = 1 << 21  # apart from the image index and SEQUENCE_STREAM
 # hyphae that pass through the field. 3: one noise window and a (3, 3) mix in the camera, aliased
 # halos outside phase contrast (both cheaper). 4: cells built as one numpy path, the exposure from
 # the field's known mean (last-bit float differences), PNGs Up-filtered by our own encoder.
-STYLE_ALGORITHM = 4
+# 5: packed masses and chains of touching spores, thicker septate hyphae, a pink stain, deeper defocus.
+STYLE_ALGORITHM = 5
 MIXED_WEIGHTS = {"paper": 0.25, "micrograph": 0.5, "colony": 0.25}
 PHOTO_STYLES = ("micrograph", "colony")
 
@@ -44,8 +49,11 @@ def style_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Ge
     return tuple(image_rng(seed, index, STYLE_STREAM, k) for k in range(3))  # type: ignore[return-value]
 
 
-def resolve_style(style: str, label: str, seed: int, index: int) -> str:
-    """The style image ``index`` is drawn in: ``paper``, ``micrograph`` or ``colony``."""
+def resolve_style(style: str, label: str, seed: int, index: int, paper_split: bool = False) -> str:
+    """The style image ``index`` is drawn in: ``paper``, ``micrograph`` or ``colony``;
+    ``paper_split``: the image is in a split drawn in the paper's style (``variation.test_style``)."""
+    if paper_split:
+        return "paper"
     u = float(image_rng(seed, index, STYLE_STREAM, 0).uniform())  # the choice stream only
     if style == "mixed":
         edges = np.cumsum(list(MIXED_WEIGHTS.values()))
