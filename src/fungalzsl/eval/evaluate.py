@@ -30,6 +30,7 @@ from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,
+    Stacking,
     embed_split,
     restrict,
     retrieval_metrics,
@@ -121,6 +122,37 @@ def embed_inputs(
     return split_emb, embed_split(model, held.paths, held.labels, inputs.classes, batch_size)
 
 
+def stacking_inputs(inputs: EvalInputs, budget: float, batch_size: int) -> Stacking:
+    """Calibrated stacking's seen-class split: the validation images of the run's own training data
+    (RUN/config.json ``data``), its trained classes only, embedded by the evaluated model."""
+    from fungalzsl.eval.gzsl import check_budget, seen_mask
+
+    budget = check_budget(budget)
+    cfg = inputs.source.config
+    if inputs.source.run_dir is None or not isinstance(cfg.get("classes"), list):
+        raise fail("--stack-budget needs a fine-tuned run (its trained classes)", "pass a run directory")
+    mask = seen_mask(inputs.classes, cfg["classes"])
+    data = Path(str(cfg.get("data") or ""))
+    if not (data / "val").is_dir():
+        raise fail(
+            f"--stack-budget: the run's training data {data} has no val split on disk",
+            "restore the run's data folder (RUN/config.json 'data')",
+        )
+    val = load_eval_images(data, "val")
+    keep = [
+        i
+        for i, y in enumerate(val.labels)
+        if val.classes[y] in inputs.classes and mask[inputs.classes.index(val.classes[y])]
+    ]
+    if not keep:
+        raise fail(
+            f"--stack-budget: {data}/val has no images of the run's trained classes", "check the run's data"
+        )
+    paths = [val.paths[i] for i in keep]
+    labels = [inputs.classes.index(val.classes[val.labels[i]]) for i in keep]
+    return Stacking(embed_split(inputs.source.model, paths, labels, inputs.classes, batch_size), mask, budget)
+
+
 @dataclass
 class Scores:
     """Every score of one evaluation: the headline sets, the control classifiers, the start model."""
@@ -143,15 +175,18 @@ def classify(
     device: str,
     kw: dict[str, Any],
     store: TextStore | None = None,
+    stacking: Stacking | None = None,
 ) -> Scores:
     """Score the headline description sets, then each control classifier on the headline's texts,
     then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options;
-    ``store``: where every text tower's embedded texts are kept for the whole evaluation."""
+    ``store``: where every text tower's embedded texts are kept for the whole evaluation; ``stacking``:
+    calibrated stacking of the headline sets (eval.gzsl), not of the controls or the start model."""
     source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
     model = cached_text(source.model, store)
     scored = score_sets(
-        model, split_emb, sets, stored=inputs.stored, calibration=cal_split, adapter=source.adapter, **kw
-    )
+        model, split_emb, sets, stored=inputs.stored, calibration=cal_split, adapter=source.adapter,
+        stacking=stacking, **kw,
+    )  # fmt: skip
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
     if sets == [None] and td is not None:
         scored[0].metrics["retrieval"] = retrieval_metrics(
@@ -313,6 +348,7 @@ def evaluate_run(
     record: bool = True,
     calibrate_on: str | None = None,
     cache_texts: bool = True,
+    stack_budget: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -324,8 +360,10 @@ def evaluate_run(
     same data before scoring (temperature scaling; the baseline keeps its own). ``record`` appends the
     evaluation to RUN/evaluations.jsonl (for ``table``); protocols that score a run on other data turn
     it off. ``cache_texts`` embeds each distinct text once per text tower (fungalzsl.eval.textcache);
-    False re-embeds them for every classifier, as before the cache. Returns the metrics dict that is
-    also written to ``out/metrics.json``.
+    False re-embeds them for every classifier, as before the cache. ``stack_budget`` (e.g. 0.05)
+    applies calibrated stacking (fungalzsl.eval.gzsl): the run's trained classes' scores are lowered by
+    the shift that moves at most that share of the run's own validation images to an untrained class
+    (``metrics["stacking"]``). Returns the metrics dict that is also written to ``out/metrics.json``.
 
     ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
     the previous one in place, and a folder holding other files is refused."""
@@ -338,6 +376,7 @@ def evaluate_run(
         if template == DEFAULT_TEMPLATE:  # the model's own where its authors use one (bioclip)
             template = getattr(inputs.source.model, "text_template", None) or template
         split_emb, cal_split = embed_inputs(inputs, data, split, images, calibrate_on, batch_size)
+        stacking = None if stack_budget is None else stacking_inputs(inputs, stack_budget, batch_size)
         kw = dict(
             classifier=classifier,
             n_boot=n_boot,
@@ -357,6 +396,7 @@ def evaluate_run(
             device=device,
             kw=kw,
             store=TextStore() if cache_texts else None,
+            stacking=stacking,
         )
         metrics = assemble_metrics(
             inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on
