@@ -40,6 +40,14 @@ RECIPES = {
 CONTINUUM = {"continuum", "lit-continuum"}
 CLASSIFIERS = ("mean", "attributes")
 RELEASE_PER_CLASS = 200
+# A classifier name ending in STACK is scored with calibrated stacking (evaluate --stack-budget).
+STACK = "+stack"
+REAL_NOVEL = Path(__file__).resolve().parents[1] / "data" / "real-novel"
+
+
+def split_classifier(name: str, budget: float) -> tuple[str, float | None]:
+    """'mean+stack' -> ('mean', budget); 'mean' -> ('mean', None)."""
+    return (name[: -len(STACK)], budget) if name.endswith(STACK) else (name, None)
 
 
 def log(msg: str) -> None:
@@ -125,6 +133,83 @@ def caption_worded_set(root: Path) -> Path:
     return path
 
 
+def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -> dict:
+    """data/real-novel (real budding-yeast crops) classified among the run's classes + budding-yeast,
+    with the run's set + the novel bank ("bank") and + the microscopist's notes ("notes"): predicted
+    counts per class, and also with calibrated stacking (keys ending in +stack) when ``budget`` is given."""
+    import torch
+
+    from fungalzsl.eval.classifier import build_classifier
+    from fungalzsl.eval.gzsl import seen_mask, stack
+    from fungalzsl.eval.scoring import embed_split
+    from fungalzsl.eval.sources import align_labels, load_eval_images
+    from fungalzsl.models import load_run
+    from fungalzsl.pipeline.novel import _sets
+    from fungalzsl.text.records import load_description_set
+
+    model, cfg = load_run(run)
+    model.eval()
+    trained, new = list(cfg["classes"]), ["budding-yeast"]
+    classes = [*trained, *new]
+    imgs = load_eval_images(REAL_NOVEL, "test")
+    emb = embed_split(model, imgs.paths, [classes.index(imgs.classes[y]) for y in imgs.labels], classes)
+    val = align_labels(load_eval_images(cfg["data"], "val"), classes)
+    val_emb = embed_split(model, val.paths, val.labels, classes)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for set_name, path in _sets(["bank", "notes"], Path(cfg["descriptions"]["path"]), trained, new, folder):
+        clf = build_classifier(model, classes, classifier, load_description_set(path).by_class)
+        variants = {set_name: clf}
+        if budget is not None:
+            mask = seen_mask(classes, trained)
+            variants[set_name + STACK] = stack(clf, val_emb.emb, val_emb.labels.tolist(), mask, budget)[0]
+        for key, c in variants.items():
+            with torch.no_grad():
+                pred = c.logits(emb.emb).argmax(1).tolist()
+            out[key] = {"n": len(pred), "predicted": {k: pred.count(i) for i, k in enumerate(classes)},
+                        "budding-yeast_recall": pred.count(classes.index("budding-yeast")) / len(pred)}  # fmt: skip
+    return out
+
+
+def diagnose(root: Path, name: str, data: Path, bank: Path) -> dict:
+    """Why a held-out class is (not) found, text side, per loco run: cosine of the held-out class's
+    embedding (bank, the run's own text tower) to each class's, and to the grounded captions the run
+    trained on (the best single caption, and each trained class's captions on average)."""
+    import torch
+    import torch.nn.functional as F
+
+    from fungalzsl.captionsfile import read_captions
+    from fungalzsl.models import load_run
+    from fungalzsl.predict.embed import embed_texts
+    from fungalzsl.predict.zeroshot import class_embeddings
+    from fungalzsl.text.records import load_description_set
+
+    by_class = load_description_set(bank).by_class
+    caps = read_captions(data)
+    out = {}
+    classes = sorted({f.split("/")[1] for f in caps})
+    for h in classes:
+        run = root / f"loco-{name}" / "runs" / f"without-{h}"
+        if not (run / "config.json").is_file():
+            continue
+        model, _ = load_run(run)
+        model.eval()
+        with torch.no_grad():
+            emb = class_embeddings(model, by_class, classes)
+            cos = (emb @ emb.T)[classes.index(h)]
+            row = {"class_cosine": {c: round(float(cos[i]), 4) for i, c in enumerate(classes)}}
+            seen_caps = {c: sorted({t for f, ts in caps.items() if f.startswith(f"train/{c}/") for t in ts}) for c in classes if c != h}  # fmt: skip
+            best = 0.0
+            for c, texts in seen_caps.items():
+                e = F.normalize(embed_texts(model, texts), dim=-1)
+                sims = e @ emb[classes.index(h)]
+                row[f"caption_cosine_{c}"] = round(float(sims.mean()), 4)
+                best = max(best, float(sims.max()))
+            row["best_caption_cosine"] = round(best, 4)
+        out[h] = row
+    return out
+
+
 def novel_rows(res: dict) -> dict:
     return {
         r["set"]: {
@@ -144,6 +229,7 @@ def loco_rows(result: dict) -> dict:
             "ci95": r["held_out_recall_ci95"],
             "seen_recall": r["seen_recall"],
             "recall@1": r["recall@1"],
+            **{k: r[k] for k in ("gamma", "held_out_row") if k in r},
         }
         for r in result["rows"]
     }
@@ -160,6 +246,7 @@ def bench_recipe(
     classifiers: tuple[str, ...] = CLASSIFIERS,
     caption_worded: bool = False,
     do_loco: bool = True,
+    budget: float = 0.05,
 ) -> dict:
     from fungalzsl.eval import evaluate_run
     from fungalzsl.pipeline.novel import novel_stages
@@ -174,19 +261,25 @@ def bench_recipe(
             data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
         )
         out["loco_bank"] = loco_rows(loco)
+        for h, row in out["loco_bank"].items():  # where the held-out images went (the default eval)
+            m = json.loads((root / f"loco-{name}" / "evals" / f"without-{h}" / "metrics.json").read_text())
+            row["held_out_row"] = m["confusion_matrix"][m["classes"].index(h)]
         for clf in classifiers:
+            base, stack = split_classifier(clf, budget)
             for label, path in (("bank", bank), ("release", rel)):
                 if clf == "mean" and label == "bank":
                     continue
                 rows = []
                 for h in loco["classes"]:
                     m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / f"evals-{label}-{clf}" / h,
-                                     "test", [path], classifier=clf, baseline=False, record=False, n_boot=200, figures=False)  # fmt: skip
+                                     "test", [path], classifier=base, baseline=False, record=False, n_boot=200, figures=False,
+                                     stack_budget=stack)  # fmt: skip
                     keep = [c for c in loco["classes"] if c != h]
                     pc = m["per_class"]
                     rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
                                  "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, sum(pc[c]["support"] for c in keep)),
-                                 "recall@1": m["recall@1"]})  # fmt: skip
+                                 "recall@1": m["recall@1"], "gamma": (m.get("stacking") or {}).get("gamma"),
+                                 "held_out_row": m["confusion_matrix"][m["classes"].index(h)]})  # fmt: skip
                 out["loco_" + label + ("" if clf == "mean" else f"_{clf}")] = loco_rows({"rows": rows})
     log(f"{name}: full run")
     run = root / f"run-{name}"
@@ -217,15 +310,23 @@ def bench_recipe(
     out["paper_test"] = {"recall@1": m["recall@1"], "ci95": m["ci95"]["recall@1"], "n": m["n"]}
     log(f"{name}: novel")
     out["novel"] = {}
+    out["real_novel"] = {}
     for clf in classifiers:
         sfx = "" if clf == "mean" else f"-{clf}"
+        base, stack = split_classifier(clf, budget)
         res = novel_stages(run, root / f"novel-{name}{sfx}", NOVEL, n=n, descriptions=["bank", str(other_set(root, rel))],
-                           n_boot=200, classifier=clf)  # fmt: skip
+                           n_boot=200, classifier=base, stack_budget=stack)  # fmt: skip
         out["novel"].update({k + sfx: v for k, v in novel_rows(res).items()})
+        bsfx = "" if base == "mean" else f"-{base}"  # real_novel scores both, plain and stacked
+        out["real_novel"].update(
+            {k + bsfx: v for k, v in real_novel(run, root / f"real-novel-{name}", base, stack).items()}
+        )
     if caption_worded:
         cap = novel_stages(run, root / f"novel-{name}-caption-worded", NOVEL, n=n,
                            descriptions=[str(caption_worded_set(root))], n_boot=200)  # fmt: skip
         out["novel"].update(novel_rows(cap))
+    if do_loco:
+        out["diagnosis"] = diagnose(root, name, data, bank)
     out["classes"] = res["classes"]
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -257,6 +358,12 @@ def table(results: dict) -> str:
                 + " | ".join(f"{v['per_stage'][c]['recall']:.3f}" for c in NOVEL)
                 + f" | {v['trained_recall@1']:.3f} | {r['paper_test']['recall@1']:.3f} |"
             )
+    lines += ["", "| recipe | classifier, set | real budding-yeast predicted as |", "|---|---|---|"]
+    for name, r in results["recipes"].items():
+        for s, v in r.get("real_novel", {}).items():
+            lines.append(
+                f"| {name} | {s} | " + ", ".join(f"{c} {k}" for c, k in v["predicted"].items()) + " |"
+            )
     return "\n".join(lines)  # fmt: skip
 
 
@@ -268,7 +375,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="novel: fresh images per class")
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--release", type=Path, default=RELEASE)
-    ap.add_argument("--classifiers", default=",".join(CLASSIFIERS), help="evaluate --classifier values")
+    ap.add_argument(
+        "--classifiers",
+        default=",".join(CLASSIFIERS),
+        help=f"evaluate --classifier values; NAME{STACK} adds calibrated stacking (--stack-budget)",
+    )
+    ap.add_argument("--stack-budget", type=float, default=0.05, help="budget of the NAME+stack classifiers")  # fmt: skip
     ap.add_argument("--caption-worded", action="store_true", help="also score the caption-worded stage set")
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--no-loco", action="store_true", help="skip leave-one-class-out (full run + novel only)")
@@ -290,7 +402,7 @@ def main() -> None:
     for name in args.recipes.split(","):
         d = prepare_continuum(args.work, args.num_images, args.size) if name in CONTINUUM else data
         results["recipes"][name] = bench_recipe(name, RECIPES[name], args.work, d, bank, rel, args.n,
-                                                tuple(args.classifiers.split(",")), args.caption_worded, not args.no_loco)  # fmt: skip
+                                                tuple(args.classifiers.split(",")), args.caption_worded, not args.no_loco, args.stack_budget)  # fmt: skip
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=2) + "\n")
         log(f"{name} done in {results['recipes'][name]['seconds']} s")

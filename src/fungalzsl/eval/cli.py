@@ -85,6 +85,12 @@ def evaluate(
     calibrate_on: str | None = typer.Option(
         None, "--calibrate-on", help="Refit the temperature on this split (e.g. val) before scoring."
     ),
+    stack_budget: float | None = typer.Option(
+        None,
+        "--stack-budget",
+        help="Calibrated stacking for classes the run never trained on: lower its trained classes' scores "
+        "by the shift that moves at most this share (e.g. 0.05) of its own val images to an untrained class.",
+    ),
     more: list[Path] = _MORE,
 ) -> None:
     """Zero-shot evaluation: Recall@1/2, balanced accuracy, per-class P/R/F1, confusion matrix, ECE,
@@ -110,6 +116,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         calibrate_on=calibrate_on,
+        stack_budget=stack_budget,
     )
     lo, hi = m["ci95"]["recall@1"]
     typer.echo(
@@ -120,6 +127,10 @@ def evaluate(
         c = m["calibration"]
         typer.echo(f"temperature refitted on {calibrate_on} ({c['n']} images): logit scale "
                    f"{c['logit_scale_before']:.2f} -> {c['logit_scale']:.2f}")  # fmt: skip
+    if "stacking" in m:
+        st = m["stacking"]
+        typer.echo(f"calibrated stacking: gamma {st['gamma']:.4f} on {len(st['seen'])} trained class(es), "
+                   f"budget {st['budget']} of {st['n_val']} val images")  # fmt: skip
     for name, v in list(m.get("by_classifier", {}).items())[1:]:
         typer.echo(f"classifier {name}: Recall@1 {v['recall@1']:.4f}  ECE {v['ece']:.4f}")
     if "baseline" in m:

@@ -31,6 +31,7 @@ from fungalzsl.eval.report import training_summary
 from fungalzsl.eval.scoring import (
     EmbeddedSplit,
     Scored,
+    Stacking,
     embed_split,
     restrict,
     retrieval_metrics,
@@ -124,6 +125,37 @@ def embed_inputs(
     return split_emb, embed_split(model, held.paths, held.labels, inputs.classes, batch_size)
 
 
+def stacking_inputs(inputs: EvalInputs, budget: float, batch_size: int) -> Stacking:
+    """Calibrated stacking's seen-class split: the validation images of the run's own training data
+    (RUN/config.json ``data``), its trained classes only, embedded by the evaluated model."""
+    from fungalzsl.eval.gzsl import check_budget, seen_mask
+
+    budget = check_budget(budget)
+    cfg = inputs.source.config
+    if inputs.source.run_dir is None or not isinstance(cfg.get("classes"), list):
+        raise fail("--stack-budget needs a fine-tuned run (its trained classes)", "pass a run directory")
+    mask = seen_mask(inputs.classes, cfg["classes"])
+    data = Path(str(cfg.get("data") or ""))
+    if not (data / "val").is_dir():
+        raise fail(
+            f"--stack-budget: the run's training data {data} has no val split on disk",
+            "restore the run's data folder (RUN/config.json 'data')",
+        )
+    val = load_eval_images(data, "val")
+    keep = [
+        i
+        for i, y in enumerate(val.labels)
+        if val.classes[y] in inputs.classes and mask[inputs.classes.index(val.classes[y])]
+    ]
+    if not keep:
+        raise fail(
+            f"--stack-budget: {data}/val has no images of the run's trained classes", "check the run's data"
+        )
+    paths = [val.paths[i] for i in keep]
+    labels = [inputs.classes.index(val.classes[val.labels[i]]) for i in keep]
+    return Stacking(embed_split(inputs.source.model, paths, labels, inputs.classes, batch_size), mask, budget)
+
+
 @dataclass
 class Scores:
     """Every score of one evaluation: the headline sets, the control classifiers, the start model."""
@@ -147,16 +179,20 @@ def classify(
     kw: dict[str, Any],
     store: TextStore | None = None,
     image_store: ImageStore | None = None,
+    stacking: Stacking | None = None,
 ) -> Scores:
     """Score the headline description sets, then each control classifier on the headline's texts,
     then the start model (``baseline``) on the same images and texts. ``kw``: score_sets' options;
     ``store``: where every text tower's embedded texts are kept for the whole evaluation;
-    ``image_store``: the image-backbone outputs the start model shares when its backbone is the run's."""
+    ``image_store``: the image-backbone outputs the start model shares when its backbone is the run's;
+    ``stacking``: calibrated stacking of the headline sets (eval.gzsl), not of the controls or the
+    start model."""
     source, sets, td, seed = inputs.source, inputs.sets, inputs.training_descriptions, kw["seed"]
     model = cached_text(source.model, store)
     scored = score_sets(
-        model, split_emb, sets, stored=inputs.stored, calibration=cal_split, adapter=source.adapter, **kw
-    )
+        model, split_emb, sets, stored=inputs.stored, calibration=cal_split, adapter=source.adapter,
+        stacking=stacking, **kw,
+    )  # fmt: skip
     # Retrieval for the stored-embeddings case still needs texts: use the training set when on disk.
     if sets == [None] and td is not None:
         scored[0].metrics["retrieval"] = retrieval_metrics(
@@ -322,6 +358,7 @@ def evaluate_run(
     cache_texts: bool = True,
     text_store: TextStore | None = None,
     image_store: ImageStore | None = None,
+    stack_budget: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -336,8 +373,10 @@ def evaluate_run(
     False re-embeds them for every classifier, as before the cache (and the start model runs its own
     image backbone). ``text_store`` / ``image_store``: stores to share with other evaluations of the
     same models (``fungalzsl run`` shares them between the synthetic test and the real set); by
-    default each evaluation has its own. Returns the metrics dict that is also written to
-    ``out/metrics.json``.
+    default each evaluation has its own. ``stack_budget`` (e.g. 0.05) applies calibrated stacking
+    (fungalzsl.eval.gzsl): the run's trained classes' scores are lowered by the shift that moves at
+    most that share of the run's own validation images to an untrained class (``metrics["stacking"]``).
+    Returns the metrics dict that is also written to ``out/metrics.json``.
 
     ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
     the previous one in place, and a folder holding other files is refused."""
@@ -357,6 +396,7 @@ def evaluate_run(
         split_emb, cal_split = embed_inputs(
             inputs, data, split, images, calibrate_on, batch_size, image_store
         )
+        stacking = None if stack_budget is None else stacking_inputs(inputs, stack_budget, batch_size)
         kw = dict(
             classifier=classifier,
             n_boot=n_boot,
@@ -377,6 +417,7 @@ def evaluate_run(
             kw=kw,
             store=text_store,
             image_store=image_store,
+            stacking=stacking,
         )
         metrics = assemble_metrics(
             inputs, scores, split_emb, data=data, split=split, calibrate_on=calibrate_on

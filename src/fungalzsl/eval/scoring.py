@@ -21,6 +21,7 @@ from fungalzsl.eval.classifier import (
     build_classifier,
     fit_logit_scale,
 )
+from fungalzsl.eval.gzsl import StackedClassifier, stack
 from fungalzsl.eval.metrics import classification_metrics, retrieval_recall
 from fungalzsl.predict.embed import embed_images, embed_texts
 from fungalzsl.text.records import DescriptionSet
@@ -47,6 +48,16 @@ class EmbeddedSplit:
     seconds: float
 
 
+@dataclass
+class Stacking:
+    """Calibrated stacking's inputs: seen-class images (labels in the evaluated classes' order), the
+    seen-class mask over those classes and the budget (eval.gzsl)."""
+
+    split: EmbeddedSplit
+    mask: torch.Tensor
+    budget: float
+
+
 def embed_split(
     model: Any, paths: Sequence[Path], labels: Sequence[int], classes: list[str], batch_size: int = 64
 ) -> EmbeddedSplit:
@@ -70,7 +81,7 @@ def embed_split(
 
 def score_set(
     split: EmbeddedSplit,
-    clf: ZeroShotClassifier | AdaptedClassifier,
+    clf: ZeroShotClassifier | AdaptedClassifier | StackedClassifier,
     name: str,
     *,
     n_boot: int = 1000,
@@ -134,11 +145,13 @@ def score_sets(
     max_retrieval_texts: int,
     calibration: EmbeddedSplit | None = None,
     adapter: Any = None,
+    stacking: Stacking | None = None,
 ) -> list[Scored]:
     """Score an embedded split with each description set (``None``: stored embeddings when the
     classifier is ``mean``, else class names only — template/waffle/chils). With ``calibration`` (another
     labelled split, embedded by the same model) each classifier's logit scale is refitted on it first.
-    ``adapter`` (a run written by ``fungalzsl adapt``) is applied on top of the stored embeddings."""
+    ``adapter`` (a run written by ``fungalzsl adapt``) is applied on top of the stored embeddings.
+    ``stacking`` applies calibrated stacking (eval.gzsl) last, its shift fitted on its seen-class split."""
     out = []
     for ds in sets:
         by_class = ds.by_class if ds is not None else None
@@ -154,7 +167,7 @@ def score_sets(
             class_emb = emb[[names.index(c) for c in split.classes]]
         if ds is not None:
             ds.require_classes(split.classes)
-        clf: ZeroShotClassifier | AdaptedClassifier = build_classifier(
+        clf: ZeroShotClassifier | AdaptedClassifier | StackedClassifier = build_classifier(
             source_model,
             split.classes,
             classifier,
@@ -177,9 +190,16 @@ def score_sets(
             before = clf.logit_scale
             clf.logit_scale = fit_logit_scale(clf, calibration.emb, calibration.labels.tolist())
             cal = {"n": len(calibration.labels), "logit_scale_before": before, "logit_scale": clf.logit_scale}
+        stacked = None
+        if stacking is not None:
+            clf, stacked = stack(
+                clf, stacking.split.emb, stacking.split.labels.tolist(), stacking.mask, stacking.budget
+            )
         scored = score_set(split, clf, name, n_boot=n_boot, seed=seed)
         if cal is not None:
             scored.metrics["calibration"] = cal
+        if stacked is not None:
+            scored.metrics["stacking"] = stacked
         scored.metrics["retrieval"] = retrieval_metrics(source_model, split, ds, seed, max_retrieval_texts)
         scored.metrics["descriptions"] = (
             {

@@ -134,6 +134,12 @@ def novel(
         help="mean (one embedding per class) or attributes (scored through visible-attribute prompts, "
         "docs/evaluation.md#true-zero-shot); any --classifier of evaluate works.",
     ),
+    stack_budget: float | None = typer.Option(
+        None,
+        "--stack-budget",
+        help="Calibrated stacking (evaluate --stack-budget): lower the trained classes' scores by the shift "
+        "that moves at most this share (e.g. 0.05) of the run's own val images to a new stage.",
+    ),
 ) -> None:
     """True zero-shot on new growth stages: classify fresh images of the run's classes and of stages it never
     saw among all of them, from descriptions only; per-class recall (95% CI), confusion, trained Recall@1."""
@@ -149,6 +155,7 @@ def novel(
         seed=seed,
         n_boot=bootstrap,
         classifier=classifier,
+        stack_budget=stack_budget,
     )
     for r in res["rows"]:
         stages = "  ".join(f"{c} {r['per_class'][c]['recall']:.3f}" for c in res["novel"])

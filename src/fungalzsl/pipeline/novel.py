@@ -135,10 +135,11 @@ def novel_stages(
     progress: bool = True,
     model: Any = None,
     classifier: str = "mean",
+    stack_budget: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (see the module docstring); returns what ``OUT/novel.json`` holds. ``model``
     (a model object) scores in place of the run's weights; the run still names classes, set and data.
-    ``classifier`` is evaluate's (``mean``; ``attributes``: eval.attributes)."""
+    ``classifier`` and ``stack_budget`` (calibrated stacking, eval.gzsl) are evaluate's."""
     from fungalzsl.synth import generate_dataset
 
     run = resolve_run_dir(run, "novel")
@@ -163,11 +164,14 @@ def novel_stages(
         generate_dataset(data, test_preset, num_images=n * len(all_classes), seed=seed, progress=progress)
         rows = []
         for name, path in sets:
-            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False)  # fmt: skip
-            rows.append(_row(name, m, all_classes, trained, n_boot, seed))
+            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False, stack_budget=stack_budget)  # fmt: skip
+            row = _row(name, m, all_classes, trained, n_boot, seed)
+            if "stacking" in m:
+                row["stacking"] = m["stacking"]
+            rows.append(row)
         result = {
             "protocol": "novel-stages", "run": str(run), "trained": trained, "novel": list(classes),
-            "classes": all_classes, "n_per_class": n, "seed": seed, "classifier": classifier, "style": preset.variation.style, "rows": rows,
+            "classes": all_classes, "n_per_class": n, "seed": seed, "classifier": classifier, "stack_budget": stack_budget, "style": preset.variation.style, "rows": rows,
         }  # fmt: skip
         columns = ["set", "class", "recall", "ci_low", "ci_high", "support"]
         table = [
