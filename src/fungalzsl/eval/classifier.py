@@ -179,11 +179,15 @@ class ZeroShotClassifier:
 class AdaptedClassifier:
     """The stored-embeddings classifier of a run written by ``fungalzsl adapt``, with its few-shot
     adapter on top (:mod:`fungalzsl.fewshot.adapter`): ``base`` scores the adapter's classes in its
-    order, the adapter turns those logits into its own, and the data's ``classes`` are picked out."""
+    order, the adapter turns those logits into its own, and the data's ``classes`` are picked out.
+
+    An adapter fitted on backbone features or 8 views scores ``inputs`` (one row per image of the
+    embeddings it is given, :mod:`fungalzsl.fewshot.features`), which the caller sets for each split."""
 
     base: ZeroShotClassifier
     adapter: Any
     classes: list[str]
+    inputs: torch.Tensor | None = None
 
     @property
     def method(self) -> str:
@@ -198,7 +202,12 @@ class AdaptedClassifier:
         self.base.logit_scale = value
 
     def logits(self, image_emb: torch.Tensor) -> torch.Tensor:
-        full = self.adapter.logits(image_emb, self.base.logits(image_emb))
+        x = image_emb
+        if self.adapter.needs_own_inputs:
+            if self.inputs is None or len(self.inputs) != len(image_emb):
+                raise ValueError("this adapter scores its own features: set inputs for these images")
+            x = self.inputs
+        full = self.adapter.logits(x, self.base.logits(image_emb))
         return full[:, [self.adapter.classes.index(c) for c in self.classes]]
 
     def probabilities(self, image_emb: torch.Tensor) -> torch.Tensor:

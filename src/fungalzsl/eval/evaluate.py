@@ -117,12 +117,30 @@ def embed_inputs(
     (``image_store``: image-backbone outputs shared with the start model, fungalzsl.eval.imagecache)."""
     model = cached_image(inputs.source.model, image_store)
     split_emb = embed_split(model, inputs.found.paths, inputs.found.labels, inputs.classes, batch_size)
+    with_adapter_inputs(split_emb, model, inputs.source.adapter, batch_size)
     if not calibrate_on:
         return split_emb, None
     if calibrate_on == split:
         raise fail(f"--calibrate-on {calibrate_on} is the split being evaluated", "calibrate on val")
     held = align_labels(load_eval_images(data, calibrate_on, images), inputs.classes)
-    return split_emb, embed_split(model, held.paths, held.labels, inputs.classes, batch_size)
+    cal = embed_split(model, held.paths, held.labels, inputs.classes, batch_size)
+    return split_emb, with_adapter_inputs(cal, model, inputs.source.adapter, batch_size)
+
+
+def with_adapter_inputs(split: EmbeddedSplit, model: Any, adapter: Any, batch_size: int) -> EmbeddedSplit:
+    """Add the inputs of an adapter fitted on backbone features or 8 views (a second pass over the images)."""
+    if adapter is None or not adapter.needs_own_inputs:
+        return split
+    from fungalzsl.fewshot.features import embed_paths
+
+    with step(
+        f"adapter features of {len(split.paths)} images ({adapter.features}, {adapter.views} views)", now=True
+    ):
+        views, _kept, errors = embed_paths(model, split.paths, adapter.views, batch_size)
+    if errors:
+        raise fail(f"an image changed while it was evaluated ({errors[0]})", "evaluate again")
+    split.adapter_inputs = views.pick(adapter.features, adapter.views)
+    return split
 
 
 def stacking_inputs(inputs: EvalInputs, budget: float, batch_size: int) -> Stacking:

@@ -46,6 +46,8 @@ class EmbeddedSplit:
     emb: torch.Tensor
     errors: list[str]
     seconds: float
+    # the inputs of an adapter fitted on other features or views (fewshot.features), one row per image
+    adapter_inputs: torch.Tensor | None = None
 
 
 @dataclass
@@ -180,6 +182,7 @@ def score_sets(
         if adapter is not None and class_emb is not None:
             assert stored is not None
             clf = adapted_classifier(adapter, stored, split.classes, clf.logit_scale)
+            clf.inputs = split.adapter_inputs
         name = (
             ds.name
             if ds is not None
@@ -188,7 +191,11 @@ def score_sets(
         cal = None
         if calibration is not None:
             before = clf.logit_scale
+            if isinstance(clf, AdaptedClassifier):
+                clf.inputs = calibration.adapter_inputs
             clf.logit_scale = fit_logit_scale(clf, calibration.emb, calibration.labels.tolist())
+            if isinstance(clf, AdaptedClassifier):
+                clf.inputs = split.adapter_inputs
             cal = {"n": len(calibration.labels), "logit_scale_before": before, "logit_scale": clf.logit_scale}
         stacked = None
         if stacking is not None:

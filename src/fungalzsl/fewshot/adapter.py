@@ -4,14 +4,18 @@
 Files (names in :mod:`fungalzsl.rundir`):
 
 * ``RUN/adapter.json``: ``{"format": "fungalzsl-adapter-v1", "method": "tip"|"probe"|"prototype"|"anchored",
-  "classes": [...], "params": {...}, ...provenance}`` (``params``: tip ``alpha``, ``beta``; probe ``l2``;
+  "features": "embedding"|"backbone", "views": 1|8, "classes": [...], "params": {...}, ...provenance}``
+  (:mod:`fungalzsl.fewshot.features`; a file without ``features`` / ``views``, written before they
+  existed, means ``embedding`` / 1) (``params``: tip ``alpha``, ``beta``; probe ``l2``;
   prototype ``scale``; anchored ``scale``, ``text_weight``);
 * ``RUN/adapter.safetensors``: tip ``keys`` (N, D) and ``key_labels`` (N,) — the shots' normalised
   embeddings and class indices; probe ``weight`` (C, D) and ``bias`` (C,); prototype and anchored ``prototypes`` (C, D) (anchored's
   already hold the text: scoring is the prototype formula).
 
-Scoring (formulas in :mod:`fungalzsl.fewshot.methods`): the zero-shot logits ``s · cos(x, c_k)`` go in,
-adapted logits come out, probabilities are their softmax. Only tip uses the zero-shot logits."""
+Scoring (formulas in :mod:`fungalzsl.fewshot.methods`): the adapter's inputs ``x`` (its ``features`` under
+its ``views``) and the zero-shot logits ``s · cos(e, c_k)`` of the centre-crop embedding ``e`` go in,
+adapted logits come out, probabilities are their softmax. Only tip uses the zero-shot logits; anchored
+needs the text in the space of ``x`` and so fits on ``embedding`` features only."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 
 from fungalzsl.errors import fail
 from fungalzsl.fewshot import methods as m
+from fungalzsl.fewshot.features import FEATURES, VIEWS
 from fungalzsl.io import atomic_write_json, read_text_file
 from fungalzsl.rundir import ADAPTER_FILE, ADAPTER_TENSORS_FILE
 from fungalzsl.tensorfile import load_tensors, save_tensors
@@ -47,9 +52,16 @@ class Adapter:
     tensors: dict[str, torch.Tensor]
     params: dict[str, float]
     info: dict[str, Any] = field(default_factory=dict)
+    features: str = "embedding"
+    views: int = 1
+
+    @property
+    def needs_own_inputs(self) -> bool:
+        """Whether scoring needs more than the centre-crop embedding (other features or more views)."""
+        return self.features != "embedding" or self.views != 1
 
     def logits(self, x: torch.Tensor, zs_logits: torch.Tensor) -> torch.Tensor:
-        """(N, C) adapted logits of (N, D) image embeddings, given their (N, C) zero-shot logits."""
+        """(N, C) adapted logits of (N, D) adapter inputs (its features), given their (N, C) zero-shot logits."""
         t, p = self.tensors, self.params
         if self.method == "tip":
             return m.tip_logits(
@@ -68,12 +80,35 @@ def fit_adapter(
     zs_logits: torch.Tensor,
     logit_scale: float,
     class_embeddings: torch.Tensor | None = None,
+    features: str = "embedding",
+    views: int = 1,
 ) -> Adapter:
     """Fit ``method`` on shots ``x`` (N, D) with labels (N,); hyper-parameters chosen on the shots.
 
-    ``class_embeddings`` (C, D), the run's class text embeddings, are needed by ``anchored`` only."""
+    ``x`` are ``features`` under ``views`` (recorded in the adapter); ``class_embeddings`` (C, D), the
+    run's class text embeddings, are needed by ``anchored`` only, which refuses backbone features."""
+    adapter = _fit(method, x, labels, classes, zs_logits, logit_scale, class_embeddings, features)
+    adapter.features, adapter.views = features, views
+    return adapter
+
+
+def _fit(
+    method: str,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    zs_logits: torch.Tensor,
+    logit_scale: float,
+    class_embeddings: torch.Tensor | None,
+    features: str,
+) -> Adapter:
     if method not in ADAPTER_METHODS:
         raise fail(f"unknown adapter method {method!r}", f"choose one of: {', '.join(ADAPTER_METHODS)}")
+    if method == "anchored" and features != "embedding":
+        raise fail(
+            f"the anchored adapter cannot use {features} features: its class text lives in the embedding space",
+            "use --features embedding, or --method prototype, probe or tip with backbone features",
+        )
     x = torch.nn.functional.normalize(x.float(), dim=-1)
     labels = labels.long()
     c = len(classes)
@@ -105,6 +140,8 @@ def save_adapter(run: Path, adapter: Adapter) -> None:
         {
             "format": FORMAT,
             "method": adapter.method,
+            "features": adapter.features,
+            "views": adapter.views,
             "classes": adapter.classes,
             "params": adapter.params,
             **adapter.info,
@@ -130,6 +167,13 @@ def load_adapter(run: str | Path) -> Adapter | None:
         raise fail(
             f"{Path(run) / ADAPTER_TENSORS_FILE} lacks {', '.join(missing)}", "rerun 'fungalzsl adapt'"
         )
-    info = {k: v for k, v in spec.items() if k not in ("format", "method", "classes", "params")}
+    features, views = spec.get("features", "embedding"), spec.get("views", 1)
+    if features not in FEATURES or views not in VIEWS:
+        raise fail(f"{path} has features {features!r}, views {views!r}", "rerun 'fungalzsl adapt'")
+    info = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("format", "method", "classes", "params", "features", "views")
+    }
     params = {k: float(v) for k, v in (spec.get("params") or {}).items()}
-    return Adapter(method, [str(c) for c in spec["classes"]], tensors, params, info)
+    return Adapter(method, [str(c) for c in spec["classes"]], tensors, params, info, features, int(views))

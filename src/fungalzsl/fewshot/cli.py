@@ -27,6 +27,15 @@ def adapt(
         "--method",
         help="anchored (class centroids with the class text as one more shot; measured best on real-dev and a synthetic micrograph set), prototype (class centroids), probe (logistic regression) or tip (Tip-Adapter cache + zero-shot).",
     ),
+    features: str = typer.Option(
+        "embedding",
+        "--features",
+        help="What the adapter fits on: embedding (the run's image embedding, the text's space) or backbone "
+        "(the image tower's pooled features before the projection; not with anchored).",
+    ),
+    views: int = typer.Option(
+        1, "--views", help="1 (centre crop) or 8 (mean over flips and rotations: 8 forward passes per image)."
+    ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
 ) -> None:
@@ -38,17 +47,23 @@ def adapt(
     from fungalzsl.runtime import configure_torch_threads
 
     configure_torch_threads()
-    adapter = adapt_run(run_dir, shots, out, method=method, batch_size=batch_size, device=device)
+    adapter = adapt_run(run_dir, shots, out, method=method, batch_size=batch_size, device=device,
+                        features=features, views=views)  # fmt: skip
     counts = ", ".join(f"{c} {n}" for c, n in adapter.info["shots_per_class"].items())
     params = ", ".join(f"{k}={v:g}" for k, v in adapter.params.items())
-    typer.echo(f"adapted run written to {out} ({method}; {params}; shots: {counts})")
+    typer.echo(f"adapted run written to {out} ({method} on {features}, {views} view{'s' * (views > 1)}; "
+               f"{params}; shots: {counts})")  # fmt: skip
+
+
+def _parse_ints(text: str, option: str, example: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"{option} {text!r} is not a list of integers", f"e.g. {option} {example}") from None
 
 
 def _parse_ks(text: str) -> list[int]:
-    try:
-        ks = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise fail(f"--k {text!r} is not a list of integers", "e.g. --k 1,2,5,10") from None
+    ks = _parse_ints(text, "--k", "1,2,5,10")
     if not ks or min(ks) < 1:
         raise fail(f"--k {text!r} must list positive shot counts", "k = 0 (zero-shot) is always reported")
     return ks
@@ -68,18 +83,26 @@ def fewshot(
         "--methods",
         help="Methods to score, comma separated (zeroshot: the run's classifier on the same query images).",
     ),
+    features: str = typer.Option(
+        "embedding", "--features", help="Feature kinds to compare, comma separated: embedding, backbone."
+    ),
+    views: str = typer.Option("1", "--views", help="View counts to compare, comma separated: 1, 8."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
 ) -> None:
     """Few-shot protocol: k shots per class drawn from DATA, the rest scored, mean and 95% CI per k.
 
-    A class with fewer than k + 1 images gives all but one of them as shots (the row says 'capped')."""
+    A class with fewer than k + 1 images gives all but one of them as shots (the row says 'capped').
+    Every --features x --views pair is an arm scored on the same draws (anchored: embedding only)."""
     from fungalzsl.fewshot.report import fewshot_run
     from fungalzsl.runtime import configure_torch_threads
 
     configure_torch_threads()
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    results = fewshot_run(run_dir, data, out, _parse_ks(k), repeats, seed, chosen, batch_size, device)
+    kinds = [f.strip() for f in features.split(",") if f.strip()] or ["embedding"]
+    counts = _parse_ints(views, "--views", "1,8") or [1]
+    results = fewshot_run(run_dir, data, out, _parse_ks(k), repeats, seed, chosen, batch_size, device,
+                          kinds, counts)  # fmt: skip
     for kk in results["ks"]:
         row = next(r for r in results["results"] if r["k"] == kk)
         if row["capped"]:

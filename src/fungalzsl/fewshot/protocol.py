@@ -138,11 +138,16 @@ def run_protocol(
     seed: int = 0,
     advance: Callable[[], None] | None = None,
     class_embeddings: torch.Tensor | None = None,
+    features: str = "embedding",
+    views: int = 1,
 ) -> dict[str, Any]:
     """Every (k, method) over ``repeats`` draws; ``advance`` is called once per draw (a progress bar).
 
-    ``class_embeddings`` (C, D): the run's class text embeddings, for the ``anchored`` method."""
+    ``class_embeddings`` (C, D): the run's class text embeddings, for the ``anchored`` method. The
+    adapters fit and score ``embedded.inputs(features, views)``; ``zs_logits`` are the zero-shot logits
+    of the centre crops, as the Classifier computes them."""
     y = embedded.labels.numpy()
+    x = embedded.inputs(features, views)
     counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
     sources = np.asarray(embedded.sources)
     rows: list[dict[str, Any]] = []
@@ -156,10 +161,10 @@ def run_protocol(
                 if method == ZERO_SHOT:
                     pred, fitted = zs_logits[d.query].argmax(-1).numpy(), {}
                 else:
-                    adapter = fit_adapter(method, embedded.emb[d.shots], embedded.labels[d.shots], classes,
-                                          zs_logits[d.shots], logit_scale, class_embeddings)  # fmt: skip
+                    adapter = fit_adapter(method, x[d.shots], embedded.labels[d.shots], classes, zs_logits[d.shots],
+                                          logit_scale, class_embeddings, features, views)  # fmt: skip
                     with torch.no_grad():
-                        pred = adapter.logits(embedded.emb[d.query], zs_logits[d.query]).argmax(-1).numpy()
+                        pred = adapter.logits(x[d.query], zs_logits[d.query]).argmax(-1).numpy()
                     fitted = adapter.params
                 per_method[method].append(scores(y[d.query], pred, sources[d.query]))
                 params[method].append(fitted)
@@ -167,6 +172,7 @@ def run_protocol(
                 advance()
         capped = any(n < k for n in shots.values())
         for method in methods:
-            rows.append({"k": k, "method": method, "shots_per_class": shots, "capped": capped,
+            rows.append({"k": k, "method": method, "features": features, "views": views,
+                         "shots_per_class": shots, "capped": capped,
                          **_summary(per_method[method]), "params": params[method]})  # fmt: skip
     return {"images_per_class": counts, "results": rows}

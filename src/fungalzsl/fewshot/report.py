@@ -5,6 +5,7 @@ whole or not at all (:func:`fungalzsl.outdir.staged_dir`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,15 +42,19 @@ def results_table(results: dict[str, Any]) -> str:
         f"{results['repeats']} draws per k, seed {results['seed']}; mean [95% CI]. Images per class: "
         + ", ".join(f"{c} {n}" for c, n in results["images_per_class"].items()),
         "",
-        "| k | method | shots per class | balanced accuracy | accuracy | " + " | ".join(sources) + " |",
-        "|---|---|---|---|---|" + "---|" * len(sources),
+        "| k | features | views | method | shots per class | balanced accuracy | accuracy | "
+        + " | ".join(sources)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(sources),
     ]
     zs_cells = {
         key: f"{zs[key]:.3f} [{zs['ci95'][key][0]:.3f}, {zs['ci95'][key][1]:.3f}]"
         for key in ("balanced_accuracy", "accuracy")
     }
     per = " | ".join(f"{zs['per_source'][s]['balanced_accuracy']:.3f}" for s in sources)
-    lines.append(f"| 0 | zero-shot | 0 | {zs_cells['balanced_accuracy']} | {zs_cells['accuracy']} | {per} |")
+    lines.append(
+        f"| 0 | embedding | 1 | zero-shot | 0 | {zs_cells['balanced_accuracy']} | {zs_cells['accuracy']} | {per} |"
+    )
     for row in results["results"]:
         shots = "/".join(str(n) for n in row["shots_per_class"].values()) + (
             " (capped)" if row["capped"] else ""
@@ -58,7 +63,8 @@ def results_table(results: dict[str, Any]) -> str:
             f"{row['per_source'][s]['balanced_accuracy']:.3f}" if s in row["per_source"] else "-"
             for s in sources
         )
-        lines.append(f"| {row['k']} | {_METHOD_NAMES[row['method']]} | {shots} | {_cell(row['balanced_accuracy'])} "
+        arm = f"{row.get('features', 'embedding')} | {row.get('views', 1)}"
+        lines.append(f"| {row['k']} | {arm} | {_METHOD_NAMES[row['method']]} | {shots} | {_cell(row['balanced_accuracy'])} "
                      f"| {_cell(row['accuracy'])} | {per} |")  # fmt: skip
     lines += ["", "Per-source columns: balanced accuracy over the classes that source has (mean over draws)."]
     return "\n".join(lines) + "\n"
@@ -70,13 +76,19 @@ def plot_fewshot(results: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     zs = results["zero_shot"]
-    for method in results["methods"]:
-        rows = [r for r in results["results"] if r["method"] == method]
+    arms = dict.fromkeys(
+        (r["method"], r.get("features", "embedding"), r.get("views", 1)) for r in results["results"]
+    )
+    several = len({a[1:] for a in arms}) > 1
+    for method, features, views in arms:
+        rows = [r for r in results["results"] if (r["method"], r.get("features", "embedding"), r.get("views", 1))
+                == (method, features, views)]  # fmt: skip
+        label = _METHOD_NAMES[method] + (f" ({features}, {views} view{'s' * (views > 1)})" if several else "")
         ks = [0] + [r["k"] for r in rows]
         mean = [zs["balanced_accuracy"]] + [r["balanced_accuracy"]["mean"] for r in rows]
         lo = [zs["ci95"]["balanced_accuracy"][0]] + [r["balanced_accuracy"]["ci95"][0] for r in rows]
         hi = [zs["ci95"]["balanced_accuracy"][1]] + [r["balanced_accuracy"]["ci95"][1] for r in rows]
-        (line,) = ax.plot(ks, mean, marker="o", label=_METHOD_NAMES[method])
+        (line,) = ax.plot(ks, mean, marker="o", label=label)
         ax.fill_between(ks, lo, hi, color=line.get_color(), alpha=0.15)
     ax.axhline(1 / len(results["classes"]), color="grey", ls=":", lw=1, label="chance")
     ax.set(
@@ -97,13 +109,17 @@ def fewshot_run(
     methods: Sequence[str] = DEFAULT_METHODS,
     batch_size: int = 32,
     device: str = "cpu",
+    features: Sequence[str] = ("embedding",),
+    views: Sequence[int] = (1,),
 ) -> dict[str, Any]:
-    """The protocol on ``data`` with ``run_dir``; returns what ``OUT/results.json`` holds."""
+    """The protocol on ``data`` with ``run_dir``, for every feature kind and view count (the arms;
+    ``anchored`` is left out on backbone features); returns what ``OUT/results.json`` holds."""
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fungalzsl.fewshot.adapt import embed_labelled
+    from fungalzsl.fewshot.features import check_features
     from fungalzsl.fewshot.protocol import ZERO_SHOT, run_protocol, zero_shot
     from fungalzsl.labelled import read_labelled
     from fungalzsl.predict.classifier import Classifier
@@ -115,20 +131,34 @@ def fewshot_run(
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise fail(f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(known)}")
+    arms = [(f, v) for f in dict.fromkeys(features) for v in sorted(set(views))]
+    for f, v in arms:
+        check_features(f, v)
     with staged_dir(out, FEWSHOT_FILES, "a few-shot evaluation") as stage:
         clf = Classifier.load(run_dir, device=device)
         if clf.adapter is not None:
             raise fail(f"{run_dir} is already adapted", "run the protocol on the run it was adapted from")
         items = read_labelled(data, clf.classes)
-        embedded = embed_labelled(clf.model, items, clf.classes, "images", batch_size)
+        t0 = time.perf_counter()
+        embedded = embed_labelled(
+            clf.model, items, clf.classes, "images", batch_size, max(v for _, v in arms)
+        )
+        embed_s = time.perf_counter() - t0
         with torch.no_grad():
             zs_logits = clf.scores(embedded.emb)
+        rows: list[dict[str, Any]] = []
         with Progress(TextColumn("[bold]few-shot draws"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True)) as prog:  # fmt: skip
-            task = prog.add_task("draws", total=len(ks) * repeats)
-            body = run_protocol(embedded, zs_logits, clf.classes, clf.logit_scale, ks=ks, repeats=repeats,
-                                methods=list(methods), seed=seed, advance=lambda: prog.advance(task),
-                                class_embeddings=clf.class_embeddings)  # fmt: skip
+            task = prog.add_task("draws", total=len(ks) * repeats * len(arms))
+            for f, v in arms:
+                # zero-shot does not depend on the arm: scored once; anchored needs the text's space
+                skip = {"anchored"} if f != "embedding" else set()
+                skip |= {ZERO_SHOT} if (f, v) != arms[0] else set()
+                arm_methods = [m for m in methods if m not in skip]
+                body = run_protocol(embedded, zs_logits, clf.classes, clf.logit_scale, ks=ks, repeats=repeats,
+                                    methods=arm_methods, seed=seed, advance=lambda: prog.advance(task),
+                                    class_embeddings=clf.class_embeddings, features=f, views=v)  # fmt: skip
+                rows += body["results"]
         results = {
             "run": str(run_dir),
             "data": str(data),
@@ -137,9 +167,12 @@ def fewshot_run(
             "repeats": repeats,
             "ks": ks,
             "methods": list(methods),
+            "features": [f for f in dict.fromkeys(features)],
+            "views": sorted(set(views)),
             "images_per_class": body["images_per_class"],
+            "embed_seconds_per_image": round(embed_s / len(items), 4),
             "zero_shot": zero_shot(embedded, zs_logits, seed),
-            "results": body["results"],
+            "results": sorted(rows, key=lambda r: r["k"]),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_json(stage / "results.json", results)

@@ -51,6 +51,22 @@ class TwoTowerModel(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         return self.text_head(self.text_trunk(list(texts), 0), 0)
 
+    def encode_image_with_backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass, two outputs: the normalised embedding (B, D) that ``encode_image`` gives and
+        the image tower's backbone features (B, F), not normalised (few-shot adapters fit on them).
+
+        Built on the split forward: the backbone features are ``image_trunk(x, n)`` flattened, ``n`` all
+        image groups. For ``lite`` that is the pooled pre-projection vector (EfficientNet-Lite0: 1280-d);
+        a backend whose full split already holds the projection overrides this (transformers: the
+        pooler output before ``visual_projection``); open_clip's full split is its tower output."""
+        n = len(self.layer_groups()["image"])
+        h = self.image_trunk(x, n)
+        return self.image_head(h, n), h.flatten(1)
+
+    def backbone_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F) image backbone features (see :meth:`encode_image_with_backbone`)."""
+        return self.encode_image_with_backbone(x)[1]
+
     def clamped_logit_scale(self) -> torch.Tensor:
         """exp(logit_scale) with 1/tau capped at 100, as CLIP does (``predict.zeroshot.clamp_logit_scale``)."""
         return clamp_logit_scale(self.logit_scale)

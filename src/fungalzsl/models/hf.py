@@ -131,6 +131,10 @@ class HFClipModel(TwoTowerModel):
     def image_trunk(self, x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
         return x if n == start else self._image(x)
 
+    def encode_image_with_backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, pooled = fam.image_features_and_backbone(self.model, x)
+        return l2norm(emb), pooled
+
     def image_head(self, h: torch.Tensor, n: int) -> torch.Tensor:
         return l2norm(h if n else self._image(h))
 

@@ -76,15 +76,21 @@ def logit_bias(model: nn.Module) -> float | None:
 
 
 def image_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return image_features_and_backbone(model, x)[0]
+
+
+def image_features_and_backbone(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(projected image features, the pooled features the projection reads) of one vision pass."""
     fam = family(model)
     out = model.vision_model(pixel_values=x)
     if fam == "blip_itm":
-        return model.vision_proj(out.last_hidden_state[:, 0, :])
+        cls = out.last_hidden_state[:, 0, :]
+        return model.vision_proj(cls), cls
     pooled = out.pooler_output
     if pooled.ndim > 2:  # ALIGN's pooler keeps 1×1 spatial dims in some versions
         pooled = pooled.flatten(1)
     proj = getattr(model, "visual_projection", None)
-    return proj(pooled) if proj is not None else pooled  # ALIGN and SigLIP have no image projection
+    return (proj(pooled) if proj is not None else pooled), pooled  # ALIGN and SigLIP: no projection
 
 
 def text_features(model: nn.Module, enc: dict[str, torch.Tensor]) -> torch.Tensor:

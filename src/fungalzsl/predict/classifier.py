@@ -104,17 +104,32 @@ class Classifier:
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, C) class probabilities for a batch of preprocessed images."""
-        device = self.class_embeddings.device
-        emb = self.model.encode_image(batch.to(next(self.model.parameters()).device)).float().to(device)
-        return self.scores(emb).softmax(dim=-1)
+        """(B, C) class probabilities for a batch of preprocessed images.
 
-    def scores(self, emb: torch.Tensor) -> torch.Tensor:
-        """(N, C) logits of (N, D) image embeddings: zero-shot, then the adapter when there is one."""
+        An adapter fitted on backbone features or on 8 views gets them computed here (8 views: 8
+        forward passes per image); otherwise one forward pass gives the embedding both use."""
+        device = self.class_embeddings.device
+        x = batch.to(next(self.model.parameters()).device)
+        if self.adapter is None or not self.adapter.needs_own_inputs:
+            return self.scores(self.model.encode_image(x).float().to(device)).softmax(dim=-1)
+        from fungalzsl.fewshot.features import adapter_inputs
+
+        emb, inputs = adapter_inputs(self.model, x, self.adapter.features, self.adapter.views)
+        return self.scores(emb.to(device), inputs.to(device)).softmax(dim=-1)
+
+    def scores(self, emb: torch.Tensor, adapter_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, C) logits of (N, D) centre-crop image embeddings: zero-shot, then the adapter when there is
+        one, on ``adapter_inputs`` (its features and views; needed when they are not ``emb``)."""
         from fungalzsl.predict.zeroshot import class_logits
 
         logits = class_logits(emb, self.class_embeddings, self.logit_scale)
-        return logits if self.adapter is None else self.adapter.logits(emb, logits)
+        if self.adapter is None:
+            return logits
+        if adapter_inputs is None:
+            if self.adapter.needs_own_inputs:
+                raise ValueError("this adapter scores its own features: pass adapter_inputs")
+            adapter_inputs = emb
+        return self.adapter.logits(adapter_inputs, logits)
 
     def predict(self, images: Images, batch_size: int = 32) -> list[Prediction]:
         """Classify files, folders, glob patterns or PIL images; unreadable inputs get an ``error``."""
