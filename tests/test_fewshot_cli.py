@@ -138,7 +138,7 @@ def test_fewshot_protocol_end_to_end(run_dir, tmp_path):
     res = _ok(
         ["fewshot", run_dir, "--data", data, "--k", "1,2,5", "--repeats", "2", "--out", out, "--seed", "3"]
     )
-    assert "shots capped" in res.stderr and "| 0 | zero-shot |" in res.stdout
+    assert "shots capped" in res.stderr and "| 0 | embedding | 1 | zero-shot |" in res.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["ks"] == [1, 2, 5] and results["images_per_class"] == {c: 4 for c in CLASSES}
     assert [(r["k"], r["method"]) for r in results["results"]] == [
