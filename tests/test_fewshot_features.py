@@ -178,3 +178,14 @@ def test_fewshot_protocol_compares_features_and_views(tiny_pipeline, tmp_path) -
     ]
     _one_line_error(["fewshot", tiny_pipeline / "run", "--data", data, "--out", tmp_path / "bad", "--views", "1,x"],
                     "not a list of integers")  # fmt: skip
+
+
+def test_a_model_with_only_encode_image_gives_its_embedding_as_backbone_features() -> None:
+    from fungalzsl.fewshot.features import view_features
+    from keyword_model import KeywordModel
+
+    m = KeywordModel()
+    x = torch.rand(2, 3, 8, 8)
+    emb, backbone = view_features(m, x, 1)
+    want = torch.nn.functional.normalize(m.encode_image(x).float(), dim=-1)
+    assert torch.equal(emb[:, 0], want) and torch.equal(backbone[:, 0], want)

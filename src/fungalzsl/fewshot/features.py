@@ -3,7 +3,8 @@ the :class:`~fungalzsl.predict.classifier.Classifier` (predict, serve) and ``eva
 
 * ``features``: ``embedding``, the run's normalised image embedding (the space of its text classifier), or
   ``backbone``, the image tower's backbone features before the projection
-  (:meth:`fungalzsl.models.base.TwoTowerModel.encode_image_with_backbone`), L2-normalised;
+  (:meth:`fungalzsl.models.base.TwoTowerModel.encode_image_with_backbone`), L2-normalised; a model
+  object with only ``encode_image`` (the small protocol) has no separate backbone: its embedding is used;
 * ``views``: 1, the centre crop ``predict`` sees, or 8, the normalised mean over its 8 flips / 90-degree
   rotations (the dihedral group D4; a micrograph has no "up"): 8 forward passes per image.
 
@@ -46,7 +47,12 @@ def view_features(model: Any, x: torch.Tensor, views: int) -> tuple[torch.Tensor
     views of the batch ``x`` (V = ``views``; view 0 is the centre crop itself)."""
     b = x.shape[0]
     xs = d4_views(x) if views == 8 else x
-    emb, backbone = model.encode_image_with_backbone(xs)
+    both = getattr(model, "encode_image_with_backbone", None)
+    if both is not None:
+        emb, backbone = both(xs)
+    else:  # a model with only the small protocol (encode_image): its embedding stands for its backbone
+        emb = model.encode_image(xs)
+        backbone = emb
 
     def per_image(t: torch.Tensor) -> torch.Tensor:
         return F.normalize(t.float(), dim=-1).reshape(views, b, -1).transpose(0, 1)
