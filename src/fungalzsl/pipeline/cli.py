@@ -82,6 +82,12 @@ def loco(
     split: str = typer.Option("test", "--split"),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the preset's epochs."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
+    stack_budget: float | None = typer.Option(
+        None,
+        "--stack-budget",
+        help="Calibrated stacking (evaluate --stack-budget): lower each run's trained classes by the shift "
+        "that moves at most this share (e.g. 0.05) of its own val images to the held-out class.",
+    ),
 ) -> None:
     """Leave-one-class-out (true zero-shot): fine-tune without each class, evaluate on all classes with
     the held-out one known only through its descriptions; reports per held-out class."""
@@ -98,11 +104,13 @@ def loco(
         split=split,
         overrides={"epochs": epochs} if epochs else None,
         n_boot=bootstrap,
+        stack_budget=stack_budget,
     )
     for r in res["rows"]:
+        gamma = "" if r["gamma"] is None else f"  gamma {r['gamma']:.4f}"
         typer.echo(
             f"without {r['held_out']:<12} Recall@1 {r['recall@1']:.4f}  held-out recall "
-            f"{r['held_out_recall']:.4f}  seen recall {r['seen_recall']:.4f}"
+            f"{r['held_out_recall']:.4f}  seen recall {r['seen_recall']:.4f}{gamma}"
         )
     typer.echo(f"wrote {out / 'loco.md'} and {out / 'report.html'}")
 
