@@ -42,6 +42,7 @@ CLASSIFIERS = ("mean", "attributes")
 RELEASE_PER_CLASS = 200
 # A classifier name ending in STACK is scored with calibrated stacking (evaluate --stack-budget).
 STACK = "+stack"
+TRAINED_ONLY = "@trained"  # real_predictions: the argmax over the run's trained classes only
 REAL_NOVEL = Path(__file__).resolve().parents[1] / "data" / "real-novel"
 
 
@@ -133,10 +134,13 @@ def caption_worded_set(root: Path) -> Path:
     return path
 
 
-def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -> dict:
-    """data/real-novel (real budding-yeast crops) classified among the run's classes + budding-yeast,
-    with the run's set + the novel bank ("bank") and + the microscopist's notes ("notes"): predicted
-    counts per class, and also with calibrated stacking (keys ending in +stack) when ``budget`` is given."""
+def real_predictions(
+    run: Path, folders: list[Path], new: list[str], folder: Path, classifier: str, budget: float | None
+) -> tuple[list[str], list[int], list[str], dict[str, list[int]]]:
+    """Real labelled folders (labels.jsonl) classified among the run's classes + ``new``, with the run's
+    set + the novel bank ("bank") and + the microscopist's notes ("notes"), plain and, when ``budget``
+    is given, with calibrated stacking (keys ending in +stack; gamma from the run's own val images).
+    Returns the classes, true labels, sources and the predicted labels per key."""
     import torch
 
     from fungalzsl.eval.classifier import build_classifier
@@ -149,10 +153,15 @@ def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -
 
     model, cfg = load_run(run)
     model.eval()
-    trained, new = list(cfg["classes"]), ["budding-yeast"]
+    trained = list(cfg["classes"])
     classes = [*trained, *new]
-    imgs = load_eval_images(REAL_NOVEL, "test")
-    emb = embed_split(model, imgs.paths, [classes.index(imgs.classes[y]) for y in imgs.labels], classes)
+    sets = [align_labels(load_eval_images(f, "test"), classes) for f in folders]
+    paths = [p for s in sets for p in s.paths]
+    labels = [y for s in sets for y in s.labels]
+    sources = [src or f.name for f, s in zip(folders, sets) for src in (s.sources or [None] * len(s.paths))]
+    emb = embed_split(model, paths, labels, classes)
+    if len(emb.paths) != len(paths):
+        raise SystemExit(f"unreadable real images: {emb.errors}")
     val = align_labels(load_eval_images(cfg["data"], "val"), classes)
     val_emb = embed_split(model, val.paths, val.labels, classes)
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,10 +174,26 @@ def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -
             variants[set_name + STACK] = stack(clf, val_emb.emb, val_emb.labels.tolist(), mask, budget)[0]
         for key, c in variants.items():
             with torch.no_grad():
-                pred = c.logits(emb.emb).argmax(1).tolist()
-            out[key] = {"n": len(pred), "predicted": {k: pred.count(i) for i, k in enumerate(classes)},
-                        "budding-yeast_recall": pred.count(classes.index("budding-yeast")) / len(pred)}  # fmt: skip
-    return out
+                out[key] = c.logits(emb.emb).argmax(1).tolist()
+        with torch.no_grad():  # the trained classes alone: what evaluating the run on real images does
+            out[set_name + TRAINED_ONLY] = clf.logits(emb.emb)[:, : len(trained)].argmax(1).tolist()
+    return classes, labels, sources, out
+
+
+def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -> dict:
+    """data/real-novel (real budding-yeast crops) classified among the run's classes + budding-yeast
+    (real_predictions): predicted counts per class."""
+    classes, _labels, _sources, preds = real_predictions(run, [REAL_NOVEL], ["budding-yeast"], folder, classifier, budget)  # fmt: skip
+    yeast = classes.index("budding-yeast")
+    return {
+        key: {
+            "n": len(pred),
+            "predicted": {k: pred.count(i) for i, k in enumerate(classes)},
+            "budding-yeast_recall": pred.count(yeast) / len(pred),
+        }
+        for key, pred in preds.items()
+        if not key.endswith(TRAINED_ONLY)
+    }
 
 
 def diagnose(root: Path, name: str, data: Path, bank: Path) -> dict:

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from fungalzsl.eval.methods import BLEND_WEIGHT
 from fungalzsl.pipeline.end_to_end import DEFAULT_CONFIG, run_pipeline
 
 
@@ -139,14 +140,17 @@ def novel(
     classifier: str = typer.Option(
         "mean",
         "--classifier",
-        help="mean (one embedding per class) or attributes (scored through visible-attribute prompts, "
-        "docs/evaluation.md#true-zero-shot); any --classifier of evaluate works.",
+        help="mean (one embedding per class), attributes (scored through visible-attribute prompts, "
+        "docs/evaluation.md#true-zero-shot) or blend (both); any --classifier of evaluate works.",
     ),
     stack_budget: float | None = typer.Option(
         None,
         "--stack-budget",
         help="Calibrated stacking (evaluate --stack-budget): lower the trained classes' scores by the shift "
         "that moves at most this share (e.g. 0.05) of the run's own val images to a new stage.",
+    ),
+    blend_weight: float = typer.Option(
+        BLEND_WEIGHT, "--blend-weight", help="--classifier blend: weight on the attribute scores (0 = mean)."
     ),
 ) -> None:
     """True zero-shot on new growth stages: classify fresh images of the run's classes and of stages it never
@@ -164,6 +168,7 @@ def novel(
         n_boot=bootstrap,
         classifier=classifier,
         stack_budget=stack_budget,
+        blend_weight=blend_weight,
     )
     for r in res["rows"]:
         stages = "  ".join(f"{c} {r['per_class'][c]['recall']:.3f}" for c in res["novel"])
