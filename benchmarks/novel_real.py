@@ -57,10 +57,13 @@ def main() -> None:
     out: dict = {"run": str(args.run), "novel": NOVEL, "stack_budget": args.stack_budget, "rows": {}}
     for name in args.classifiers.split(","):
         base, budget = split_classifier(name, args.stack_budget)
-        classes, labels, sources, preds = real_predictions(args.run, [REAL_DEV, REAL_NOVEL], NOVEL, args.work, base, budget)  # fmt: skip
+        classes, labels, sources, preds, gammas = real_predictions(args.run, [REAL_DEV, REAL_NOVEL], NOVEL, args.work, base, budget)  # fmt: skip
         trained = len(classes) - len(NOVEL)
         for key, pred in preds.items():
-            out["rows"][f"{base}/{key}"] = summarise(classes, labels, sources, pred, trained)
+            out["rows"][f"{base}/{key}"] = {
+                **summarise(classes, labels, sources, pred, trained),
+                "gamma": gammas.get(key),
+            }
         out["classes"] = classes
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(out, indent=2) + "\n")
@@ -70,7 +73,8 @@ def main() -> None:
         cells = [f"{v['right']}/{v['n']}" for v in r["per_class"].values()]
         cells += [f"{r['trained_accuracy']['right']}/{r['trained_accuracy']['n']}"]
         cells += [f"{r['per_source'][s]['right']}/{r['per_source'][s]['n']}" for s in srcs]
-        print(f"| {key} | " + " | ".join(cells) + f" | {r['trained_to_new']} |")
+        gamma = "" if r["gamma"] is None else f" (γ {r['gamma']:.3f})"
+        print(f"| {key}{gamma} | " + " | ".join(cells) + f" | {r['trained_to_new']} |")
 
 
 if __name__ == "__main__":

@@ -138,10 +138,11 @@ def novel_stages(
     classifier: str = "mean",
     stack_budget: float | None = None,
     blend_weight: float = BLEND_WEIGHT,
+    stores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (see the module docstring); returns what ``OUT/novel.json`` holds. ``model``
     (a model object) scores in place of the run's weights; the run still names classes, set and data.
-    ``classifier``, ``stack_budget`` (calibrated stacking, eval.gzsl) and ``blend_weight`` are evaluate's."""
+    ``classifier``, ``stack_budget`` (calibrated stacking, eval.gzsl) and ``blend_weight`` are evaluate's; ``stores`` (``text_store``, ``image_store``) its shared embedding stores."""
     from fungalzsl.synth import generate_dataset
 
     run = resolve_run_dir(run, "novel")
@@ -167,7 +168,7 @@ def novel_stages(
         generate_dataset(data, test_preset, num_images=n * len(all_classes), seed=seed, progress=progress)
         rows = []
         for name, path in sets:
-            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False, stack_budget=stack_budget, blend_weight=blend_weight)  # fmt: skip
+            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False, stack_budget=stack_budget, blend_weight=blend_weight, **(stores or {}))  # fmt: skip
             row = _row(name, m, all_classes, trained, n_boot, seed)
             if "stacking" in m:
                 row["stacking"] = m["stacking"]

@@ -81,6 +81,7 @@ def leave_one_class_out(
     figures: bool = True,
     trainer: Callable[..., Any] | None = None,
     stack_budget: float | None = None,
+    stores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train without each class in turn and evaluate on all classes; returns the per-class table.
 
@@ -88,7 +89,9 @@ def leave_one_class_out(
     class enters the classifier. ``classes`` limits which classes are held out (default: all).
     ``trainer`` defaults to ``fungalzsl.train.loop.train_run`` (same signature). ``stack_budget``
     applies calibrated stacking as ``evaluate --stack-budget`` does (fungalzsl.eval.gzsl): each run's
-    gamma comes from its own view's validation images, the held-out class absent from them."""
+    gamma comes from its own view's validation images, the held-out class absent from them. ``stores``
+    (``text_store``, ``image_store``: evaluate_run's) share embeddings across the runs' evaluations:
+    keyed by the towers' weights, so runs whose frozen backbones are equal share them safely."""
     from fungalzsl.eval.gzsl import check_budget
 
     if trainer is None:
@@ -130,6 +133,7 @@ def leave_one_class_out(
             seed=seed,
             figures=figures,
             stack_budget=stack_budget,
+            **(stores or {}),
         )
         pc = m["per_class"]
         seen_support = sum(pc[c]["support"] for c in keep)
