@@ -42,7 +42,20 @@ CLASSIFIERS = ("mean", "attributes")
 RELEASE_PER_CLASS = 200
 # A classifier name ending in STACK is scored with calibrated stacking (evaluate --stack-budget).
 STACK = "+stack"
+TRAINED_ONLY = "@trained"  # real_predictions: the argmax over the run's trained classes only
 REAL_NOVEL = Path(__file__).resolve().parents[1] / "data" / "real-novel"
+# One text and one image store for every evaluation of the benchmark (evaluate_run's text_store and
+# image_store): keyed by the towers' weights, so the loco runs' frozen MiniLM embeds each text once.
+STORES: dict = {}
+
+
+def stores() -> dict:
+    if not STORES:
+        from fungalzsl.eval.imagecache import ImageStore
+        from fungalzsl.eval.textcache import TextStore
+
+        STORES.update(text_store=TextStore(), image_store=ImageStore())
+    return STORES
 
 
 def split_classifier(name: str, budget: float) -> tuple[str, float | None]:
@@ -133,42 +146,68 @@ def caption_worded_set(root: Path) -> Path:
     return path
 
 
-def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -> dict:
-    """data/real-novel (real budding-yeast crops) classified among the run's classes + budding-yeast,
-    with the run's set + the novel bank ("bank") and + the microscopist's notes ("notes"): predicted
-    counts per class, and also with calibrated stacking (keys ending in +stack) when ``budget`` is given."""
+def real_predictions(
+    run: Path, folders: list[Path], new: list[str], folder: Path, classifier: str, budget: float | None
+) -> tuple[list[str], list[int], list[str], dict[str, list[int]]]:
+    """Real labelled folders (labels.jsonl) classified among the run's classes + ``new``, with the run's
+    set + the novel bank ("bank") and + the microscopist's notes ("notes"), plain and, when ``budget``
+    is given, with calibrated stacking (keys ending in +stack; gamma from the run's own val images).
+    Returns the classes, true labels, sources, the predicted labels per key and stacking's gammas."""
     import torch
 
     from fungalzsl.eval.classifier import build_classifier
     from fungalzsl.eval.gzsl import seen_mask, stack
     from fungalzsl.eval.scoring import embed_split
     from fungalzsl.eval.sources import align_labels, load_eval_images
+    from fungalzsl.eval.textcache import cached_text
     from fungalzsl.models import load_run
     from fungalzsl.pipeline.novel import _sets
     from fungalzsl.text.records import load_description_set
 
     model, cfg = load_run(run)
-    model.eval()
-    trained, new = list(cfg["classes"]), ["budding-yeast"]
+    model = cached_text(model.eval(), stores()["text_store"])
+    trained = list(cfg["classes"])
     classes = [*trained, *new]
-    imgs = load_eval_images(REAL_NOVEL, "test")
-    emb = embed_split(model, imgs.paths, [classes.index(imgs.classes[y]) for y in imgs.labels], classes)
+    sets = [align_labels(load_eval_images(f, "test"), classes) for f in folders]
+    paths = [p for s in sets for p in s.paths]
+    labels = [y for s in sets for y in s.labels]
+    sources = [src or f.name for f, s in zip(folders, sets) for src in (s.sources or [None] * len(s.paths))]
+    emb = embed_split(model, paths, labels, classes)
+    if len(emb.paths) != len(paths):
+        raise SystemExit(f"unreadable real images: {emb.errors}")
     val = align_labels(load_eval_images(cfg["data"], "val"), classes)
     val_emb = embed_split(model, val.paths, val.labels, classes)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {}
+    out, gammas = {}, {}
     for set_name, path in _sets(["bank", "notes"], Path(cfg["descriptions"]["path"]), trained, new, folder):
         clf = build_classifier(model, classes, classifier, load_description_set(path).by_class)
         variants = {set_name: clf}
         if budget is not None:
             mask = seen_mask(classes, trained)
-            variants[set_name + STACK] = stack(clf, val_emb.emb, val_emb.labels.tolist(), mask, budget)[0]
+            variants[set_name + STACK], info = stack(clf, val_emb.emb, val_emb.labels.tolist(), mask, budget)
+            gammas[set_name + STACK] = info["gamma"]
         for key, c in variants.items():
             with torch.no_grad():
-                pred = c.logits(emb.emb).argmax(1).tolist()
-            out[key] = {"n": len(pred), "predicted": {k: pred.count(i) for i, k in enumerate(classes)},
-                        "budding-yeast_recall": pred.count(classes.index("budding-yeast")) / len(pred)}  # fmt: skip
-    return out
+                out[key] = c.logits(emb.emb).argmax(1).tolist()
+        with torch.no_grad():  # the trained classes alone: what evaluating the run on real images does
+            out[set_name + TRAINED_ONLY] = clf.logits(emb.emb)[:, : len(trained)].argmax(1).tolist()
+    return classes, labels, sources, out, gammas
+
+
+def real_novel(run: Path, folder: Path, classifier: str, budget: float | None) -> dict:
+    """data/real-novel (real budding-yeast crops) classified among the run's classes + budding-yeast
+    (real_predictions): predicted counts per class."""
+    classes, _labels, _sources, preds, _gammas = real_predictions(run, [REAL_NOVEL], ["budding-yeast"], folder, classifier, budget)  # fmt: skip
+    yeast = classes.index("budding-yeast")
+    return {
+        key: {
+            "n": len(pred),
+            "predicted": {k: pred.count(i) for i, k in enumerate(classes)},
+            "budding-yeast_recall": pred.count(yeast) / len(pred),
+        }
+        for key, pred in preds.items()
+        if not key.endswith(TRAINED_ONLY)
+    }
 
 
 def diagnose(root: Path, name: str, data: Path, bank: Path) -> dict:
@@ -258,7 +297,13 @@ def bench_recipe(
     if do_loco:
         log(f"{name}: loco")
         loco = leave_one_class_out(
-            data, bank, root / f"loco-{name}", overrides=overrides or None, n_boot=200, figures=False
+            data,
+            bank,
+            root / f"loco-{name}",
+            overrides=overrides or None,
+            n_boot=200,
+            figures=False,
+            stores=stores(),
         )
         out["loco_bank"] = loco_rows(loco)
         for h, row in out["loco_bank"].items():  # where the held-out images went (the default eval)
@@ -273,7 +318,7 @@ def bench_recipe(
                 for h in loco["classes"]:
                     m = evaluate_run(root / f"loco-{name}" / "runs" / f"without-{h}", data, root / f"loco-{name}" / f"evals-{label}-{clf}" / h,
                                      "test", [path], classifier=base, baseline=False, record=False, n_boot=200, figures=False,
-                                     stack_budget=stack)  # fmt: skip
+                                     stack_budget=stack, **stores())  # fmt: skip
                     keep = [c for c in loco["classes"] if c != h]
                     pc = m["per_class"]
                     rows.append({"held_out": h, "held_out_recall": pc[h]["recall"], "held_out_recall_ci95": pc[h].get("recall_ci95"),
@@ -306,6 +351,7 @@ def bench_recipe(
         record=False,
         n_boot=200,
         figures=False,
+        **stores(),
     )
     out["paper_test"] = {"recall@1": m["recall@1"], "ci95": m["ci95"]["recall@1"], "n": m["n"]}
     log(f"{name}: novel")
@@ -315,7 +361,7 @@ def bench_recipe(
         sfx = "" if clf == "mean" else f"-{clf}"
         base, stack = split_classifier(clf, budget)
         res = novel_stages(run, root / f"novel-{name}{sfx}", NOVEL, n=n, descriptions=["bank", str(other_set(root, rel))],
-                           n_boot=200, classifier=base, stack_budget=stack)  # fmt: skip
+                           n_boot=200, classifier=base, stack_budget=stack, stores=stores())  # fmt: skip
         out["novel"].update({k + sfx: v for k, v in novel_rows(res).items()})
         bsfx = "" if base == "mean" else f"-{base}"  # real_novel scores both, plain and stacked
         out["real_novel"].update(

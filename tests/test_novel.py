@@ -109,3 +109,22 @@ def test_the_training_seed_is_refused(fake_run, tmp_path):
 
     with pytest.raises(FungalError, match="training data's seed"):
         novel_stages(fake_run, tmp_path / "o", NOVEL, seed=0)
+
+
+def test_blend_weight_zero_is_the_mean_classification_and_a_bad_weight_is_refused(fake_run, tmp_path):
+    from fungalzsl.cli import app
+    from fungalzsl.pipeline.novel import novel_stages
+
+    sets = tmp_path / "mine.jsonl"
+    words = {"germinating-spore": "alpha", "sporulating-mycelium": "delta", "budding-yeast": "beta"}
+    sets.write_text("".join(json.dumps({"class": c, "text": f"{w} cells"}) + "\n" for c, w in words.items()))
+    kw = dict(n=2, descriptions=[str(sets)], n_boot=20, progress=False, model=_model())
+    mean = novel_stages(fake_run, tmp_path / "m", NOVEL, **kw)
+    blend = novel_stages(fake_run, tmp_path / "b", NOVEL, classifier="blend", blend_weight=0.0, **kw)
+    assert blend["rows"][0]["confusion_matrix"] == mean["rows"][0]["confusion_matrix"]
+    assert blend["blend_weight"] == 0.0 and mean["blend_weight"] is None
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["novel", str(fake_run), "--out", str(out), "--n", "2", "--classifier", "blend",
+                                 "--blend-weight", "-1"])  # fmt: skip
+    assert r.exit_code != 0 and "--blend-weight -1.0: must be in [0, 1]" in r.output
+    assert "Traceback" not in r.output and not out.exists()

@@ -138,3 +138,54 @@ def test_loco_end_to_end_with_lite(tmp_path):
     cfg = json.loads((tmp_path / "loco" / "runs" / "without-mycelium" / "config.json").read_text())
     assert cfg["classes"] == ["spore", "hyphae"] and cfg["status"] == "done"
     assert "| mycelium |" in (tmp_path / "loco" / "loco.md").read_text()
+
+
+def test_loco_with_stacking_finds_the_held_out_class(tmp_path, monkeypatch):
+    """``stack_budget``: each run's gamma comes from its own view's val images (held-out class absent),
+    exactly as ``evaluate --stack-budget`` would fit it on that run."""
+    from fungalzsl.eval import evaluate_run
+
+    # green's text leans blue ("sea"), blue's own leans red ("dusk"): without stacking blue goes to green
+    model = KeywordModel({"red": (1, 0, 0), "green": (0, 1, 0), "sea": (0, 0, 0.9), "dusk": (0.8, 0, 0.6)})
+    monkeypatch.setattr(fungalzsl.models, "load_run", lambda d: (model, json.loads((d / "config.json").read_text())),
+                        raising=False)  # fmt: skip
+    data = make_colour_dataset(tmp_path / "d", n=3, wrong_blue=0)
+    make_colour_dataset(data, n=3, wrong_blue=0, split="val")
+    desc = write_descriptions(
+        tmp_path / "d.jsonl", {"red": ["red"], "green": ["green sea"], "blue": ["dusk"]}
+    )
+
+    def fake_train(view, descriptions, run, model, config, resume=False, overrides=None):
+        classes = json.loads((view / "dataset.json").read_text())["classes"]
+        run.mkdir(parents=True)
+        cfg = {"model": model, "classes": classes, "status": "done", "data": str(view),
+               "descriptions": {"path": str(descriptions)}}  # fmt: skip
+        (run / "config.json").write_text(json.dumps(cfg))
+
+    kw = dict(classes=["blue"], trainer=fake_train, n_boot=20, figures=False)
+    (plain,) = leave_one_class_out(data, desc, tmp_path / "loco", **kw)["rows"]
+    assert plain["held_out_recall"] == 0.0 and plain["gamma"] is None and plain["held_out_row"] == [0, 3, 0]
+    res = leave_one_class_out(data, desc, tmp_path / "loco", stack_budget=0.5, **kw)
+    (row,) = res["rows"]
+    # budget 0.5 of the 6 right val images (red, green): the 3 red ones may go, the green ones stay
+    assert row["per_class_recall"] == {"red": 0.0, "green": 1.0, "blue": 1.0}
+    assert row["seen_recall"] == pytest.approx(0.5) and res["stack_budget"] == 0.5
+    direct = evaluate_run(tmp_path / "loco" / "runs" / "without-blue", data, tmp_path / "ev", "test", [desc],
+                          baseline=False, record=False, n_boot=20, figures=False, stack_budget=0.5)  # fmt: skip
+    assert row["gamma"] == direct["stacking"]["gamma"] > 0
+    md = (tmp_path / "loco" / "loco.md").read_text()
+    assert "seen-class budget 0.5" in md and f"| {row['gamma']:.3f} |" in md
+
+
+def test_loco_bad_stack_budget_is_a_one_line_error_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from fungalzsl.cli import app
+
+    data = make_colour_dataset(tmp_path / "d", n=1)
+    desc = write_descriptions(tmp_path / "f.jsonl", GOOD)
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["loco", "--data", str(data), "--descriptions", str(desc), "--out", str(out),
+                                 "--stack-budget", "1.5"])  # fmt: skip
+    assert r.exit_code != 0 and "--stack-budget 1.5: must be in [0, 1)" in r.output
+    assert "Traceback" not in r.output and not out.exists()

@@ -9,6 +9,8 @@
   2023): the control that asks whether LLM descriptions help beyond ensembling noise around a name.
 - ``chils``: predict over sub-classes from a hierarchy file, map to the parent, with CHiLS' reweighting
   (Novack et al., 2023): sub-class probability times parent probability.
+- ``attributes`` and ``blend`` (eval.attributes): scores through visible-attribute prompts, alone or
+  blended with ``mean``.
 
 Every classifier returns logits; probabilities are softmax(logits), with the model's temperature."""
 
@@ -25,7 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from fungalzsl.errors import fail
-from fungalzsl.eval.attributes import ATTRIBUTE_PROMPTS, attribute_logits, attribute_parts
+from fungalzsl.eval.attributes import (
+    ATTRIBUTE_PROMPTS,
+    BLEND_WEIGHT,
+    BlendClassifier,
+    attribute_logits,
+    attribute_parts,
+    check_blend_weight,
+)
 from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
 from fungalzsl.io import read_text_file
 from fungalzsl.predict.embed import embed_texts
@@ -298,12 +307,14 @@ def build_classifier(
     hierarchy: dict[str, list[str]] | None = None,
     class_emb: torch.Tensor | None = None,
     prompts: Sequence[str] = ATTRIBUTE_PROMPTS,
-) -> ZeroShotClassifier:
+    blend_weight: float = BLEND_WEIGHT,
+) -> Any:
     """Build the ``method`` classifier over ``classes`` with ``model``'s text tower.
 
     ``class_emb`` (C, D), when given with ``method='mean'``, is used as is (a run's stored class
     embeddings) so evaluation needs no text model. ``logit_scale`` defaults to the model's. ``prompts``
-    are the attribute prompts of ``method='attributes'`` (eval.attributes)."""
+    are the attribute prompts of ``method='attributes'`` and ``'blend'``, ``blend_weight`` the blend's
+    weight on them (eval.attributes). A :class:`ZeroShotClassifier`, or a ``BlendClassifier``."""
     classes = list(classes)
     if method not in METHODS:
         raise fail(f"unknown classifier '{method}'", f"choose one of: {', '.join(METHODS)}")
@@ -328,6 +339,11 @@ def build_classifier(
             logit_scale,
             reduce="mean" if method == "sim-mean" else "max",
         )
+    if method == "blend":
+        w = check_blend_weight(blend_weight)
+        kw: dict[str, Any] = dict(logit_scale=logit_scale, prompts=prompts)
+        mean = build_classifier(model, classes, "mean", by_class, class_emb=class_emb, **kw)
+        return BlendClassifier(mean, build_classifier(model, classes, "attributes", by_class, **kw), w)
     if method == "attributes":
         attr_emb, weights = attribute_parts(model, classes, _need(by_class, classes, method), prompts)
         return ZeroShotClassifier(classes, method, attr_emb, torch.arange(len(prompts)), logit_scale,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from fungalzsl.errors import fail
-from fungalzsl.eval.methods import DEFAULT_TEMPLATE, METHODS
+from fungalzsl.eval.methods import BLEND_WEIGHT, DEFAULT_TEMPLATE, METHODS
 
 
 def _check_classifier(name: str) -> str:
@@ -91,6 +91,11 @@ def evaluate(
         help="Calibrated stacking for classes the run never trained on: lower its trained classes' scores "
         "by the shift that moves at most this share (e.g. 0.05) of its own val images to an untrained class.",
     ),
+    blend_weight: float = typer.Option(
+        BLEND_WEIGHT,
+        "--blend-weight",
+        help="--classifier blend: weight on the attribute scores (0 = mean, 1 = attributes' ranking).",
+    ),
     more: list[Path] = _MORE,
 ) -> None:
     """Zero-shot evaluation: Recall@1/2, balanced accuracy, per-class P/R/F1, confusion matrix, ECE,
@@ -117,6 +122,7 @@ def evaluate(
         device=device,
         calibrate_on=calibrate_on,
         stack_budget=stack_budget,
+        blend_weight=blend_weight,
     )
     lo, hi = m["ci95"]["recall@1"]
     typer.echo(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fungalzsl.errors import FungalError
+from fungalzsl.eval.attributes import BLEND_WEIGHT, check_blend_weight
 from fungalzsl.eval.classifier import DEFAULT_TEMPLATE
 from fungalzsl.eval.imagecache import ImageStore, cached_image
 from fungalzsl.eval.inputs import EvalInputs, embed_inputs, load_inputs, stacking_inputs
@@ -254,6 +255,7 @@ def evaluate_run(
     text_store: TextStore | None = None,
     image_store: ImageStore | None = None,
     stack_budget: float | None = None,
+    blend_weight: float = BLEND_WEIGHT,
 ) -> dict[str, Any]:
     """Evaluate a run directory, a model spec (``lite``, ``openclip:...``) or a model object on a split.
 
@@ -271,6 +273,7 @@ def evaluate_run(
     default each evaluation has its own. ``stack_budget`` (e.g. 0.05) applies calibrated stacking
     (fungalzsl.eval.gzsl): the run's trained classes' scores are lowered by the shift that moves at
     most that share of the run's own validation images to an untrained class (``metrics["stacking"]``).
+    ``blend_weight`` is ``classifier='blend'``'s weight on the attribute scores (eval.attributes).
     Returns the metrics dict that is also written to ``out/metrics.json``.
 
     ``out`` is written whole or not at all (fungalzsl.outdir.staged_dir): a killed evaluation leaves
@@ -278,6 +281,7 @@ def evaluate_run(
     if "," in classifier:  # 'mean,template,waffle' from a config file, as on the command line
         first, *rest = [c.strip() for c in classifier.split(",") if c.strip()]
         classifier, also_classifiers = first, [*rest, *also_classifiers]
+    blend_weight = check_blend_weight(blend_weight)
     out = Path(out)
     with staged_dir(out, EVALUATION_FILES, "an evaluation") as stage:
         inputs = load_inputs(run_or_spec, data, split, descriptions, images, classifier, device)
@@ -299,6 +303,7 @@ def evaluate_run(
             hierarchy=hierarchy,
             template=template,
             max_retrieval_texts=max_retrieval_texts,
+            blend_weight=blend_weight,
         )
         scores = classify(
             inputs,

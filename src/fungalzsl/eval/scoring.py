@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fungalzsl.errors import fail
+from fungalzsl.eval.attributes import BLEND_WEIGHT
 from fungalzsl.eval.classifier import (
     AdaptedClassifier,
     ZeroShotClassifier,
@@ -148,12 +149,14 @@ def score_sets(
     calibration: EmbeddedSplit | None = None,
     adapter: Any = None,
     stacking: Stacking | None = None,
+    blend_weight: float = BLEND_WEIGHT,
 ) -> list[Scored]:
     """Score an embedded split with each description set (``None``: stored embeddings when the
     classifier is ``mean``, else class names only — template/waffle/chils). With ``calibration`` (another
     labelled split, embedded by the same model) each classifier's logit scale is refitted on it first.
     ``adapter`` (a run written by ``fungalzsl adapt``) is applied on top of the stored embeddings.
-    ``stacking`` applies calibrated stacking (eval.gzsl) last, its shift fitted on its seen-class split."""
+    ``stacking`` applies calibrated stacking (eval.gzsl) last, its shift fitted on its seen-class split.
+    ``blend_weight``: the weight of ``classifier='blend'`` (eval.attributes)."""
     out = []
     for ds in sets:
         by_class = ds.by_class if ds is not None else None
@@ -169,7 +172,7 @@ def score_sets(
             class_emb = emb[[names.index(c) for c in split.classes]]
         if ds is not None:
             ds.require_classes(split.classes)
-        clf: ZeroShotClassifier | AdaptedClassifier | StackedClassifier = build_classifier(
+        clf: Any = build_classifier(
             source_model,
             split.classes,
             classifier,
@@ -178,6 +181,7 @@ def score_sets(
             seed=seed,
             hierarchy=hierarchy,
             class_emb=class_emb,
+            blend_weight=blend_weight,
         )
         if adapter is not None and class_emb is not None:
             assert stored is not None

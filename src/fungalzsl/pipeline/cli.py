@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from fungalzsl.eval.methods import BLEND_WEIGHT
 from fungalzsl.pipeline.end_to_end import DEFAULT_CONFIG, run_pipeline
 
 
@@ -82,6 +83,12 @@ def loco(
     split: str = typer.Option("test", "--split"),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the preset's epochs."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10),
+    stack_budget: float | None = typer.Option(
+        None,
+        "--stack-budget",
+        help="Calibrated stacking (evaluate --stack-budget): lower each run's trained classes by the shift "
+        "that moves at most this share (e.g. 0.05) of its own val images to the held-out class.",
+    ),
 ) -> None:
     """Leave-one-class-out (true zero-shot): fine-tune without each class, evaluate on all classes with
     the held-out one known only through its descriptions; reports per held-out class."""
@@ -98,11 +105,13 @@ def loco(
         split=split,
         overrides={"epochs": epochs} if epochs else None,
         n_boot=bootstrap,
+        stack_budget=stack_budget,
     )
     for r in res["rows"]:
+        gamma = "" if r["gamma"] is None else f"  gamma {r['gamma']:.4f}"
         typer.echo(
             f"without {r['held_out']:<12} Recall@1 {r['recall@1']:.4f}  held-out recall "
-            f"{r['held_out_recall']:.4f}  seen recall {r['seen_recall']:.4f}"
+            f"{r['held_out_recall']:.4f}  seen recall {r['seen_recall']:.4f}{gamma}"
         )
     typer.echo(f"wrote {out / 'loco.md'} and {out / 'report.html'}")
 
@@ -131,14 +140,17 @@ def novel(
     classifier: str = typer.Option(
         "mean",
         "--classifier",
-        help="mean (one embedding per class) or attributes (scored through visible-attribute prompts, "
-        "docs/evaluation.md#true-zero-shot); any --classifier of evaluate works.",
+        help="mean (one embedding per class), attributes (scored through visible-attribute prompts, "
+        "docs/evaluation.md#true-zero-shot) or blend (both); any --classifier of evaluate works.",
     ),
     stack_budget: float | None = typer.Option(
         None,
         "--stack-budget",
         help="Calibrated stacking (evaluate --stack-budget): lower the trained classes' scores by the shift "
         "that moves at most this share (e.g. 0.05) of the run's own val images to a new stage.",
+    ),
+    blend_weight: float = typer.Option(
+        BLEND_WEIGHT, "--blend-weight", help="--classifier blend: weight on the attribute scores (0 = mean)."
     ),
 ) -> None:
     """True zero-shot on new growth stages: classify fresh images of the run's classes and of stages it never
@@ -156,6 +168,7 @@ def novel(
         n_boot=bootstrap,
         classifier=classifier,
         stack_budget=stack_budget,
+        blend_weight=blend_weight,
     )
     for r in res["rows"]:
         stages = "  ".join(f"{c} {r['per_class'][c]['recall']:.3f}" for c in res["novel"])

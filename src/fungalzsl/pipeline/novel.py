@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fungalzsl.errors import fail
+from fungalzsl.eval.attributes import BLEND_WEIGHT, check_blend_weight
 from fungalzsl.eval.evaluate import evaluate_run
 from fungalzsl.eval.metrics import bootstrap_ci
 from fungalzsl.eval.report import Block, fmt, fmt_ci
@@ -136,10 +137,12 @@ def novel_stages(
     model: Any = None,
     classifier: str = "mean",
     stack_budget: float | None = None,
+    blend_weight: float = BLEND_WEIGHT,
+    stores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (see the module docstring); returns what ``OUT/novel.json`` holds. ``model``
     (a model object) scores in place of the run's weights; the run still names classes, set and data.
-    ``classifier`` and ``stack_budget`` (calibrated stacking, eval.gzsl) are evaluate's."""
+    ``classifier``, ``stack_budget`` (calibrated stacking, eval.gzsl) and ``blend_weight`` are evaluate's; ``stores`` (``text_store``, ``image_store``) its shared embedding stores."""
     from fungalzsl.synth import generate_dataset
 
     run = resolve_run_dir(run, "novel")
@@ -150,6 +153,7 @@ def novel_stages(
         raise fail(f"--seed {seed} is the training data's seed", "pick another so the test images are new")
     if n < 1:
         raise fail(f"--n {n}: need at least one image per class", "use e.g. --n 60")
+    check_blend_weight(blend_weight)
     test_preset = _stage_specs(preset, list(classes), trained)
     all_classes = test_preset.class_names
     with staged_dir(out, NOVEL_FILES, "a novel-stages run") as stage:
@@ -164,14 +168,14 @@ def novel_stages(
         generate_dataset(data, test_preset, num_images=n * len(all_classes), seed=seed, progress=progress)
         rows = []
         for name, path in sets:
-            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False, stack_budget=stack_budget)  # fmt: skip
+            m = evaluate_run(model or run, data, stage / "evals" / name, "test", [path], classifier=classifier, baseline=False, record=False, n_boot=n_boot, seed=seed, figures=False, stack_budget=stack_budget, blend_weight=blend_weight, **(stores or {}))  # fmt: skip
             row = _row(name, m, all_classes, trained, n_boot, seed)
             if "stacking" in m:
                 row["stacking"] = m["stacking"]
             rows.append(row)
         result = {
             "protocol": "novel-stages", "run": str(run), "trained": trained, "novel": list(classes),
-            "classes": all_classes, "n_per_class": n, "seed": seed, "classifier": classifier, "stack_budget": stack_budget, "style": preset.variation.style, "rows": rows,
+            "classes": all_classes, "n_per_class": n, "seed": seed, "classifier": classifier, "stack_budget": stack_budget, "blend_weight": blend_weight if classifier == "blend" else None, "style": preset.variation.style, "rows": rows,
         }  # fmt: skip
         columns = ["set", "class", "recall", "ci_low", "ci_high", "support"]
         table = [

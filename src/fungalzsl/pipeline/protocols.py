@@ -80,14 +80,24 @@ def leave_one_class_out(
     seed: int = 0,
     figures: bool = True,
     trainer: Callable[..., Any] | None = None,
+    stack_budget: float | None = None,
+    stores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train without each class in turn and evaluate on all classes; returns the per-class table.
 
     ``eval_descriptions`` (default: ``descriptions``) must describe every class: it is how the held-out
     class enters the classifier. ``classes`` limits which classes are held out (default: all).
-    ``trainer`` defaults to ``fungalzsl.train.loop.train_run`` (same signature)."""
+    ``trainer`` defaults to ``fungalzsl.train.loop.train_run`` (same signature). ``stack_budget``
+    applies calibrated stacking as ``evaluate --stack-budget`` does (fungalzsl.eval.gzsl): each run's
+    gamma comes from its own view's validation images, the held-out class absent from them. ``stores``
+    (``text_store``, ``image_store``: evaluate_run's) share embeddings across the runs' evaluations:
+    keyed by the towers' weights, so runs whose frozen backbones are equal share them safely."""
+    from fungalzsl.eval.gzsl import check_budget
+
     if trainer is None:
         from fungalzsl.train.loop import train_run as trainer
+    if stack_budget is not None:
+        check_budget(stack_budget)  # before any training
 
     data, out = Path(data), ensure_writable_dir(out)
     all_classes = list_split(data, split).classes
@@ -122,6 +132,8 @@ def leave_one_class_out(
             n_boot=n_boot,
             seed=seed,
             figures=figures,
+            stack_budget=stack_budget,
+            **(stores or {}),
         )
         pc = m["per_class"]
         seen_support = sum(pc[c]["support"] for c in keep)
@@ -136,6 +148,8 @@ def leave_one_class_out(
                 "held_out_precision": pc[h]["precision"],
                 "seen_recall": sum(pc[c]["recall"] * pc[c]["support"] for c in keep) / max(1, seen_support),
                 "per_class_recall": {c: pc[c]["recall"] for c in all_classes},
+                "held_out_row": m["confusion_matrix"][m["classes"].index(h)],
+                "gamma": (m.get("stacking") or {}).get("gamma"),
                 "n": m["n"],
             }
         )
@@ -147,9 +161,10 @@ def leave_one_class_out(
         "train_descriptions": str(descriptions),
         "eval_descriptions": str(eval_path),
         "classes": all_classes,
+        "stack_budget": stack_budget,
         "rows": rows,
     }
-    columns = ["held_out", "recall@1", "held_out_recall", "held_out_precision", "seen_recall", "n"]
+    columns = ["held_out", "recall@1", "held_out_recall", "held_out_precision", "seen_recall", "gamma", "n"]
     table = [[r[c] for c in columns] for r in rows]
     _write_result(out, "loco", result, loco_blocks(result), columns, table, "fungalzsl leave-one-class-out")
     return result
@@ -157,6 +172,14 @@ def leave_one_class_out(
 
 def loco_blocks(result: dict[str, Any]) -> list[Block]:
     classes = result["classes"]
+    budget = result.get("stack_budget")
+    stacking = (
+        []
+        if budget is None
+        else [Block("p", f"Calibrated stacking, seen-class budget {budget}: each run's trained classes are "
+                         "lowered by its gamma (cosine units), fitted on its own validation images.")]
+    )  # fmt: skip
+    gamma = [] if budget is None else ["gamma"]
     return [
         Block("h1", "Leave-one-class-out (true zero-shot)"),
         Block(
@@ -165,6 +188,7 @@ def loco_blocks(result: dict[str, Any]) -> list[Block]:
             f"{result['split']} images of all classes; the held-out class is known only through "
             f"its descriptions ({result['eval_descriptions']}).",
         ),
+        *stacking,
         Block(
             "table",
             header=[
@@ -174,6 +198,7 @@ def loco_blocks(result: dict[str, Any]) -> list[Block]:
                 "held-out precision",
                 "seen-class recall",
                 *(f"recall {c}" for c in classes),
+                *gamma,
             ],
             rows=[
                 [
@@ -183,6 +208,7 @@ def loco_blocks(result: dict[str, Any]) -> list[Block]:
                     fmt(r["held_out_precision"]),
                     fmt(r["seen_recall"]),
                     *(fmt(r["per_class_recall"][c]) for c in classes),
+                    *([fmt(r["gamma"])] if gamma else []),
                 ]
                 for r in result["rows"]
             ],
