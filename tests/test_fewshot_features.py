@@ -52,8 +52,10 @@ def test_backbone_features_of_tiny_models_are_the_pre_projection_outputs(tmp_pat
         if backend == "hf":  # the CLIP pooler output, before visual_projection (32-d, not the 16-d embedding)
             expect = model.model.vision_model(pixel_values=x).pooler_output
             assert backbone.shape == (3, 32)
-        else:  # open_clip splits only at the whole tower: its unnormalised output
-            expect = model.model.encode_image(x)
+        else:  # the pooled class token before proj (32-d), as tests/test_openclip_backbone.py checks
+            expect = model.model.visual._pool(model.model.visual.transformer(model.model.visual._embeds(x)))[0]
+            assert backbone.shape == (3, 32)
+            assert torch.allclose(emb, F.normalize(backbone @ model.model.visual.proj, dim=-1), atol=1e-6)
         assert torch.allclose(backbone, expect, atol=1e-6)
         assert torch.allclose(model.backbone_features(x), expect, atol=1e-6)
         # 8 views: per image the normalised features of each symmetry, view 0 the image itself
