@@ -86,3 +86,33 @@ def test_a_tower_of_unknown_type_gives_its_output_twice() -> None:
     tower = torch.nn.Linear(4, 2)
     out, pre = tower_with_pre_projection(tower, torch.ones(1, 4))
     assert torch.equal(out, pre) and torch.equal(out, tower(torch.ones(1, 4)))
+
+
+@pytest.mark.slow
+def test_open_clip_adapter_on_backbone_features_round_trips(tmp_path) -> None:
+    """baseline (a tiny open_clip, zero-shot run dir) → adapt --features backbone → Classifier.load:
+    its probabilities are the probe on the normalised pre-projection tokens, written out here."""
+    from PIL import Image
+
+    from fungalzsl import Classifier
+    from fungalzsl.fewshot.baseline import build_baseline
+    from test_fewshot_cli import _ok, make_shots
+    from test_models_backends import tiny_openclip_dir
+    from tiny_data import make_dataset
+
+    spec = f"openclip:local-dir:{tiny_openclip_dir(tmp_path)}"
+    build_baseline(spec, make_dataset(tmp_path / "data", {"train": 2}), tmp_path / "base", method="zeroshot")
+    shots, out = make_shots(tmp_path / "shots", 3), tmp_path / "adapted"
+    _ok(["adapt", tmp_path / "base", "--shots", shots, "--out", out, "--method", "probe", "--features", "backbone"])
+    clf = Classifier.load(out)
+    assert (clf.adapter.features, clf.adapter.views) == ("backbone", 1)
+    assert clf.adapter.tensors["weight"].shape == (3, 32)  # fitted on the 32-d tokens, not the 16-d embedding
+    images = sorted(shots.rglob("*.png"))
+    v = clf.model.model.visual
+    x = torch.stack([clf.model.preprocess(Image.open(p).convert("RGB")) for p in images])
+    with torch.no_grad():
+        token = v.ln_post(v.transformer(v._embeds(x)))[:, 0]
+        w, b = clf.adapter.tensors["weight"], clf.adapter.tensors["bias"]
+        expect = (F.normalize(token, dim=-1) @ w.T + b).softmax(-1)
+    got = torch.tensor([[r.probabilities[c] for c in clf.classes] for r in clf.predict(images)])
+    assert torch.allclose(got, expect, atol=1e-5)
