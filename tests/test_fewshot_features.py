@@ -8,9 +8,9 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch.nn.functional as F
 from PIL import Image
 
 from fungalzsl import Classifier
@@ -55,7 +55,9 @@ def test_backbone_features_of_tiny_models_are_the_pre_projection_outputs(tmp_pat
             expect = model.model.vision_model(pixel_values=x).pooler_output
             assert backbone.shape == (3, 32)
         else:  # the pooled class token before proj (32-d), as tests/test_openclip_backbone.py checks
-            expect = model.model.visual._pool(model.model.visual.transformer(model.model.visual._embeds(x)))[0]
+            expect = model.model.visual._pool(model.model.visual.transformer(model.model.visual._embeds(x)))[
+                0
+            ]
             assert backbone.shape == (3, 32)
             assert torch.allclose(emb, F.normalize(backbone @ model.model.visual.proj, dim=-1), atol=1e-6)
         assert torch.allclose(backbone, expect, atol=1e-6)
@@ -107,6 +109,7 @@ def test_adapter_on_backbone_or_views_round_trips(
     x = torch.stack([clf.model.preprocess(Image.open(p).convert("RGB")) for p in images])
     with torch.no_grad():  # computed here without fewshot.features: the orbit written out
         outs = [clf.model.encode_image_with_backbone(xv) for xv in (_orbit(x)[:views])]
+
         def mean_of(i: int) -> torch.Tensor:
             return F.normalize(torch.stack([F.normalize(o[i].float(), dim=-1) for o in outs]).mean(0), dim=-1)
 

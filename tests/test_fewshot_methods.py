@@ -147,7 +147,9 @@ def test_every_method_classifies_its_own_well_separated_shots(seed, k):
 
 
 def test_anchored_joint_prototypes_anchor_the_embedding_half_only():
-    b = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])  # backbone half
+    b = torch.tensor(
+        [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]]
+    )  # backbone half
     x = torch.cat([X, b], 1) / math.sqrt(2)  # both features: [e, b] / √2 with e and b unit vectors
     p = m.anchored_joint_prototypes(x, Y, 3, E)
     assert p.shape == (3, 5)
@@ -156,7 +158,9 @@ def test_anchored_joint_prototypes_anchor_the_embedding_half_only():
     assert torch.allclose(p[2, 3:], torch.tensor([0.7, 0.7]) / math.sqrt(0.98) / math.sqrt(2), atol=1e-6)
     # the joint cosine is the mean of the two halves' cosines
     q = torch.cat([E[:1], torch.tensor([[0.0, 1.0]])], 1) / math.sqrt(2)
-    halves = (E[:1] @ m.anchored_prototypes(X, Y, 3, E).T + torch.tensor([[0.0, 1.0]]) @ m.prototypes(b, Y, 3).T) / 2
+    halves = (
+        E[:1] @ m.anchored_prototypes(X, Y, 3, E).T + torch.tensor([[0.0, 1.0]]) @ m.prototypes(b, Y, 3).T
+    ) / 2
     assert torch.allclose(m.prototype_logits(q, p, 1.0), halves, atol=1e-6)
     with pytest.raises(ValueError, match="joint features"):
         m.anchored_joint_prototypes(X, Y, 3, E)  # no backbone half

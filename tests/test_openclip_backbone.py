@@ -14,7 +14,11 @@ from test_models_backends import TINY_OPENCLIP
 
 TEXT = TINY_OPENCLIP["text_cfg"]
 VIT = TINY_OPENCLIP
-RESNET = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8}, "text_cfg": TEXT}
+RESNET = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8},
+    "text_cfg": TEXT,
+}
 TIMM = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "timm_model_name": "test_resnet", "timm_model_pretrained": False,
@@ -103,7 +107,20 @@ def test_open_clip_adapter_on_backbone_features_round_trips(tmp_path) -> None:
     spec = f"openclip:local-dir:{tiny_openclip_dir(tmp_path)}"
     build_baseline(spec, make_dataset(tmp_path / "data", {"train": 2}), tmp_path / "base", method="zeroshot")
     shots, out = make_shots(tmp_path / "shots", 3), tmp_path / "adapted"
-    _ok(["adapt", tmp_path / "base", "--shots", shots, "--out", out, "--method", "probe", "--features", "backbone"])
+    _ok(
+        [
+            "adapt",
+            tmp_path / "base",
+            "--shots",
+            shots,
+            "--out",
+            out,
+            "--method",
+            "probe",
+            "--features",
+            "backbone",
+        ]
+    )
     clf = Classifier.load(out)
     assert (clf.adapter.features, clf.adapter.views) == ("backbone", 1)
     assert clf.adapter.tensors["weight"].shape == (3, 32)  # fitted on the 32-d tokens, not the 16-d embedding

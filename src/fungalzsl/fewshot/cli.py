@@ -85,7 +85,9 @@ def fewshot(
         help="Methods to score, comma separated (zeroshot: the run's classifier on the same query images).",
     ),
     features: str = typer.Option(
-        "embedding", "--features", help="Feature kinds to compare, comma separated: embedding, backbone, both."
+        "embedding",
+        "--features",
+        help="Feature kinds to compare, comma separated: embedding, backbone, both.",
     ),
     views: str = typer.Option("1", "--views", help="View counts to compare, comma separated: 1, 8."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),

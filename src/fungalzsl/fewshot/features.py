@@ -66,7 +66,10 @@ def pick(emb: torch.Tensor, backbone: torch.Tensor, features: str, views: int) -
     """(N, D) adapter inputs from :func:`view_features` output: the normalised mean of the first ``views``
     (``both``: the embedding's and the backbone's, concatenated and divided by √2)."""
     if features == "both":
-        return torch.cat([pick(emb, backbone, "embedding", views), pick(emb, backbone, "backbone", views)], 1) / 2**0.5
+        return (
+            torch.cat([pick(emb, backbone, "embedding", views), pick(emb, backbone, "backbone", views)], 1)
+            / 2**0.5
+        )
     t = (emb if features == "embedding" else backbone)[:, :views]
     return t[:, 0] if views == 1 else F.normalize(t.mean(1), dim=-1)
 

@@ -100,7 +100,9 @@ def anchored_joint_prototypes(
     _check(x, labels, n_classes)
     d = text.shape[-1]
     if text.ndim != 2 or x.shape[1] <= d:
-        raise ValueError(f"need (N, {d} + F) joint features and (C, D) text, got {tuple(x.shape)}, {tuple(text.shape)}")
+        raise ValueError(
+            f"need (N, {d} + F) joint features and (C, D) text, got {tuple(x.shape)}, {tuple(text.shape)}"
+        )
     emb = anchored_prototypes(x[:, :d], labels, n_classes, text, weight)
     return torch.cat([emb, prototypes(x[:, d:], labels, n_classes)], 1) / 2**0.5
 
