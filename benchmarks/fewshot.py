@@ -1,6 +1,6 @@
 """Few-shot adaptation on labelled real (or any) images through the product's own code path
 (:func:`fungalzsl.fewshot.report.fewshot_run`, as ``fungalzsl fewshot``): every adapter at k = 1, 2, 5, 10 on
-both feature kinds and both view counts, side by side on the same draws, then one summary table over
+every feature kind and both view counts, side by side on the same draws, then one summary table over
 the data sets (balanced accuracy, mean over the draws, and per source).
 
 * features ``embedding``: the run's image embedding (its text classifier gives zero-shot, Tip-Adapter's
