@@ -1,11 +1,12 @@
 """Few-shot adaptation on labelled real (or any) images through the product's own code path
 (:func:`fungalzsl.fewshot.report.fewshot_run`, as ``fungalzsl fewshot``): every adapter at k = 1, 2, 5, 10 on
-both feature kinds and both view counts, side by side on the same draws, then one summary table over
+every feature kind and both view counts, side by side on the same draws, then one summary table over
 the data sets (balanced accuracy, mean over the draws, and per source).
 
 * features ``embedding``: the run's image embedding (its text classifier gives zero-shot, Tip-Adapter's
   zero-shot term and the anchored prototypes' text); ``backbone``: the image tower's pooled features before
   the projection (for ``lite`` with a frozen image tower: EfficientNet-Lite0's ImageNet 1280-d vector);
+* features ``both``: the two concatenated with equal weight (anchored puts the text on the embedding half);
 * views ``1``: the centre crop as ``fungalzsl predict`` sees it; ``8``: the normalised mean over its 8
   flips / 90-degree rotations (shots and queries alike; the zero-shot term stays the centre crop's).
 
@@ -55,7 +56,7 @@ def main() -> None:
         t0 = time.perf_counter()
         name = data.name if data.name not in ("train", "val", "test") else f"{data.parent.name}-{data.name}"
         results[name] = fewshot_run(args.run, data, args.out / name, args.k, args.repeats, args.seed,
-                                    features=("embedding", "backbone"), views=(1, 8))  # fmt: skip
+                                    features=("embedding", "backbone", "both"), views=(1, 8))  # fmt: skip
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     table = summary(results)
     print(table)

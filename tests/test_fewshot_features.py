@@ -9,6 +9,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fungalzsl import Classifier
@@ -52,8 +54,12 @@ def test_backbone_features_of_tiny_models_are_the_pre_projection_outputs(tmp_pat
         if backend == "hf":  # the CLIP pooler output, before visual_projection (32-d, not the 16-d embedding)
             expect = model.model.vision_model(pixel_values=x).pooler_output
             assert backbone.shape == (3, 32)
-        else:  # open_clip splits only at the whole tower: its unnormalised output
-            expect = model.model.encode_image(x)
+        else:  # the pooled class token before proj (32-d), as tests/test_openclip_backbone.py checks
+            expect = model.model.visual._pool(model.model.visual.transformer(model.model.visual._embeds(x)))[
+                0
+            ]
+            assert backbone.shape == (3, 32)
+            assert torch.allclose(emb, F.normalize(backbone @ model.model.visual.proj, dim=-1), atol=1e-6)
         assert torch.allclose(backbone, expect, atol=1e-6)
         assert torch.allclose(model.backbone_features(x), expect, atol=1e-6)
         # 8 views: per image the normalised features of each symmetry, view 0 the image itself
@@ -85,7 +91,8 @@ def shots(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("method", "features", "views"), [("prototype", "backbone", 8), ("tip", "backbone", 1),
-                                                           ("anchored", "embedding", 8)])  # fmt: skip
+                                                           ("anchored", "embedding", 8),
+                                                           ("anchored", "both", 8), ("tip", "both", 1)])  # fmt: skip
 def test_adapter_on_backbone_or_views_round_trips(
     tiny_pipeline, shots, tmp_path, method, features, views
 ) -> None:
@@ -102,8 +109,12 @@ def test_adapter_on_backbone_or_views_round_trips(
     x = torch.stack([clf.model.preprocess(Image.open(p).convert("RGB")) for p in images])
     with torch.no_grad():  # computed here without fewshot.features: the orbit written out
         outs = [clf.model.encode_image_with_backbone(xv) for xv in (_orbit(x)[:views])]
-        per_view = [F.normalize((e if features == "embedding" else b).float(), dim=-1) for e, b in outs]
-        inputs = F.normalize(torch.stack(per_view).mean(0), dim=-1)
+
+        def mean_of(i: int) -> torch.Tensor:
+            return F.normalize(torch.stack([F.normalize(o[i].float(), dim=-1) for o in outs]).mean(0), dim=-1)
+
+        kind = {"embedding": [0], "backbone": [1], "both": [0, 1]}[features]
+        inputs = torch.cat([mean_of(i) for i in kind], 1) / len(kind) ** 0.5
         expect = clf.adapter.logits(inputs, base.scores(clf.model.encode_image(x).float())).softmax(-1)
     probs = torch.tensor([[g.probabilities[c] for c in clf.classes] for g in got])
     assert torch.allclose(probs, expect, atol=1e-5)
@@ -133,7 +144,7 @@ def test_old_adapter_files_mean_embedding_one_view(tiny_pipeline, shots, tmp_pat
         Classifier.load(out)
 
 
-@pytest.mark.parametrize(("args", "match"), [(["--method", "anchored", "--features", "backbone"], "needs --features embedding"),
+@pytest.mark.parametrize(("args", "match"), [(["--method", "anchored", "--features", "backbone"], "needs --features embedding or both"),
                                              (["--features", "pixels"], "unknown --features"),
                                              (["--views", "4"], "--views 4 is not supported")])  # fmt: skip
 def test_adapt_refusals_are_one_line(tiny_pipeline, shots, tmp_path, args, match) -> None:
@@ -145,7 +156,7 @@ def test_fewshot_protocol_compares_features_and_views(tiny_pipeline, tmp_path) -
     data = make_shots(tmp_path / "data", 4, seed=1)
     out = tmp_path / "fs"
     _ok(["fewshot", tiny_pipeline / "run", "--data", data, "--k", "1,2", "--repeats", "2", "--out", out,
-         "--features", "embedding,backbone", "--views", "1,8"])  # fmt: skip
+         "--features", "embedding,backbone,both", "--views", "1,8"])  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     arms = [(r["k"], r["features"], r["views"], r["method"]) for r in results["results"]]
     full = ("tip", "probe", "prototype", "anchored")
@@ -154,7 +165,9 @@ def test_fewshot_protocol_compares_features_and_views(tiny_pipeline, tmp_path) -
         expect += [(k, "embedding", 1, m) for m in ("zeroshot", *full)]
         expect += [(k, "embedding", 8, m) for m in full]
         expect += [(k, "backbone", v, m) for v in (1, 8) for m in ("tip", "probe", "prototype")]
-    assert arms == expect and results["features"] == ["embedding", "backbone"] and results["views"] == [1, 8]
+        expect += [(k, "both", v, m) for v in (1, 8) for m in full]  # anchored: text on the embedding half
+    assert arms == expect and results["features"] == ["embedding", "backbone", "both"]
+    assert results["views"] == [1, 8]
     assert "| backbone | 8 | prototype |" in (out / "results.md").read_text()
     # the embedding/1 arm is the protocol without the new options, on the same draws
     _ok(
@@ -189,3 +202,19 @@ def test_a_model_with_only_encode_image_gives_its_embedding_as_backbone_features
     emb, backbone = view_features(m, x, 1)
     want = torch.nn.functional.normalize(m.encode_image(x).float(), dim=-1)
     assert torch.equal(emb[:, 0], want) and torch.equal(backbone[:, 0], want)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([1, 8]))
+def test_both_features_are_the_two_kinds_concatenated_with_equal_weight(seed, views) -> None:
+    from fungalzsl.fewshot.features import pick
+
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(4, 8, 6, generator=g), dim=-1)
+    back = F.normalize(torch.randn(4, 8, 10, generator=g), dim=-1)
+    both = pick(emb, back, "both", views)
+    e, b = pick(emb, back, "embedding", views), pick(emb, back, "backbone", views)
+    assert torch.allclose(both, torch.cat([e, b], 1) / 2**0.5)
+    assert torch.allclose(both.norm(dim=-1), torch.ones(4), atol=1e-5)
+    # the cosine of two images on both features is the mean of their cosines on each kind
+    assert torch.allclose(both @ both.T, (e @ e.T + b @ b.T) / 2, atol=1e-5)

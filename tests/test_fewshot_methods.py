@@ -144,3 +144,41 @@ def test_every_method_classifies_its_own_well_separated_shots(seed, k):
     zs = torch.zeros(3 * k, 3)
     alpha, beta = m.choose_tip(x, zs, y, 3)
     assert m.tip_logits(x, zs, x, y, 3, alpha, beta).argmax(-1).tolist() == y.tolist()
+
+
+def test_anchored_joint_prototypes_anchor_the_embedding_half_only():
+    b = torch.tensor(
+        [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]]
+    )  # backbone half
+    x = torch.cat([X, b], 1) / math.sqrt(2)  # both features: [e, b] / √2 with e and b unit vectors
+    p = m.anchored_joint_prototypes(x, Y, 3, E)
+    assert p.shape == (3, 5)
+    assert torch.allclose(p[:, :3], m.anchored_prototypes(X, Y, 3, E) / math.sqrt(2), atol=1e-6)
+    assert torch.allclose(p[:, 3:], m.prototypes(b, Y, 3) / math.sqrt(2), atol=1e-6)
+    assert torch.allclose(p[2, 3:], torch.tensor([0.7, 0.7]) / math.sqrt(0.98) / math.sqrt(2), atol=1e-6)
+    # the joint cosine is the mean of the two halves' cosines
+    q = torch.cat([E[:1], torch.tensor([[0.0, 1.0]])], 1) / math.sqrt(2)
+    halves = (
+        E[:1] @ m.anchored_prototypes(X, Y, 3, E).T + torch.tensor([[0.0, 1.0]]) @ m.prototypes(b, Y, 3).T
+    ) / 2
+    assert torch.allclose(m.prototype_logits(q, p, 1.0), halves, atol=1e-6)
+    with pytest.raises(ValueError, match="joint features"):
+        m.anchored_joint_prototypes(X, Y, 3, E)  # no backbone half
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 4))
+def test_joint_anchored_scores_are_the_mean_of_the_halves(seed, k):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.nn.functional.normalize(torch.randn(3 * k, 8, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(3 * k, 5, generator=g), dim=-1)
+    y = torch.arange(3).repeat_interleave(k)
+    text = torch.randn(3, 8, generator=g)
+    p = m.anchored_joint_prototypes(torch.cat([e, b], 1) / math.sqrt(2), y, 3, text)
+    assert torch.allclose(p.norm(dim=-1), torch.ones(3), atol=1e-5)
+    q_e = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    q_b = torch.nn.functional.normalize(torch.randn(4, 5, generator=g), dim=-1)
+    joint = m.prototype_logits(torch.cat([q_e, q_b], 1) / math.sqrt(2), p, 7.0)
+    halves = (m.prototype_logits(q_e, m.anchored_prototypes(e, y, 3, text), 7.0)
+              + m.prototype_logits(q_b, m.prototypes(b, y, 3), 7.0)) / 2  # fmt: skip
+    assert torch.allclose(joint, halves, atol=1e-4)

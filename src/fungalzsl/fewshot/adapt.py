@@ -125,9 +125,9 @@ def adapt_run(
     if method not in ADAPTER_METHODS:
         raise fail(f"unknown --method {method!r}", f"choose one of: {', '.join(ADAPTER_METHODS)}")
     check_features(features, views)
-    if method == "anchored" and features != "embedding":
+    if method == "anchored" and features == "backbone":
         raise fail(
-            "--method anchored needs --features embedding (its class text lives in the embedding space)",
+            "--method anchored needs --features embedding or both (its class text lives in the embedding space)",
             "use --method prototype, probe or tip with --features backbone",
         )
     if out.resolve() == run_dir.resolve():

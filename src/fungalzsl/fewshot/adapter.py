@@ -4,7 +4,7 @@
 Files (names in :mod:`fungalzsl.rundir`):
 
 * ``RUN/adapter.json``: ``{"format": "fungalzsl-adapter-v1", "method": "tip"|"probe"|"prototype"|"anchored",
-  "features": "embedding"|"backbone", "views": 1|8, "classes": [...], "params": {...}, ...provenance}``
+  "features": "embedding"|"backbone"|"both", "views": 1|8, "classes": [...], "params": {...}, ...provenance}``
   (:mod:`fungalzsl.fewshot.features`; a file without ``features`` / ``views``, written before they
   existed, means ``embedding`` / 1) (``params``: tip ``alpha``, ``beta``; probe ``l2``;
   prototype ``scale``; anchored ``scale``, ``text_weight``);
@@ -15,7 +15,8 @@ Files (names in :mod:`fungalzsl.rundir`):
 Scoring (formulas in :mod:`fungalzsl.fewshot.methods`): the adapter's inputs ``x`` (its ``features`` under
 its ``views``) and the zero-shot logits ``s · cos(e, c_k)`` of the centre-crop embedding ``e`` go in,
 adapted logits come out, probabilities are their softmax. Only tip uses the zero-shot logits; anchored
-needs the text in the space of ``x`` and so fits on ``embedding`` features only."""
+needs the text in the space of ``x`` and so fits on ``embedding`` or ``both`` features (the text anchors
+the embedding half), not on ``backbone`` alone."""
 
 from __future__ import annotations
 
@@ -104,10 +105,10 @@ def _fit(
 ) -> Adapter:
     if method not in ADAPTER_METHODS:
         raise fail(f"unknown adapter method {method!r}", f"choose one of: {', '.join(ADAPTER_METHODS)}")
-    if method == "anchored" and features != "embedding":
+    if method == "anchored" and features == "backbone":
         raise fail(
-            f"the anchored adapter cannot use {features} features: its class text lives in the embedding space",
-            "use --features embedding, or --method prototype, probe or tip with backbone features",
+            "the anchored adapter cannot use backbone features alone: its class text lives in the embedding space",
+            "use --features embedding or both, or --method prototype, probe or tip with backbone features",
         )
     x = torch.nn.functional.normalize(x.float(), dim=-1)
     labels = labels.long()
@@ -122,7 +123,8 @@ def _fit(
     if method == "anchored":
         if class_embeddings is None:
             raise ValueError("the anchored adapter needs the class text embeddings")
-        protos = m.anchored_prototypes(x, labels, c, class_embeddings)
+        anchor = m.anchored_joint_prototypes if features == "both" else m.anchored_prototypes
+        protos = anchor(x, labels, c, class_embeddings)
         return Adapter(
             method,
             classes,

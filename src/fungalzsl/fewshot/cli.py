@@ -30,8 +30,9 @@ def adapt(
     features: str = typer.Option(
         "embedding",
         "--features",
-        help="What the adapter fits on: embedding (the run's image embedding, the text's space) or backbone "
-        "(the image tower's pooled features before the projection; not with anchored).",
+        help="What the adapter fits on: embedding (the run's image embedding, the text's space), backbone "
+        "(the image tower's pooled features before the projection; not with anchored) or both (the two "
+        "concatenated, equal weight; anchored puts the text on the embedding half).",
     ),
     views: int = typer.Option(
         1, "--views", help="1 (centre crop) or 8 (mean over flips and rotations: 8 forward passes per image)."
@@ -84,7 +85,9 @@ def fewshot(
         help="Methods to score, comma separated (zeroshot: the run's classifier on the same query images).",
     ),
     features: str = typer.Option(
-        "embedding", "--features", help="Feature kinds to compare, comma separated: embedding, backbone."
+        "embedding",
+        "--features",
+        help="Feature kinds to compare, comma separated: embedding, backbone, both.",
     ),
     views: str = typer.Option("1", "--views", help="View counts to compare, comma separated: 1, 8."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
@@ -93,7 +96,7 @@ def fewshot(
     """Few-shot protocol: k shots per class drawn from DATA, the rest scored, mean and 95% CI per k.
 
     A class with fewer than k + 1 images gives all but one of them as shots (the row says 'capped').
-    Every --features x --views pair is an arm scored on the same draws (anchored: embedding only)."""
+    Every --features x --views pair is an arm scored on the same draws (anchored: not on backbone alone)."""
     from fungalzsl.fewshot.report import fewshot_run
     from fungalzsl.runtime import configure_torch_threads
 

@@ -5,6 +5,8 @@ the :class:`~fungalzsl.predict.classifier.Classifier` (predict, serve) and ``eva
   ``backbone``, the image tower's backbone features before the projection
   (:meth:`fungalzsl.models.base.TwoTowerModel.encode_image_with_backbone`), L2-normalised; a model
   object with only ``encode_image`` (the small protocol) has no separate backbone: its embedding is used;
+  or ``both``, the two concatenated with equal weight, ``[e, b] / √2`` (``e``, ``b`` each normalised, so
+  the result is a unit vector whose cosines are the mean of the two kinds' cosines; nothing is tuned);
 * ``views``: 1, the centre crop ``predict`` sees, or 8, the normalised mean over its 8 flips / 90-degree
   rotations (the dihedral group D4; a micrograph has no "up"): 8 forward passes per image.
 
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-FEATURES = ("embedding", "backbone")
+FEATURES = ("embedding", "backbone", "both")
 VIEWS = (1, 8)
 
 
@@ -61,7 +63,13 @@ def view_features(model: Any, x: torch.Tensor, views: int) -> tuple[torch.Tensor
 
 
 def pick(emb: torch.Tensor, backbone: torch.Tensor, features: str, views: int) -> torch.Tensor:
-    """(N, D) adapter inputs from :func:`view_features` output: the normalised mean of the first ``views``."""
+    """(N, D) adapter inputs from :func:`view_features` output: the normalised mean of the first ``views``
+    (``both``: the embedding's and the backbone's, concatenated and divided by √2)."""
+    if features == "both":
+        return (
+            torch.cat([pick(emb, backbone, "embedding", views), pick(emb, backbone, "backbone", views)], 1)
+            / 2**0.5
+        )
     t = (emb if features == "embedding" else backbone)[:, :views]
     return t[:, 0] if views == 1 else F.normalize(t.mean(1), dim=-1)
 

@@ -10,6 +10,9 @@ Every function takes L2-normalised image embeddings ``x`` (N, D) and integer lab
   regions of the space (the modality gap), so the text is first moved to the images:
   ``t̃_k = normalise(t_k − mean_j t_j + x̄)``, ``x̄`` the mean of the class means of the shots (each class
   counts once). With one shot the prototype is half text, half image; with many shots the images rule.
+  On ``both`` features (``[e, b] / √2``, :mod:`fungalzsl.fewshot.features`) the text anchors the embedding
+  half and the backbone half is the plain prototype: ``p_k = [anchored p_k(e), prototype p_k(b)] / √2``
+  (:func:`anchored_joint_prototypes`), so ``cos(x, p_k)`` is the mean of the two halves' cosines.
 * **probe** (multinomial logistic regression): ``logits = x Wᵀ + b``, fitted by L-BFGS from zero in
   float64 on ``mean CE + λ‖W‖²`` (the bias is not penalised), so the same shots give the same weights.
   λ is chosen from :data:`PROBE_L2_GRID` by stratified cross-validation on the shots (fold ``j mod F``
@@ -83,6 +86,25 @@ def anchored_prototypes(
     class_means = sums / torch.bincount(labels, minlength=n_classes).unsqueeze(1)
     moved = F.normalize(t - t.mean(0) + class_means.mean(0), dim=-1)
     return F.normalize(sums + weight * moved, dim=-1)
+
+
+def anchored_joint_prototypes(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_classes: int,
+    text: torch.Tensor,
+    weight: float = ANCHOR_WEIGHT,
+) -> torch.Tensor:
+    """(C, D + F) prototypes of ``both`` features ``[e, b] / √2``: the first ``D = text.shape[1]`` columns
+    anchored on the text, the rest the plain prototypes of the backbone half; each half normalised, / √2."""
+    _check(x, labels, n_classes)
+    d = text.shape[-1]
+    if text.ndim != 2 or x.shape[1] <= d:
+        raise ValueError(
+            f"need (N, {d} + F) joint features and (C, D) text, got {tuple(x.shape)}, {tuple(text.shape)}"
+        )
+    emb = anchored_prototypes(x[:, :d], labels, n_classes, text, weight)
+    return torch.cat([emb, prototypes(x[:, d:], labels, n_classes)], 1) / 2**0.5
 
 
 def prototype_logits(x: torch.Tensor, protos: torch.Tensor, scale: float) -> torch.Tensor:

@@ -152,7 +152,7 @@ def fewshot_run(
             task = prog.add_task("draws", total=len(ks) * repeats * len(arms))
             for f, v in arms:
                 # zero-shot does not depend on the arm: scored once; anchored needs the text's space
-                skip = {"anchored"} if f != "embedding" else set()
+                skip = {"anchored"} if f == "backbone" else set()
                 skip |= {ZERO_SHOT} if (f, v) != arms[0] else set()
                 arm_methods = [m for m in methods if m not in skip]
                 body = run_protocol(embedded, zs_logits, clf.classes, clf.logit_scale, ks=ks, repeats=repeats,

@@ -65,6 +65,62 @@ def _text_groups(model: nn.Module) -> list[nn.Module]:
     return [text] if text is not None else []
 
 
+def tower_with_pre_projection(visual: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the tower output ``visual(x)``, the pooled features the tower projects into it), in one pass and
+    without changing the model (no temporary ``proj = None``: a concurrent or failed call sees the model
+    as it is).
+
+    * VisionTransformer: the pooled token after ``ln_post`` (class token or mean, as the model pools),
+      before ``@ proj``: the output is exactly ``pre @ proj``;
+    * ModifiedResNet (RN50, ...): attnpool's attention output at the pooled (mean) query, before its
+      output projection ``c_proj``: the output is exactly ``c_proj(pre)`` (2048-d for RN50);
+    * timm towers: the head's layers before its ``proj`` / ``mlp`` (the trunk's pooled features; with an
+      attention-pool head, which ends in its own projection, that pool's output);
+    * any other tower (no known projection): its output, twice."""
+    if all(hasattr(visual, a) for a in ("_embeds", "_pool", "transformer", "proj")):  # VisionTransformer
+        pre, _tokens = visual._pool(visual.transformer(visual._embeds(x)))
+        return (pre if visual.proj is None else pre @ visual.proj), pre
+    if hasattr(visual, "layer4") and hasattr(visual, "attnpool"):  # ModifiedResNet
+        h = visual.stem(x)
+        for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+            h = layer(h)
+        pre = _attnpool_values(visual.attnpool, h)
+        return visual.attnpool.c_proj(pre), pre
+    if hasattr(visual, "trunk") and isinstance(getattr(visual, "head", None), nn.Sequential):  # timm
+        h = visual.trunk(x)
+        layers = list(visual.head.named_children())
+        cut = next((i for i, (name, _) in enumerate(layers) if name in ("proj", "mlp")), len(layers))
+        for _, layer in layers[:cut]:
+            h = layer(h)
+        pre = h
+        for _, layer in layers[cut:]:
+            h = layer(h)
+        return h, pre
+    out = visual(x)
+    return out, out
+
+
+def _attnpool_values(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``AttentionPool2d.forward`` with an identity output projection: (B, C), the attention
+    output at the mean-token query, so that ``pool(x) == pool.c_proj(_attnpool_values(pool, x))``."""
+    import torch.nn.functional as F
+
+    x = x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3]).permute(2, 0, 1)  # NCHW -> (HW)NC
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+    x = x + pool.positional_embedding[:, None, :].to(x.dtype)
+    c = x.shape[-1]
+    out, _ = F.multi_head_attention_forward(
+        query=x, key=x, value=x, embed_dim_to_check=c, num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+        out_proj_weight=torch.eye(c, dtype=x.dtype, device=x.device),
+        out_proj_bias=torch.zeros(c, dtype=x.dtype, device=x.device),
+        use_separate_proj_weight=True, training=pool.training, need_weights=False,
+    )  # fmt: skip
+    return out[0]
+
+
 def parse_openclip(rest: str) -> tuple[str, str | None]:
     """'ViT-B-32@openai' -> ('ViT-B-32', 'openai'); 'hf-hub:x/y' -> ('hf-hub:x/y', None)."""
     if rest.startswith(("hf-hub:", "local-dir:")):
@@ -143,6 +199,12 @@ class OpenClipModel(TwoTowerModel):
 
     def image_head(self, h: torch.Tensor, n: int) -> torch.Tensor:
         return l2norm(h if n else self.model.encode_image(h))
+
+    def encode_image_with_backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass through the image tower: (normalised embedding, its pooled features before the
+        projection); see :func:`tower_with_pre_projection` for what each tower type gives."""
+        out, pre = tower_with_pre_projection(self.model.visual, x)
+        return l2norm(out), pre
 
     def text_trunk(self, texts: list[str], n: int) -> Any:
         if n == 0:
